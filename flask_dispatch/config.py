@@ -1,0 +1,170 @@
+"""Configuration keys, their defaults, and the validated settings read from them.
+
+Every ``DISPATCH_*`` key the extension understands is named here once. The
+:class:`DispatchSettings` built from an app's config in
+:meth:`~flask_dispatch.Dispatch.init_app` is the only place the values are
+checked, so a misconfiguration fails at startup with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import typing as t
+from dataclasses import dataclass
+
+from .hosts import canonical_host
+
+#: Parent domain(s) under which ``<name>.<domain>`` selects a tenant.
+DOMAIN = "DISPATCH_DOMAIN"
+#: Subdomain and path names that always belong to the host app.
+RESERVED = "DISPATCH_RESERVED"
+#: Regular expression a tenant name must match in full.
+NAME_PATTERN = "DISPATCH_NAME_PATTERN"
+#: Most tenant apps held at once; the least recently used is evicted.
+MAX_INSTANCES = "DISPATCH_MAX_INSTANCES"
+#: Seconds unused after which a tenant app is dropped, or ``None``.
+IDLE_TIMEOUT = "DISPATCH_IDLE_TIMEOUT"
+#: Seconds a factory's "no such tenant" answer is remembered.
+MISS_TTL = "DISPATCH_MISS_TTL"
+#: Most "no such tenant" answers remembered at once.
+MAX_MISSES = "DISPATCH_MAX_MISSES"
+#: Seconds a request waits on another request's creation of the same tenant.
+CREATE_TIMEOUT = "DISPATCH_CREATE_TIMEOUT"
+
+#: One lowercase DNS label.
+DEFAULT_NAME_PATTERN = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+DEFAULT_RESERVED: tuple[str, ...] = ("www",)
+DEFAULT_MAX_INSTANCES = 100
+DEFAULT_IDLE_TIMEOUT: float | None = None
+DEFAULT_MISS_TTL = 5.0
+DEFAULT_MAX_MISSES = 1000
+DEFAULT_CREATE_TIMEOUT = 30.0
+
+
+class DispatchConfigError(ValueError):
+    """A ``DISPATCH_*`` setting is invalid. The message names the key."""
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    """The checked ``DISPATCH_*`` settings of one app.
+
+    :param domains: canonical parent domains, longest first.
+    :param reserved: names that always go to the host app.
+    :param name_pattern: compiled tenant name pattern.
+    :param max_instances: most tenant apps held.
+    :param idle_timeout: seconds of disuse before a tenant app is dropped.
+    :param miss_ttl: seconds a factory's ``None`` is remembered.
+    :param max_misses: most remembered misses.
+    :param create_timeout: seconds to wait on another request's creation.
+    """
+
+    domains: tuple[str, ...]
+    reserved: frozenset[str]
+    name_pattern: re.Pattern[str]
+    max_instances: int
+    idle_timeout: float | None
+    miss_ttl: float
+    max_misses: int
+    create_timeout: float
+
+    @classmethod
+    def from_config(cls, config: t.Mapping[str, t.Any]) -> DispatchSettings:
+        """Check and convert the ``DISPATCH_*`` keys of an app's config.
+
+        :param config: the app's config, with defaults already set.
+        :raises DispatchConfigError: naming the key at fault.
+        """
+        return cls(
+            domains=_domains(config.get(DOMAIN), config.get("SERVER_NAME")),
+            reserved=_reserved(config[RESERVED]),
+            name_pattern=_pattern(config[NAME_PATTERN]),
+            max_instances=int(_number(config, MAX_INSTANCES, integer=True)),
+            idle_timeout=_optional_number(config, IDLE_TIMEOUT),
+            miss_ttl=_number(config, MISS_TTL, allow_zero=True),
+            max_misses=int(_number(config, MAX_MISSES, integer=True, allow_zero=True)),
+            create_timeout=_number(config, CREATE_TIMEOUT),
+        )
+
+
+def _domains(value: object, server_name: object) -> tuple[str, ...]:
+    if value is None:
+        if not server_name:
+            return ()
+        if not isinstance(server_name, str):
+            raise DispatchConfigError("SERVER_NAME must be a string.")
+        value = server_name
+    raw = [value] if isinstance(value, str) else value
+    if not isinstance(raw, (list, tuple, set, frozenset)) or not all(
+        isinstance(d, str) for d in raw
+    ):
+        raise DispatchConfigError(
+            f"{DOMAIN} must be a domain name or a list of them, got {value!r}."
+        )
+    domains = []
+    for item in raw:
+        host = canonical_host(item)
+        if host is None or host.startswith("["):
+            raise DispatchConfigError(f"{DOMAIN} has an invalid domain name {item!r}.")
+        domains.append(host)
+    # Longest first, so "a.example.com" is tried before "example.com".
+    return tuple(sorted(set(domains), key=len, reverse=True))
+
+
+def _reserved(value: object) -> frozenset[str]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple, set, frozenset)) or not all(
+        isinstance(n, str) for n in items
+    ):
+        raise DispatchConfigError(f"{RESERVED} must be a list of names, got {value!r}.")
+    return frozenset(n.lower() for n in items)
+
+
+def _pattern(value: object) -> re.Pattern[str]:
+    if isinstance(value, re.Pattern):
+        return t.cast("re.Pattern[str]", value)
+    if not isinstance(value, str):
+        raise DispatchConfigError(f"{NAME_PATTERN} must be a regular expression string.")
+    try:
+        return re.compile(value)
+    except re.error as e:
+        raise DispatchConfigError(f"{NAME_PATTERN} does not compile: {e}.") from e
+
+
+def _number(
+    config: t.Mapping[str, t.Any],
+    key: str,
+    *,
+    integer: bool = False,
+    allow_zero: bool = False,
+) -> float:
+    value = config[key]
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        kind = "an integer" if integer else "a number"
+        raise DispatchConfigError(f"{key} must be {kind}, got {value!r}.")
+    if math.isnan(value) or math.isinf(value) or value < 0 or (value == 0 and not allow_zero):
+        raise DispatchConfigError(f"{key} must be a finite positive number, got {value!r}.")
+    return float(value) if not integer else value
+
+
+def _optional_number(config: t.Mapping[str, t.Any], key: str) -> float | None:
+    if config[key] is None:
+        return None
+    return _number(config, key)
+
+
+def set_defaults(config: t.MutableMapping[str, t.Any]) -> None:
+    """Fill in the default of every ``DISPATCH_*`` key the app left unset.
+
+    :param config: the app's config.
+    """
+    config.setdefault(DOMAIN, None)
+    config.setdefault(RESERVED, list(DEFAULT_RESERVED))
+    config.setdefault(NAME_PATTERN, DEFAULT_NAME_PATTERN)
+    config.setdefault(MAX_INSTANCES, DEFAULT_MAX_INSTANCES)
+    config.setdefault(IDLE_TIMEOUT, DEFAULT_IDLE_TIMEOUT)
+    config.setdefault(MISS_TTL, DEFAULT_MISS_TTL)
+    config.setdefault(MAX_MISSES, DEFAULT_MAX_MISSES)
+    config.setdefault(CREATE_TIMEOUT, DEFAULT_CREATE_TIMEOUT)

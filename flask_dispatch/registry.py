@@ -1,0 +1,355 @@
+"""The bounded, single-flight registry of tenant apps.
+
+One :class:`TenantRegistry` per host app holds the tenant apps its factories
+built. It is where correctness lives, so it has no Flask import:
+
+- A hit takes one lock for O(1) bookkeeping (the LRU move); no lock that
+  other requests need is held while a factory runs.
+- Single flight: concurrent first requests for one name run its factory once
+  and share the result or the failure; different names are built in parallel.
+- Bounded: at most ``max_instances`` apps in exact least-recently-used order,
+  optionally dropped after ``idle_timeout`` seconds unused; a factory's
+  "no such tenant" answer is remembered for ``miss_ttl`` seconds, at most
+  ``max_misses`` of them. A failed creation is not remembered at all.
+- Observable: ``on_created`` and ``on_evicted`` callbacks, which the
+  extension turns into signals.
+
+An instance is keyed by its factory and name, so two factories may each hold
+an app called ``acme`` and one factory used for both subdomains and paths holds
+one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import typing as t
+from collections import OrderedDict
+
+from .errors import TenantCreationTimeout, TenantFactoryError, TenantRecursionError
+
+if t.TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+log = logging.getLogger("flask_dispatch")
+
+#: A tenant factory: takes the tenant's name, returns a WSGI app or ``None``.
+Factory = t.Callable[[str], t.Optional["WSGIApplication"]]
+#: Why an instance left the registry.
+EvictReason = t.Literal["capacity", "idle", "evict"]
+
+_Key = t.Tuple[Factory, str]
+
+
+class _Entry:
+    __slots__ = ("app", "last_used")
+
+    def __init__(self, app: WSGIApplication, last_used: float) -> None:
+        self.app = app
+        self.last_used = last_used
+
+
+class _Flight:
+    """One creation under way; waiters block on ``done``."""
+
+    __slots__ = ("owner", "done", "app", "error", "stale")
+
+    def __init__(self, owner: int) -> None:
+        self.owner = owner
+        self.done = threading.Event()
+        self.app: WSGIApplication | None = None
+        self.error: BaseException | None = None
+        # Set by evict() while the factory runs: the result is not kept.
+        self.stale = False
+
+
+def _call(factory: Factory, name: str) -> WSGIApplication | None:
+    return factory(name)
+
+
+def _is_none(app: object) -> bool:
+    return app is None
+
+
+def _ignore_created(name: str, app: WSGIApplication) -> None:
+    pass
+
+
+def _ignore_evicted(name: str, app: WSGIApplication, reason: EvictReason) -> None:
+    pass
+
+
+class TenantRegistry:
+    """Tenant apps by name, built on first use and bounded.
+
+    :param max_instances: most apps held; the least recently used goes first.
+    :param idle_timeout: seconds unused after which an app is dropped, or
+        ``None`` to keep apps until capacity or :meth:`evict` removes them.
+    :param miss_ttl: seconds a miss (see ``is_miss``) is remembered.
+    :param max_misses: most misses remembered; the oldest goes first.
+    :param create_timeout: seconds a request waits on another request's
+        creation of the same name before :exc:`.TenantCreationTimeout`.
+    :param invoke: calls a factory; the extension uses it to push the host
+        app's context. Defaults to ``factory(name)``.
+    :param is_miss: whether a factory's result means "no such tenant" (kept
+        for ``miss_ttl``, never as an instance). Defaults to ``result is None``.
+    :param on_created: called with ``(name, app)`` after a factory built an
+        app, before anyone is served by it. An exception fails the creation.
+    :param on_evicted: called with ``(name, app, reason)`` after an app left
+        the registry, outside any lock. Exceptions are logged, not raised.
+    :param clock: monotonic clock in seconds, replaceable in tests.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        *,
+        max_instances: int = 100,
+        idle_timeout: float | None = None,
+        miss_ttl: float = 5.0,
+        max_misses: int = 1000,
+        create_timeout: float = 30.0,
+        invoke: t.Callable[[Factory, str], WSGIApplication | None] = _call,
+        is_miss: t.Callable[[object], bool] = _is_none,
+        on_created: t.Callable[[str, WSGIApplication], None] = _ignore_created,
+        on_evicted: t.Callable[
+            [str, WSGIApplication, EvictReason], None
+        ] = _ignore_evicted,
+        clock: t.Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_instances < 1:
+            raise ValueError("max_instances must be at least 1.")
+        self.max_instances = max_instances
+        self.idle_timeout = idle_timeout
+        self.miss_ttl = miss_ttl
+        self.max_misses = max_misses
+        self.create_timeout = create_timeout
+        self._invoke = invoke
+        self._is_miss = is_miss
+        self._on_created = on_created
+        self._on_evicted = on_evicted
+        self._clock = clock
+        self._lock = threading.Lock()
+        # Least recently used first.
+        self._instances: OrderedDict[_Key, _Entry] = OrderedDict()
+        # Oldest first; the value is (expires at, what the factory returned).
+        self._misses: OrderedDict[_Key, tuple[float, WSGIApplication | None]] = (
+            OrderedDict()
+        )
+        self._flights: dict[_Key, _Flight] = {}
+        # How many instances each name has, for O(1) ``name in registry``.
+        self._name_counts: dict[str, int] = {}
+
+    def get(self, name: str, factory: Factory) -> WSGIApplication | None:
+        """Return the app for ``name``, building it with ``factory`` on first
+        use. Returns ``None`` (or whatever ``is_miss`` accepts) when the
+        factory says there is no such tenant.
+
+        :param name: the tenant's name, already validated.
+        :param factory: builds the app; one long-lived function per kind.
+        :raises TenantCreationTimeout: waited too long on another request.
+        :raises TenantRecursionError: the factory asked for its own tenant.
+        :raises TenantFactoryError: another request's creation failed.
+        """
+        key = (factory, name)
+        with self._lock:
+            entry = self._instances.get(key)
+            if entry is not None and self.idle_timeout is None:
+                self._instances.move_to_end(key)
+                return entry.app
+        return self._lookup(key, name, factory)
+
+    def _lookup(
+        self, key: _Key, name: str, factory: Factory
+    ) -> WSGIApplication | None:
+        evicted: list[tuple[str, WSGIApplication, EvictReason]] = []
+        try:
+            with self._lock:
+                now = self._clock()
+                if self.idle_timeout is not None:
+                    self._expire_idle(now, evicted)
+                entry = self._instances.get(key)
+                if entry is not None:
+                    entry.last_used = now
+                    self._instances.move_to_end(key)
+                    return entry.app
+                miss = self._misses.get(key)
+                if miss is not None:
+                    if miss[0] > now:
+                        return miss[1]
+                    del self._misses[key]
+                flight = self._flights.get(key)
+                me = threading.get_ident()
+                if flight is None:
+                    flight = self._flights[key] = _Flight(me)
+                    owner = True
+                elif flight.owner == me:
+                    raise TenantRecursionError(name)
+                else:
+                    owner = False
+        finally:
+            self._notify(evicted)
+        if owner:
+            return self._create(key, name, factory, flight)
+        if not flight.done.wait(self.create_timeout):
+            raise TenantCreationTimeout(name, self.create_timeout)
+        if flight.error is not None:
+            raise TenantFactoryError(name) from flight.error
+        return flight.app
+
+    def _create(
+        self, key: _Key, name: str, factory: Factory, flight: _Flight
+    ) -> WSGIApplication | None:
+        try:
+            app = self._invoke(factory, name)
+            is_miss = self._is_miss(app)
+            if not is_miss:
+                self._on_created(name, t.cast("WSGIApplication", app))
+        except BaseException as e:
+            with self._lock:
+                del self._flights[key]
+            flight.error = e
+            flight.done.set()
+            raise
+        evicted: list[tuple[str, WSGIApplication, EvictReason]] = []
+        with self._lock:
+            del self._flights[key]
+            now = self._clock()
+            if flight.stale:
+                if not is_miss:
+                    evicted.append((name, t.cast("WSGIApplication", app), "evict"))
+            elif is_miss:
+                self._remember_miss(key, now, app)
+            else:
+                self._instances[key] = _Entry(t.cast("WSGIApplication", app), now)
+                self._name_counts[name] = self._name_counts.get(name, 0) + 1
+                while len(self._instances) > self.max_instances:
+                    old_key, old = self._instances.popitem(last=False)
+                    self._forget_name(old_key[1])
+                    evicted.append((old_key[1], old.app, "capacity"))
+        flight.app = app
+        flight.done.set()
+        self._notify(evicted)
+        return app
+
+    def _remember_miss(
+        self, key: _Key, now: float, value: WSGIApplication | None
+    ) -> None:
+        if self.miss_ttl <= 0 or self.max_misses <= 0:
+            return
+        misses = self._misses
+        # Every miss lives equally long, so the oldest expires first.
+        while misses:
+            oldest = next(iter(misses.values()))
+            if oldest[0] > now:
+                break
+            misses.popitem(last=False)
+        misses[key] = (now + self.miss_ttl, value)
+        misses.move_to_end(key)
+        while len(misses) > self.max_misses:
+            misses.popitem(last=False)
+
+    def _expire_idle(
+        self, now: float, evicted: list[tuple[str, WSGIApplication, EvictReason]]
+    ) -> None:
+        assert self.idle_timeout is not None
+        deadline = now - self.idle_timeout
+        instances = self._instances
+        # Least recently used first, so stop at the first one still in use.
+        while instances:
+            key, entry = next(iter(instances.items()))
+            if entry.last_used > deadline:
+                break
+            instances.popitem(last=False)
+            self._forget_name(key[1])
+            evicted.append((key[1], entry.app, "idle"))
+
+    def _forget_name(self, name: str) -> None:
+        count = self._name_counts[name] - 1
+        if count:
+            self._name_counts[name] = count
+        else:
+            del self._name_counts[name]
+
+    def _notify(self, evicted: list[tuple[str, WSGIApplication, EvictReason]]) -> None:
+        for name, app, reason in evicted:
+            try:
+                self._on_evicted(name, app, reason)
+            except Exception:
+                log.exception("A tenant_evicted receiver failed for tenant %r.", name)
+
+    def evict(self, name: str) -> int:
+        """Drop every instance called ``name`` and any remembered miss for it,
+        so the next request builds it afresh. A creation of ``name`` under way
+        still serves the requests waiting on it, but is not kept. Requests
+        already inside an evicted app finish normally.
+
+        :param name: the tenant's name.
+        :return: how many instances were dropped.
+        """
+        evicted: list[tuple[str, WSGIApplication, EvictReason]] = []
+        with self._lock:
+            if name in self._name_counts:
+                for key in [k for k in self._instances if k[1] == name]:
+                    evicted.append((name, self._instances.pop(key).app, "evict"))
+                del self._name_counts[name]
+            for key in [k for k in self._misses if k[1] == name]:
+                del self._misses[key]
+            for key, flight in self._flights.items():
+                if key[1] == name:
+                    flight.stale = True
+        self._notify(evicted)
+        return len(evicted)
+
+    def clear(self) -> None:
+        """Drop every instance and remembered miss (reason ``"evict"``)."""
+        with self._lock:
+            evicted: list[tuple[str, WSGIApplication, EvictReason]] = [
+                (key[1], entry.app, "evict") for key, entry in self._instances.items()
+            ]
+            self._instances.clear()
+            self._misses.clear()
+            self._name_counts.clear()
+            for flight in self._flights.values():
+                flight.stale = True
+        self._notify(evicted)
+
+    def expire_idle(self) -> int:
+        """Drop the apps unused for ``idle_timeout`` seconds now, rather than
+        at the next lookup.
+
+        :return: how many were dropped.
+        """
+        evicted: list[tuple[str, WSGIApplication, EvictReason]] = []
+        if self.idle_timeout is not None:
+            with self._lock:
+                self._expire_idle(self._clock(), evicted)
+        self._notify(evicted)
+        return len(evicted)
+
+    @property
+    def miss_count(self) -> int:
+        """How many "no such tenant" answers are remembered now."""
+        return len(self._misses)
+
+    def __len__(self) -> int:
+        """How many tenant apps are held."""
+        return len(self._instances)
+
+    def __contains__(self, name: object) -> bool:
+        """Whether an app called ``name`` is held."""
+        return name in self._name_counts
+
+    def __iter__(self) -> t.Iterator[str]:
+        """The names held, least recently used first (a snapshot)."""
+        with self._lock:
+            names = dict.fromkeys(key[1] for key in self._instances)
+        return iter(names)
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {len(self)}/{self.max_instances} instances,"
+            f" {self.miss_count} misses>"
+        )
