@@ -139,14 +139,14 @@ def _number(
     integer: bool = False,
     allow_zero: bool = False,
 ) -> float:
-    value = config[key]
-    kinds: tuple[type, ...] = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
+    value: t.Any = config[key]
+    right_kind = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not right_kind:
         kind = "an integer" if integer else "a number"
         raise DispatchConfigError(f"{key} must be {kind}, got {value!r}.")
     if math.isnan(value) or math.isinf(value) or value < 0 or (value == 0 and not allow_zero):
         raise DispatchConfigError(f"{key} must be a finite positive number, got {value!r}.")
-    return float(value) if not integer else value
+    return value if integer else float(value)
 
 
 def _optional_number(config: t.Mapping[str, t.Any], key: str) -> float | None:

@@ -17,9 +17,7 @@ class TenantCreationTimeout(TenantError):
     """
 
     def __init__(self, name: str, timeout: float) -> None:
-        super().__init__(
-            name, f"Tenant {name!r} was not created within {timeout:g} seconds."
-        )
+        super().__init__(name, f"Tenant {name!r} was not created within {timeout:g} seconds.")
         self.timeout = timeout
 
 
@@ -31,8 +29,7 @@ class TenantRecursionError(TenantError, RuntimeError):
     def __init__(self, name: str) -> None:
         super().__init__(
             name,
-            f"The factory for tenant {name!r} asked for tenant {name!r} while"
-            " creating it.",
+            f"The factory for tenant {name!r} asked for tenant {name!r} while creating it.",
         )
 
 

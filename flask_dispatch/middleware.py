@@ -79,9 +79,7 @@ class DispatchMiddleware:
         self._rules_seen = -1
         self._own_segments: frozenset[str] = frozenset()
 
-    def __call__(
-        self, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         raw_host = environ.get("HTTP_HOST")
         if raw_host is None:
             raw_host = environ.get("SERVER_NAME", "")

@@ -15,11 +15,12 @@ def split_first_segment(path_info: str) -> tuple[str, str]:
 
     ``/acme/notes`` gives ``("acme", "/notes")``; ``/acme`` gives
     ``("acme", "")``; a path that does not start with one ``/`` followed by a
-    segment (``""``, ``/``, ``//acme``) gives an empty first segment.
+    segment (``""``, ``/``, ``//acme``) gives an empty first segment and the
+    path unchanged.
 
     :param path_info: the WSGI ``PATH_INFO``.
     """
-    if not path_info.startswith("/"):
+    if not path_info.startswith("/") or path_info.startswith("//") or path_info == "/":
         return "", path_info
     end = path_info.find("/", 1)
     if end == -1:

@@ -53,7 +53,7 @@ class _Entry:
 class _Flight:
     """One creation under way; waiters block on ``done``."""
 
-    __slots__ = ("owner", "done", "app", "error", "stale")
+    __slots__ = ("app", "done", "error", "owner", "stale")
 
     def __init__(self, owner: int) -> None:
         self.owner = owner
@@ -114,9 +114,7 @@ class TenantRegistry:
         invoke: t.Callable[[Factory, str], WSGIApplication | None] = _call,
         is_miss: t.Callable[[object], bool] = _is_none,
         on_created: t.Callable[[str, WSGIApplication], None] = _ignore_created,
-        on_evicted: t.Callable[
-            [str, WSGIApplication, EvictReason], None
-        ] = _ignore_evicted,
+        on_evicted: t.Callable[[str, WSGIApplication, EvictReason], None] = _ignore_evicted,
         clock: t.Callable[[], float] = time.monotonic,
     ) -> None:
         if max_instances < 1:
@@ -135,9 +133,7 @@ class TenantRegistry:
         # Least recently used first.
         self._instances: OrderedDict[_Key, _Entry] = OrderedDict()
         # Oldest first; the value is (expires at, what the factory returned).
-        self._misses: OrderedDict[_Key, tuple[float, WSGIApplication | None]] = (
-            OrderedDict()
-        )
+        self._misses: OrderedDict[_Key, tuple[float, WSGIApplication | None]] = OrderedDict()
         self._flights: dict[_Key, _Flight] = {}
         # How many instances each name has, for O(1) ``name in registry``.
         self._name_counts: dict[str, int] = {}
@@ -161,9 +157,7 @@ class TenantRegistry:
                 return entry.app
         return self._lookup(key, name, factory)
 
-    def _lookup(
-        self, key: _Key, name: str, factory: Factory
-    ) -> WSGIApplication | None:
+    def _lookup(self, key: _Key, name: str, factory: Factory) -> WSGIApplication | None:
         evicted: list[tuple[str, WSGIApplication, EvictReason]] = []
         try:
             with self._lock:
@@ -234,9 +228,7 @@ class TenantRegistry:
         self._notify(evicted)
         return app
 
-    def _remember_miss(
-        self, key: _Key, now: float, value: WSGIApplication | None
-    ) -> None:
+    def _remember_miss(self, key: _Key, now: float, value: WSGIApplication | None) -> None:
         if self.miss_ttl <= 0 or self.max_misses <= 0:
             return
         misses = self._misses

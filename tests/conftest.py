@@ -1,0 +1,147 @@
+"""Shared fixtures and helpers: tiny tenant apps, a recording factory and a
+raw WSGI caller that shows exactly what the server would send."""
+
+from __future__ import annotations
+
+import threading
+import typing as t
+
+import pytest
+from flask import Flask
+from werkzeug.test import create_environ, run_wsgi_app
+
+from flask_dispatch import Dispatch
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+
+class NamedApp:
+    """A bare WSGI app that answers with its name and what it was given."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        body = "|".join(
+            (
+                self.name,
+                environ.get("SCRIPT_NAME", ""),
+                environ.get("PATH_INFO", ""),
+                str(environ.get("flask_dispatch.tenant")),
+            )
+        ).encode()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body]
+
+    def __repr__(self) -> str:
+        return f"<NamedApp {self.name}>"
+
+
+class RecordingFactory:
+    """A tenant factory that records its calls and builds :class:`NamedApp`
+    for the names it knows (all names when ``known`` is ``None``)."""
+
+    def __init__(self, known: Iterable[str] | None = None, prefix: str = "") -> None:
+        # A set given is kept, not copied, so a test can "sign up" a tenant.
+        self.known = known if known is None or isinstance(known, set) else set(known)
+        self.prefix = prefix
+        self.calls: list[str] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, name: str) -> WSGIApplication | None:
+        with self._lock:
+            self.calls.append(name)
+        if self.known is not None and name not in self.known:
+            return None
+        return NamedApp(self.prefix + name)
+
+
+class Response(t.NamedTuple):
+    status: int
+    headers: dict[str, str]
+    body: str
+
+
+def call(
+    app: WSGIApplication,
+    path: str = "/",
+    host: str | None = "example.com",
+    script_name: str = "",
+    **environ: t.Any,
+) -> Response:
+    """Call ``app`` with a raw environ, with ``HTTP_HOST`` set to ``host``
+    exactly (or left out when ``None``)."""
+    env = create_environ("/", "http://placeholder/")
+    env.pop("HTTP_HOST", None)
+    if host is not None:
+        env["HTTP_HOST"] = host
+    env["SERVER_NAME"] = "server.invalid"
+    env["SCRIPT_NAME"] = script_name
+    env["PATH_INFO"] = path
+    env.update(environ)
+    body_iter, status, headers = run_wsgi_app(app, env, buffered=True)
+    body = b"".join(body_iter).decode("latin-1")
+    return Response(int(status.split()[0]), dict(headers), body)
+
+
+def make_host_app(**config: t.Any) -> Flask:
+    """A host app with a landing page, a login page and its own error pages."""
+    app = Flask("host")
+    app.config.update({"TESTING": False, "DISPATCH_DOMAIN": "example.com", **config})
+
+    @app.route("/")
+    def index() -> str:
+        return "host index"
+
+    @app.route("/login")
+    def login() -> str:
+        return "host login"
+
+    @app.route("/about/team")
+    def team() -> str:
+        return "host team"
+
+    @app.errorhandler(404)
+    def not_found(e: Exception) -> tuple[str, int]:
+        return "site 404 page", 404
+
+    @app.errorhandler(400)
+    def bad_request(e: Exception) -> tuple[str, int]:
+        return "site 400 page", 400
+
+    @app.errorhandler(500)
+    def server_error(e: Exception) -> tuple[str, int]:
+        return "site 500 page", 500
+
+    @app.errorhandler(503)
+    def unavailable(e: Exception) -> tuple[str, int]:
+        return "site 503 page", 503
+
+    return app
+
+
+@pytest.fixture
+def app() -> Flask:
+    return make_host_app()
+
+
+@pytest.fixture
+def dispatch(app: Flask) -> Dispatch:
+    return Dispatch(app)
+
+
+@pytest.fixture
+def sub_factory(dispatch: Dispatch) -> RecordingFactory:
+    factory = RecordingFactory(known={"acme", "globex", "xn--bcher-kva", "www2"})
+    dispatch.subdomain(factory)
+    return factory
+
+
+@pytest.fixture
+def path_factory(dispatch: Dispatch) -> RecordingFactory:
+    factory = RecordingFactory(known={"acme", "globex"}, prefix="path:")
+    dispatch.path(factory)
+    return factory

@@ -1,0 +1,102 @@
+"""``DISPATCH_*`` settings: defaults, validation at startup, and the
+subdomain-factory-needs-a-domain rule."""
+
+from __future__ import annotations
+
+import typing as t
+
+import pytest
+from flask import Flask
+
+from flask_dispatch import Dispatch, DispatchConfigError
+from flask_dispatch import config as keys
+
+from .conftest import RecordingFactory
+
+
+def test_defaults_written_to_config() -> None:
+    app = Flask("host")
+    Dispatch(app)
+    assert app.config[keys.DOMAIN] is None
+    assert app.config[keys.RESERVED] == ["www"]
+    assert app.config[keys.NAME_PATTERN] == keys.DEFAULT_NAME_PATTERN
+    assert app.config[keys.MAX_INSTANCES] == keys.DEFAULT_MAX_INSTANCES
+    assert app.config[keys.IDLE_TIMEOUT] is None
+    assert app.config[keys.MISS_TTL] == keys.DEFAULT_MISS_TTL
+    assert app.config[keys.MAX_MISSES] == keys.DEFAULT_MAX_MISSES
+    assert app.config[keys.CREATE_TIMEOUT] == keys.DEFAULT_CREATE_TIMEOUT
+
+
+def test_settings_read_at_init_app() -> None:
+    app = Flask("host")
+    app.config.update(
+        DISPATCH_DOMAIN=["Example.com.", "example.localhost"],
+        DISPATCH_RESERVED=["www", "API"],
+        DISPATCH_MAX_INSTANCES=7,
+        DISPATCH_IDLE_TIMEOUT=60,
+        DISPATCH_MISS_TTL=0,
+        DISPATCH_CREATE_TIMEOUT=2.5,
+    )
+    Dispatch(app)
+    state = app.extensions["dispatch"]
+    assert state.settings.domains == ("example.localhost", "example.com")
+    assert state.settings.reserved == {"www", "api"}
+    registry = state.registry
+    assert (registry.max_instances, registry.idle_timeout) == (7, 60.0)
+    assert (registry.miss_ttl, registry.create_timeout) == (0.0, 2.5)
+
+
+def test_domain_defaults_to_server_name_host() -> None:
+    app = Flask("host")
+    app.config["SERVER_NAME"] = "Example.com:8000"
+    Dispatch(app)
+    assert app.extensions["dispatch"].settings.domains == ("example.com",)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        pytest.param(keys.DOMAIN, "exa mple.com", id="domain-malformed"),
+        pytest.param(keys.DOMAIN, ["example.com", 3], id="domain-not-str"),
+        pytest.param(keys.DOMAIN, "[::1]", id="domain-ip6"),
+        pytest.param(keys.RESERVED, [1], id="reserved-not-str"),
+        pytest.param(keys.RESERVED, None, id="reserved-none"),
+        pytest.param(keys.NAME_PATTERN, "([a-z", id="pattern-does-not-compile"),
+        pytest.param(keys.NAME_PATTERN, 5, id="pattern-not-str"),
+        pytest.param(keys.MAX_INSTANCES, 0, id="max-instances-zero"),
+        pytest.param(keys.MAX_INSTANCES, 2.5, id="max-instances-float"),
+        pytest.param(keys.MAX_INSTANCES, "10", id="max-instances-str"),
+        pytest.param(keys.MAX_INSTANCES, True, id="max-instances-bool"),
+        pytest.param(keys.IDLE_TIMEOUT, -1, id="idle-negative"),
+        pytest.param(keys.IDLE_TIMEOUT, float("inf"), id="idle-inf"),
+        pytest.param(keys.MISS_TTL, float("nan"), id="miss-ttl-nan"),
+        pytest.param(keys.MAX_MISSES, -1, id="max-misses-negative"),
+        pytest.param(keys.CREATE_TIMEOUT, 0, id="create-timeout-zero"),
+        pytest.param(keys.CREATE_TIMEOUT, None, id="create-timeout-none"),
+    ],
+)
+def test_invalid_setting_fails_at_startup_naming_the_key(key: str, value: t.Any) -> None:
+    app = Flask("host")
+    app.config[key] = value
+    with pytest.raises(DispatchConfigError, match=key):
+        Dispatch(app)
+    assert "dispatch" not in app.extensions
+
+
+def test_subdomain_factory_without_domain_fails_in_init_app() -> None:
+    dispatch = Dispatch()
+    dispatch.subdomain(RecordingFactory())
+    with pytest.raises(DispatchConfigError, match="DISPATCH_DOMAIN"):
+        dispatch.init_app(Flask("host"))
+
+
+def test_subdomain_factory_without_domain_fails_in_decorator() -> None:
+    dispatch = Dispatch(Flask("host"))
+    with pytest.raises(DispatchConfigError, match="DISPATCH_DOMAIN"):
+        dispatch.subdomain(RecordingFactory())
+
+
+def test_path_factory_needs_no_domain() -> None:
+    dispatch = Dispatch(Flask("host"))
+    factory = RecordingFactory()
+    assert dispatch.path(factory) is factory

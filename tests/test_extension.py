@@ -1,0 +1,166 @@
+"""The extension object: init_app, decorators, registry access, mounts and
+signals."""
+
+from __future__ import annotations
+
+import typing as t
+
+import pytest
+from flask import Flask
+from werkzeug.exceptions import NotFound
+
+from flask_dispatch import Dispatch, DispatchState, tenant_created, tenant_evicted
+
+from .conftest import NamedApp, RecordingFactory, call, make_host_app
+
+if t.TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+
+def test_state_in_extensions_and_no_self_app(app: Flask) -> None:
+    dispatch = Dispatch(app)
+    state = app.extensions["dispatch"]
+    assert isinstance(state, DispatchState) and state.extension is dispatch
+    assert not hasattr(dispatch, "app")
+
+
+def test_second_init_app_raises(app: Flask) -> None:
+    dispatch = Dispatch(app)
+    with pytest.raises(RuntimeError, match="already been registered"):
+        dispatch.init_app(app)
+    with pytest.raises(RuntimeError, match="already been registered"):
+        Dispatch(app)
+
+
+def test_one_instance_serves_two_apps() -> None:
+    first, second = make_host_app(), make_host_app(DISPATCH_DOMAIN="other.test")
+    dispatch = Dispatch()
+    dispatch.init_app(first)
+    dispatch.init_app(second)
+    factory = RecordingFactory()
+    dispatch.subdomain(factory)
+    assert call(first, host="acme.example.com").body.startswith("acme|")
+    assert call(second, host="acme.example.com").body == "host index"
+    assert call(second, host="beta.other.test").body.startswith("beta|")
+    with first.app_context():
+        assert list(dispatch.registry) == ["acme"]
+    with second.app_context():
+        assert list(dispatch.registry) == ["beta"]
+
+
+@pytest.mark.parametrize(
+    "kind", [pytest.param("subdomain", id="subdomain"), pytest.param("path", id="path")]
+)
+def test_decorators_return_function_before_and_after_init_app(kind: str) -> None:
+    def factory(name: str) -> WSGIApplication | None:
+        return None
+
+    early = Dispatch()
+    assert getattr(early, kind)(factory) is factory
+    early.init_app(make_host_app())
+    late = Dispatch(make_host_app())
+    assert getattr(late, kind)(factory) is factory
+    assert getattr(late, f"{kind}_factory") is factory
+
+
+def test_registry_needs_an_app_context() -> None:
+    dispatch = Dispatch(make_host_app())
+    with pytest.raises(RuntimeError, match="application context"):
+        dispatch.registry
+
+
+def test_registry_of_unregistered_app() -> None:
+    dispatch = Dispatch(make_host_app())
+    with Flask("other").app_context(), pytest.raises(RuntimeError, match="forget to call"):
+        dispatch.registry
+
+
+def test_evict_makes_signup_live(app: Flask) -> None:
+    dispatch = Dispatch(app)
+    known: set[str] = set()
+    factory = RecordingFactory(known=known)
+    dispatch.subdomain(factory)
+    assert call(app, host="acme.example.com").status == 404
+    known.add("acme")
+    assert call(app, host="acme.example.com").status == 404  # miss remembered
+    with app.app_context():
+        dispatch.evict("acme")
+    assert call(app, host="acme.example.com").status == 200
+    assert factory.calls == ["acme", "acme"]
+
+
+def test_signals(app: Flask) -> None:
+    app.config["DISPATCH_MAX_INSTANCES"] = 1
+    app.extensions.clear()
+    dispatch = Dispatch(app)
+    dispatch.subdomain(RecordingFactory())
+    created: list[tuple[Flask, str, str]] = []
+    evicted: list[tuple[Flask, str, str, str]] = []
+
+    def on_created(sender: Flask, name: str, tenant_app: NamedApp) -> None:
+        created.append((sender, name, tenant_app.name))
+
+    def on_evicted(sender: Flask, name: str, tenant_app: NamedApp, reason: str) -> None:
+        evicted.append((sender, name, tenant_app.name, reason))
+
+    with tenant_created.connected_to(on_created, app), tenant_evicted.connected_to(on_evicted, app):
+        call(app, host="acme.example.com")
+        call(app, host="acme.example.com")
+        call(app, host="globex.example.com")
+        with app.app_context():
+            dispatch.evict("globex")
+    assert created == [(app, "acme", "acme"), (app, "globex", "globex")]
+    assert evicted == [(app, "acme", "acme", "capacity"), (app, "globex", "globex", "evict")]
+
+
+def test_factory_runs_in_host_app_context(app: Flask) -> None:
+    dispatch = Dispatch(app)
+    app.config["TENANTS"] = {"acme"}
+    seen = []
+
+    @dispatch.subdomain
+    def factory(name: str) -> WSGIApplication | None:
+        from flask import current_app
+
+        seen.append(current_app.name)
+        return NamedApp(name) if name in current_app.config["TENANTS"] else None
+
+    assert call(app, host="acme.example.com").status == 200
+    assert seen == ["host"]
+
+
+def test_factory_may_return_http_exception(app: Flask) -> None:
+    dispatch = Dispatch(app)
+    factory_calls = []
+
+    @dispatch.subdomain
+    def factory(name: str) -> WSGIApplication | None:
+        factory_calls.append(name)
+        return NotFound()
+
+    response = call(app, host="ghost.example.com")
+    # The site's own 404 page, and nothing held as an instance.
+    assert (response.status, response.body) == (404, "site 404 page")
+    with app.app_context():
+        assert len(dispatch.registry) == 0 and dispatch.registry.miss_count == 1
+
+
+@pytest.mark.parametrize(
+    ("prefix", "error"),
+    [
+        pytest.param("backend", ValueError, id="relative"),
+        pytest.param("/", ValueError, id="root"),
+    ],
+)
+def test_mount_rejects_bad_prefix(prefix: str, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        Dispatch().mount(prefix, NamedApp("x"))
+
+
+def test_mount_rejects_duplicate_and_non_callable() -> None:
+    dispatch = Dispatch()
+    dispatch.mount("/backend", NamedApp("x"))
+    with pytest.raises(ValueError, match="already mounted"):
+        dispatch.mount("/backend/", NamedApp("y"))
+    with pytest.raises(TypeError):
+        dispatch.mount("/other", "not an app")  # type: ignore[arg-type]

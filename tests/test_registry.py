@@ -1,0 +1,411 @@
+"""The tenant registry on its own: LRU bound, misses, idle expiry, single
+flight, parallel creation, re-entrancy, timeouts and eviction."""
+
+from __future__ import annotations
+
+import threading
+import time
+import typing as t
+
+import pytest
+
+from flask_dispatch import (
+    TenantCreationTimeout,
+    TenantFactoryError,
+    TenantRecursionError,
+    TenantRegistry,
+)
+
+from .conftest import NamedApp, RecordingFactory
+
+if t.TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+    from flask_dispatch.registry import EvictReason
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Events:
+    """Collects the registry's callbacks."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+        self.evicted: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def on_created(self, name: str, app: WSGIApplication) -> None:
+        with self._lock:
+            self.created.append(name)
+
+    def on_evicted(self, name: str, app: WSGIApplication, reason: EvictReason) -> None:
+        with self._lock:
+            self.evicted.append((name, reason))
+
+
+def make_registry(events: Events | None = None, **kwargs: t.Any) -> TenantRegistry:
+    if events is not None:
+        kwargs.update(on_created=events.on_created, on_evicted=events.on_evicted)
+    return TenantRegistry(**kwargs)
+
+
+def test_caches_instances() -> None:
+    registry = make_registry()
+    factory = RecordingFactory()
+    first = registry.get("acme", factory)
+    assert registry.get("acme", factory) is first
+    assert factory.calls == ["acme"]
+    assert "acme" in registry and "globex" not in registry
+    assert len(registry) == 1 and list(registry) == ["acme"]
+
+
+def test_exact_lru_order() -> None:
+    events = Events()
+    registry = make_registry(events, max_instances=3)
+    factory = RecordingFactory()
+    for name in ("a", "b", "c"):
+        registry.get(name, factory)
+    registry.get("a", factory)  # a is now the most recently used
+    registry.get("d", factory)  # evicts b, the least recently used
+    assert list(registry) == ["c", "a", "d"]
+    registry.get("c", factory)
+    registry.get("e", factory)  # evicts a
+    assert list(registry) == ["d", "c", "e"]
+    assert events.evicted == [("b", "capacity"), ("a", "capacity")]
+    assert len(registry) == 3
+
+
+def test_two_factories_hold_separate_instances() -> None:
+    registry = make_registry()
+    sub, path = RecordingFactory(prefix="sub:"), RecordingFactory(prefix="path:")
+    a, b = registry.get("acme", sub), registry.get("acme", path)
+    assert isinstance(a, NamedApp) and isinstance(b, NamedApp)
+    assert (a.name, b.name) == ("sub:acme", "path:acme")
+    assert len(registry) == 2 and list(registry) == ["acme"]
+    assert registry.evict("acme") == 2
+    assert len(registry) == 0 and "acme" not in registry
+
+
+def test_miss_remembered_for_ttl_then_asked_again() -> None:
+    clock = FakeClock()
+    registry = make_registry(miss_ttl=5.0, clock=clock)
+    factory = RecordingFactory(known=())
+    assert registry.get("ghost", factory) is None
+    assert registry.get("ghost", factory) is None
+    assert factory.calls == ["ghost"]
+    clock.now += 5.01
+    assert registry.get("ghost", factory) is None
+    assert factory.calls == ["ghost", "ghost"]
+    assert len(registry) == 0 and registry.miss_count == 1
+
+
+def test_misses_bounded_in_count() -> None:
+    registry = make_registry(max_misses=10)
+    factory = RecordingFactory(known=())
+    for i in range(1000):
+        registry.get(f"n{i}", factory)
+    assert registry.miss_count == 10
+    assert len(registry) == 0
+
+
+def test_expired_misses_pruned_on_insert() -> None:
+    clock = FakeClock()
+    registry = make_registry(miss_ttl=1.0, max_misses=1000, clock=clock)
+    factory = RecordingFactory(known=())
+    for i in range(50):
+        registry.get(f"n{i}", factory)
+    clock.now += 2
+    registry.get("late", factory)
+    assert registry.miss_count == 1
+
+
+def test_miss_ttl_zero_remembers_nothing() -> None:
+    registry = make_registry(miss_ttl=0.0)
+    factory = RecordingFactory(known=())
+    registry.get("ghost", factory)
+    registry.get("ghost", factory)
+    assert factory.calls == ["ghost", "ghost"] and registry.miss_count == 0
+
+
+def test_evict_forgets_miss() -> None:
+    registry = make_registry()
+    known: set[str] = set()
+    factory = RecordingFactory(known=known)
+    assert registry.get("acme", factory) is None
+    known.add("acme")  # the signup
+    assert registry.get("acme", factory) is None  # still the remembered miss
+    assert registry.evict("acme") == 0
+    assert registry.get("acme", factory) is not None
+
+
+def test_failed_creation_not_remembered() -> None:
+    registry = make_registry()
+    calls = []
+
+    def flaky(name: str) -> WSGIApplication:
+        calls.append(name)
+        if len(calls) == 1:
+            raise LookupError("database down")
+        return NamedApp(name)
+
+    with pytest.raises(LookupError):
+        registry.get("acme", flaky)
+    assert len(registry) == 0 and registry.miss_count == 0
+    assert registry.get("acme", flaky) is not None
+    assert calls == ["acme", "acme"]
+
+
+def test_idle_timeout() -> None:
+    clock = FakeClock()
+    events = Events()
+    registry = make_registry(events, idle_timeout=10.0, clock=clock)
+    factory = RecordingFactory()
+    first = registry.get("a", factory)
+    registry.get("b", factory)
+    clock.now += 6
+    registry.get("b", factory)  # b used again, a not
+    clock.now += 6
+    assert registry.get("b", factory) is not None
+    assert list(registry) == ["b"]
+    assert events.evicted == [("a", "idle")]
+    assert registry.get("a", factory) is not first
+    assert factory.calls == ["a", "b", "a"]
+
+
+def test_expire_idle_without_lookup() -> None:
+    clock = FakeClock()
+    registry = make_registry(idle_timeout=1.0, clock=clock)
+    registry.get("a", RecordingFactory())
+    clock.now += 2
+    assert registry.expire_idle() == 1 and len(registry) == 0
+
+
+def test_clear() -> None:
+    events = Events()
+    registry = make_registry(events)
+    factory = RecordingFactory(known={"a"})
+    registry.get("a", factory)
+    registry.get("ghost", factory)
+    registry.clear()
+    assert len(registry) == 0 and registry.miss_count == 0
+    assert events.evicted == [("a", "evict")]
+
+
+def test_created_callback_failure_fails_creation() -> None:
+    def refuse(name: str, app: WSGIApplication) -> None:
+        raise RuntimeError("no")
+
+    registry = TenantRegistry(on_created=refuse)
+    with pytest.raises(RuntimeError):
+        registry.get("a", RecordingFactory())
+    assert len(registry) == 0
+
+
+def test_evicted_callback_failure_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(name: str, app: WSGIApplication, reason: EvictReason) -> None:
+        raise RuntimeError("receiver broke")
+
+    registry = TenantRegistry(max_instances=1, on_evicted=broken)
+    factory = RecordingFactory()
+    registry.get("a", factory)
+    registry.get("b", factory)  # evicts a; must not fail this lookup
+    assert list(registry) == ["b"]
+    assert "tenant 'a'" in caplog.text
+
+
+class Gate:
+    """A factory that blocks until released, counting its calls."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.calls = 0
+        self.fail = fail
+        self._lock = threading.Lock()
+
+    def __call__(self, name: str) -> WSGIApplication:
+        with self._lock:
+            self.calls += 1
+        self.entered.set()
+        assert self.release.wait(10)
+        if self.fail:
+            raise ValueError(f"cannot build {name}")
+        return NamedApp(name)
+
+
+def run_threads(n: int, target: t.Callable[[int], None]) -> None:
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+        assert not thread.is_alive()
+
+
+@pytest.mark.parametrize(
+    "fail", [pytest.param(False, id="success"), pytest.param(True, id="failure")]
+)
+def test_single_flight(fail: bool) -> None:
+    registry = make_registry()
+    gate = Gate(fail=fail)
+    results: list[object] = [None] * 32
+    barrier = threading.Barrier(32)
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = registry.get("acme", gate)
+        except Exception as e:
+            results[i] = e
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(32)]
+    for thread in threads:
+        thread.start()
+    assert gate.entered.wait(10)
+    time.sleep(0.1)  # let the others reach the wait; the result must not depend on it
+    gate.release.set()
+    for thread in threads:
+        thread.join(10)
+    assert gate.calls == 1
+    if fail:
+        assert all(isinstance(r, (ValueError, TenantFactoryError)) for r in results)
+        assert sum(isinstance(r, ValueError) for r in results) == 1
+        assert all(
+            isinstance(r.__cause__, ValueError)
+            for r in results
+            if isinstance(r, TenantFactoryError)
+        )
+        assert len(registry) == 0
+    else:
+        assert all(r is results[0] for r in results) and isinstance(results[0], NamedApp)
+        assert len(registry) == 1
+
+
+def test_different_names_created_in_parallel() -> None:
+    registry = make_registry()
+
+    def slow(name: str) -> WSGIApplication:
+        time.sleep(0.2)
+        return NamedApp(name)
+
+    barrier = threading.Barrier(16)
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        assert registry.get(f"t{i}", slow) is not None
+
+    start = time.perf_counter()
+    run_threads(16, worker)
+    elapsed = time.perf_counter() - start
+    # Serialised creation takes 16 x 0.2 = 3.2 s; parallel takes ~0.2 s.
+    assert elapsed < 1.0, elapsed
+    assert len(registry) == 16
+
+
+def test_slow_factory_does_not_delay_cached_tenants() -> None:
+    registry = make_registry()
+    factory = RecordingFactory()
+    cached = registry.get("fast", factory)
+    gate = Gate()
+    creator = threading.Thread(target=registry.get, args=("slow", gate))
+    creator.start()
+    assert gate.entered.wait(10)
+    try:
+        # The slow factory is running; hits for another tenant are served.
+        for _ in range(1000):
+            assert registry.get("fast", factory) is cached
+    finally:
+        gate.release.set()
+        creator.join(10)
+
+
+def test_recursion_is_an_error_not_a_deadlock() -> None:
+    registry = make_registry(create_timeout=30)
+
+    def recursive(name: str) -> WSGIApplication | None:
+        registry.get(name, recursive)
+        return NamedApp(name)
+
+    with pytest.raises(TenantRecursionError, match="'acme'"):
+        registry.get("acme", recursive)
+    assert len(registry) == 0
+
+
+def test_indirect_recursion_on_one_thread() -> None:
+    registry = make_registry()
+
+    def factory(name: str) -> WSGIApplication | None:
+        other = {"a": "b", "b": "a"}[name]
+        registry.get(other, factory)
+        return NamedApp(name)
+
+    with pytest.raises(TenantRecursionError):
+        registry.get("a", factory)
+
+
+def test_create_timeout_then_recovery() -> None:
+    registry = make_registry(create_timeout=0.2)
+    gate = Gate()
+    creator = threading.Thread(target=registry.get, args=("acme", gate))
+    creator.start()
+    assert gate.entered.wait(10)
+    with pytest.raises(TenantCreationTimeout) as info:
+        registry.get("acme", gate)
+    assert info.value.name == "acme"
+    gate.release.set()
+    creator.join(10)
+    assert isinstance(registry.get("acme", gate), NamedApp)
+    assert gate.calls == 1
+
+
+def test_evict_during_creation_serves_but_does_not_keep() -> None:
+    events = Events()
+    registry = make_registry(events)
+    gate = Gate()
+    result: list[object] = []
+    creator = threading.Thread(target=lambda: result.append(registry.get("acme", gate)))
+    creator.start()
+    assert gate.entered.wait(10)
+    registry.evict("acme")
+    gate.release.set()
+    creator.join(10)
+    assert isinstance(result[0], NamedApp)
+    assert len(registry) == 0
+    assert events.created == ["acme"] and events.evicted == [("acme", "evict")]
+
+
+def test_stale_miss_not_kept_after_evict() -> None:
+    registry = make_registry()
+    started, release = threading.Event(), threading.Event()
+    known: set[str] = set()
+
+    def lookup(name: str) -> WSGIApplication | None:
+        exists = name in known  # read before the signup commits
+        started.set()
+        assert release.wait(10)
+        return NamedApp(name) if exists else None
+
+    creator = threading.Thread(target=registry.get, args=("acme", lookup))
+    creator.start()
+    assert started.wait(10)
+    known.add("acme")
+    registry.evict("acme")  # the signup
+    release.set()
+    creator.join(10)
+    assert registry.miss_count == 0
+    assert registry.get("acme", lookup) is not None
+
+
+def test_invalid_capacity() -> None:
+    with pytest.raises(ValueError, match="max_instances"):
+        TenantRegistry(max_instances=0)
+
+
+def test_repr() -> None:
+    assert repr(TenantRegistry(max_instances=7)) == "<TenantRegistry 0/7 instances, 0 misses>"
