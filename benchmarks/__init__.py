@@ -1,0 +1,1 @@
+"""Benchmarks for flask_dispatch: ``python -m benchmarks`` (see docs/performance.rst)."""

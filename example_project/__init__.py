@@ -1,0 +1,16 @@
+"""A small multi-tenant notes service built on flask_dispatch.
+
+The host app (landing page, signup) lives in :mod:`.host`; each tenant is its
+own Flask app from :func:`.tenant.create_tenant_app`, with its own SQLite
+database, reached at ``http://<name>.localhost:5000/`` or
+``http://localhost:5000/<name>/``.
+
+Run it with ``flask --app example_project run`` or, under gunicorn,
+``gunicorn -w 4 'example_project:create_app()'``.
+"""
+
+from __future__ import annotations
+
+from .host import create_app
+
+__all__ = ["create_app"]
