@@ -10,7 +10,6 @@ the site's error pages, logging and debugger.
 
 from __future__ import annotations
 
-import functools
 import typing as t
 
 from flask import request
@@ -18,7 +17,7 @@ from werkzeug.exceptions import BadRequest, HTTPException, NotFound, ServiceUnav
 from werkzeug.sansio.utils import host_is_trusted
 
 from .errors import TenantCreationTimeout
-from .hosts import BAD_HOST, NO_TENANT, classify_host
+from .hosts import BAD_HOST, NO_TENANT, HostRoute, classify_host
 from .paths import find_mount, rule_first_segments, split_first_segment
 
 if t.TYPE_CHECKING:
@@ -35,7 +34,7 @@ TENANT_KEY = "flask_dispatch.tenant"
 #: Environ key carrying the error dispatch wants the host app to raise.
 ERROR_KEY = "flask_dispatch.error"
 
-_HOST_CACHE_SIZE = 1024
+_MEMO_SIZE = 1024
 
 
 class DispatchMiddleware:
@@ -62,28 +61,28 @@ class DispatchMiddleware:
         self._host_app = host_app
         self._config = host_app.config
         self._extension = extension
+        self._url_map = host_app.url_map
         self._registry = state.registry
-        settings = state.settings
+        self._hit = state.registry.hit
+        self._settings = settings = state.settings
         self._reserved = settings.reserved
         self._name_pattern = settings.name_pattern
-        # Hosts repeat, so their parse is memoised; a flood of distinct hosts
-        # only cycles this bounded map.
-        self._classify = functools.lru_cache(maxsize=_HOST_CACHE_SIZE)(
-            functools.partial(
-                classify_host,
-                domains=settings.domains,
-                reserved=settings.reserved,
-                name_pattern=settings.name_pattern,
-            )
-        )
-        self._rules_seen = -1
-        self._own_segments: frozenset[str] = frozenset()
+        # Raw Host header -> route, and "/<first segment>" -> tenant name or
+        # "". Both repeat, so both are memoised in plain dicts (a dict
+        # lookup is the cheapest memo in CPython) that are emptied when full:
+        # a flood of distinct values costs a bounded amount of memory.
+        self._routes: dict[str, HostRoute] = {}
+        self._segments: dict[str, str] = {}
+        self._own_segments: frozenset[str] | None = None
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        # The hot path: every request passes here, so it is written flat.
         raw_host = environ.get("HTTP_HOST")
         if raw_host is None:
             raw_host = environ.get("SERVER_NAME", "")
-        route = self._classify(raw_host)
+        route = self._routes.get(raw_host)
+        if route is None:
+            route = self._route(raw_host)
         if route is BAD_HOST:
             return self._fail(environ, start_response, BadRequest("Malformed Host header."))
         trusted = self._config.get("TRUSTED_HOSTS")
@@ -92,15 +91,20 @@ class DispatchMiddleware:
                 environ, start_response, BadRequest(f"Host {raw_host!r} is not trusted.")
             )
 
-        factory = self._extension.subdomain_factory
+        extension = self._extension
+        factory = extension.subdomain_factory
         if factory is not None:
-            if type(route) is str:
-                return self._call_tenant(environ, start_response, route, factory, None)
+            if route.__class__ is str:
+                app = self._hit(route, factory)
+                if app is None:
+                    return self._call_tenant(environ, start_response, route, factory, None)
+                environ[TENANT_KEY] = route
+                return app(environ, start_response)
             if route is NO_TENANT:
                 return self._fail(environ, start_response, NotFound())
 
-        path = environ.get("PATH_INFO", "")
-        mounts = self._extension.mounts
+        path: str = environ.get("PATH_INFO", "")
+        mounts = extension.mounts
         if mounts:
             prefix = find_mount(path, mounts)
             if prefix is not None:
@@ -108,11 +112,25 @@ class DispatchMiddleware:
                 environ["PATH_INFO"] = path[len(prefix) :]
                 return mounts[prefix](environ, start_response)
 
-        factory = self._extension.path_factory
+        factory = extension.path_factory
         if factory is not None:
-            name, rest = split_first_segment(path)
-            if name and self._is_tenant_segment(name):
-                return self._call_tenant(environ, start_response, name, factory, rest)
+            # The first segment with its slash, e.g. "/acme" of "/acme/x":
+            # one slice that is both the memo key and the SCRIPT_NAME suffix.
+            end = path.find("/", 1)
+            segment = path[:end] if end != -1 else path
+            name = self._segments.get(segment)
+            if name is None or self._url_map._remap:
+                name = self._tenant_name(segment)
+            if name:
+                rest = path[end:] if end != -1 else ""
+                app = self._hit(name, factory)
+                if app is None:
+                    return self._call_tenant(environ, start_response, name, factory, rest)
+                script = environ.get("SCRIPT_NAME")
+                environ["SCRIPT_NAME"] = script + segment if script else segment
+                environ["PATH_INFO"] = rest
+                environ[TENANT_KEY] = name
+                return app(environ, start_response)
         return self.wsgi_app(environ, start_response)
 
     def _call_tenant(
@@ -123,7 +141,8 @@ class DispatchMiddleware:
         factory: Factory,
         rest: str | None,
     ) -> Iterable[bytes]:
-        """Serve the request with tenant ``name``. ``rest`` is the path after
+        """Serve the request with tenant ``name`` when it is not held yet:
+        create it, or answer the miss or the error. ``rest`` is the path after
         the tenant's segment for path dispatch, ``None`` for a subdomain."""
         try:
             app = self._registry.get(name, factory)
@@ -140,25 +159,48 @@ class DispatchMiddleware:
         if isinstance(app, HTTPException):
             return self._fail(environ, start_response, app)
         if rest is not None:
-            environ["SCRIPT_NAME"] = f"{environ.get('SCRIPT_NAME', '')}/{name}"
+            script = environ.get("SCRIPT_NAME", "")
+            environ["SCRIPT_NAME"] = f"{script}/{name}"
             environ["PATH_INFO"] = rest
         environ[TENANT_KEY] = name
         return app(environ, start_response)
 
-    def _is_tenant_segment(self, name: str) -> bool:
-        """Whether a first path segment may name a tenant: it matches the
-        pattern, is not reserved and is not claimed by a host app URL rule."""
-        url_map = self._host_app.url_map
-        # Rules are only ever added, so a change in their count means new ones.
-        count = len(url_map._rules)
-        if count != self._rules_seen:
-            self._own_segments = rule_first_segments(r.rule for r in url_map.iter_rules())
-            self._rules_seen = count
-        return (
-            name not in self._own_segments
-            and name not in self._reserved
-            and self._name_pattern.fullmatch(name) is not None
-        )
+    def _route(self, raw_host: str) -> HostRoute:
+        """Classify a Host header not seen recently, and remember it."""
+        settings = self._settings
+        route = classify_host(raw_host, settings.domains, settings.reserved, settings.name_pattern)
+        if len(self._routes) >= _MEMO_SIZE:
+            self._routes.clear()
+        self._routes[raw_host] = route
+        return route
+
+    def _tenant_name(self, segment: str) -> str:
+        """The tenant name a first path segment (with its leading slash) may
+        stand for, or ``""``: it must match the pattern, not be reserved and
+        not be the first segment of a host app URL rule. Memoised; the memo is
+        rebuilt when the host app's URL map changes."""
+        # Werkzeug sets _remap when a rule is added; update() sorts the rules
+        # (as the first match would) and clears it, so the hot path's check
+        # of _remap stays false from then on.
+        if self._url_map._remap or self._own_segments is None:
+            self._url_map.update()
+            self._own_segments = rule_first_segments(
+                rule.rule for rule in self._url_map.iter_rules()
+            )
+            self._segments = {}
+        name, rest = split_first_segment(segment)
+        if (
+            rest
+            or not name
+            or name in self._own_segments
+            or name in self._reserved
+            or self._name_pattern.fullmatch(name) is None
+        ):
+            name = ""
+        if len(self._segments) >= _MEMO_SIZE:
+            self._segments.clear()
+        self._segments[segment] = name
+        return name
 
     def _fail(
         self,

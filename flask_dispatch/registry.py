@@ -16,12 +16,15 @@ built. It is where correctness lives, so it has no Flask import:
 
 An instance is keyed by its factory and name, so two factories may each hold
 an app called ``acme`` and one factory used for both subdomains and paths holds
-one.
+one. (The key is the name itself for the first factory seen and a prefixed
+name for others: a string key hashes once and stays cached, which keeps the
+hot path short.)
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 import typing as t
@@ -39,29 +42,40 @@ Factory = t.Callable[[str], t.Optional["WSGIApplication"]]
 #: Why an instance left the registry.
 EvictReason = t.Literal["capacity", "idle", "evict"]
 
-_Key = t.Tuple[Factory, str]
-
 
 class _Entry:
-    __slots__ = ("app", "last_used")
+    __slots__ = ("app", "last_used", "name")
 
-    def __init__(self, app: WSGIApplication, last_used: float) -> None:
+    def __init__(self, app: WSGIApplication, name: str, last_used: float) -> None:
         self.app = app
+        self.name = name
         self.last_used = last_used
 
 
 class _Flight:
     """One creation under way; waiters block on ``done``."""
 
-    __slots__ = ("app", "done", "error", "owner", "stale")
+    __slots__ = ("app", "done", "error", "name", "owner", "stale")
 
-    def __init__(self, owner: int) -> None:
+    def __init__(self, owner: int, name: str) -> None:
         self.owner = owner
+        self.name = name
         self.done = threading.Event()
         self.app: WSGIApplication | None = None
         self.error: BaseException | None = None
         # Set by evict() while the factory runs: the result is not kept.
         self.stale = False
+
+
+class _Miss(t.NamedTuple):
+    expires: float
+    name: str
+    answer: WSGIApplication | None
+
+
+def _gil_enabled() -> bool:
+    is_enabled = getattr(sys, "_is_gil_enabled", None)
+    return True if is_enabled is None else bool(is_enabled())
 
 
 def _call(factory: Factory, name: str) -> WSGIApplication | None:
@@ -78,6 +92,9 @@ def _ignore_created(name: str, app: WSGIApplication) -> None:
 
 def _ignore_evicted(name: str, app: WSGIApplication, reason: EvictReason) -> None:
     pass
+
+
+_Evicted = t.List[t.Tuple[str, "WSGIApplication", EvictReason]]
 
 
 class TenantRegistry:
@@ -130,11 +147,15 @@ class TenantRegistry:
         self._on_evicted = on_evicted
         self._clock = clock
         self._lock = threading.Lock()
+        # See hit(): lock-free hits need the GIL and no use stamps.
+        self._locked_hits = idle_timeout is not None or not _gil_enabled()
+        # Key prefix of each factory: "" for the first, "<n>\x00" after.
+        self._prefixes: dict[Factory, str] = {}
         # Least recently used first.
-        self._instances: OrderedDict[_Key, _Entry] = OrderedDict()
-        # Oldest first; the value is (expires at, what the factory returned).
-        self._misses: OrderedDict[_Key, tuple[float, WSGIApplication | None]] = OrderedDict()
-        self._flights: dict[_Key, _Flight] = {}
+        self._instances: OrderedDict[str, _Entry] = OrderedDict()
+        # Oldest first.
+        self._misses: OrderedDict[str, _Miss] = OrderedDict()
+        self._flights: dict[str, _Flight] = {}
         # How many instances each name has, for O(1) ``name in registry``.
         self._name_counts: dict[str, int] = {}
 
@@ -149,18 +170,62 @@ class TenantRegistry:
         :raises TenantRecursionError: the factory asked for its own tenant.
         :raises TenantFactoryError: another request's creation failed.
         """
-        key = (factory, name)
-        with self._lock:
-            entry = self._instances.get(key)
-            if entry is not None and self.idle_timeout is None:
-                self._instances.move_to_end(key)
-                return entry.app
-        return self._lookup(key, name, factory)
+        app = self.hit(name, factory)
+        if app is not None:
+            return app
+        return self._lookup(name, factory)
 
-    def _lookup(self, key: _Key, name: str, factory: Factory) -> WSGIApplication | None:
-        evicted: list[tuple[str, WSGIApplication, EvictReason]] = []
+    def hit(self, name: str, factory: Factory) -> WSGIApplication | None:
+        """The held app for ``name``, marked as most recently used, or
+        ``None`` when it is not held (then call :meth:`get`). Never calls the
+        factory; this is the whole cost of a request to a created tenant.
+
+        With the GIL and no idle timeout this takes no lock: the lookup and
+        the LRU move are each one atomic ``OrderedDict`` operation, so the
+        order stays an exact record of use. On a free-threaded build it takes
+        the registry lock; with an idle timeout (which stamps each use) it
+        leaves the hit to :meth:`get`.
+
+        :param name: the tenant's name.
+        :param factory: the factory it was built with.
+        """
+        prefix = self._prefixes.get(factory)
+        if prefix is None:
+            return None
+        key = prefix + name if prefix else name
+        if self._locked_hits:
+            if self.idle_timeout is not None:
+                return None
+            with self._lock:
+                entry = self._instances.get(key)
+                if entry is None:
+                    return None
+                self._instances.move_to_end(key)
+            return entry.app
+        entry = self._instances.get(key)
+        if entry is None:
+            return None
+        # Not contextlib.suppress: a context manager costs more than the move.
+        try:  # noqa: SIM105
+            self._instances.move_to_end(key)
+        except KeyError:
+            # Evicted in between: serve it anyway, like requests already in it.
+            pass
+        return entry.app
+
+    def _key(self, name: str, factory: Factory) -> str:
+        """The key of ``name`` built by ``factory``; call with the lock held."""
+        prefix = self._prefixes.get(factory)
+        if prefix is None:
+            prefix = f"{len(self._prefixes)}\x00" if self._prefixes else ""
+            self._prefixes[factory] = prefix
+        return prefix + name
+
+    def _lookup(self, name: str, factory: Factory) -> WSGIApplication | None:
+        evicted: _Evicted = []
         try:
             with self._lock:
+                key = self._key(name, factory)
                 now = self._clock()
                 if self.idle_timeout is not None:
                     self._expire_idle(now, evicted)
@@ -171,18 +236,16 @@ class TenantRegistry:
                     return entry.app
                 miss = self._misses.get(key)
                 if miss is not None:
-                    if miss[0] > now:
-                        return miss[1]
+                    if miss.expires > now:
+                        return miss.answer
                     del self._misses[key]
-                flight = self._flights.get(key)
                 me = threading.get_ident()
+                flight = self._flights.get(key)
+                owner = flight is None
                 if flight is None:
-                    flight = self._flights[key] = _Flight(me)
-                    owner = True
+                    flight = self._flights[key] = _Flight(me, name)
                 elif flight.owner == me:
                     raise TenantRecursionError(name)
-                else:
-                    owner = False
         finally:
             self._notify(evicted)
         if owner:
@@ -194,7 +257,7 @@ class TenantRegistry:
         return flight.app
 
     def _create(
-        self, key: _Key, name: str, factory: Factory, flight: _Flight
+        self, key: str, name: str, factory: Factory, flight: _Flight
     ) -> WSGIApplication | None:
         try:
             app = self._invoke(factory, name)
@@ -207,7 +270,7 @@ class TenantRegistry:
             flight.error = e
             flight.done.set()
             raise
-        evicted: list[tuple[str, WSGIApplication, EvictReason]] = []
+        evicted: _Evicted = []
         with self._lock:
             del self._flights[key]
             now = self._clock()
@@ -215,48 +278,43 @@ class TenantRegistry:
                 if not is_miss:
                     evicted.append((name, t.cast("WSGIApplication", app), "evict"))
             elif is_miss:
-                self._remember_miss(key, now, app)
+                self._remember_miss(key, _Miss(now + self.miss_ttl, name, app), now)
             else:
-                self._instances[key] = _Entry(t.cast("WSGIApplication", app), now)
+                self._instances[key] = _Entry(t.cast("WSGIApplication", app), name, now)
                 self._name_counts[name] = self._name_counts.get(name, 0) + 1
                 while len(self._instances) > self.max_instances:
-                    old_key, old = self._instances.popitem(last=False)
-                    self._forget_name(old_key[1])
-                    evicted.append((old_key[1], old.app, "capacity"))
+                    _, old = self._instances.popitem(last=False)
+                    self._forget_name(old.name)
+                    evicted.append((old.name, old.app, "capacity"))
         flight.app = app
         flight.done.set()
         self._notify(evicted)
         return app
 
-    def _remember_miss(self, key: _Key, now: float, value: WSGIApplication | None) -> None:
+    def _remember_miss(self, key: str, miss: _Miss, now: float) -> None:
         if self.miss_ttl <= 0 or self.max_misses <= 0:
             return
         misses = self._misses
         # Every miss lives equally long, so the oldest expires first.
-        while misses:
-            oldest = next(iter(misses.values()))
-            if oldest[0] > now:
-                break
+        while misses and next(iter(misses.values())).expires <= now:
             misses.popitem(last=False)
-        misses[key] = (now + self.miss_ttl, value)
+        misses[key] = miss
         misses.move_to_end(key)
         while len(misses) > self.max_misses:
             misses.popitem(last=False)
 
-    def _expire_idle(
-        self, now: float, evicted: list[tuple[str, WSGIApplication, EvictReason]]
-    ) -> None:
+    def _expire_idle(self, now: float, evicted: _Evicted) -> None:
         assert self.idle_timeout is not None
         deadline = now - self.idle_timeout
         instances = self._instances
         # Least recently used first, so stop at the first one still in use.
         while instances:
-            key, entry = next(iter(instances.items()))
+            entry = next(iter(instances.values()))
             if entry.last_used > deadline:
                 break
             instances.popitem(last=False)
-            self._forget_name(key[1])
-            evicted.append((key[1], entry.app, "idle"))
+            self._forget_name(entry.name)
+            evicted.append((entry.name, entry.app, "idle"))
 
     def _forget_name(self, name: str) -> None:
         count = self._name_counts[name] - 1
@@ -265,7 +323,7 @@ class TenantRegistry:
         else:
             del self._name_counts[name]
 
-    def _notify(self, evicted: list[tuple[str, WSGIApplication, EvictReason]]) -> None:
+    def _notify(self, evicted: _Evicted) -> None:
         for name, app, reason in evicted:
             try:
                 self._on_evicted(name, app, reason)
@@ -281,32 +339,32 @@ class TenantRegistry:
         :param name: the tenant's name.
         :return: how many instances were dropped.
         """
-        evicted: list[tuple[str, WSGIApplication, EvictReason]] = []
+        evicted: _Evicted = []
         with self._lock:
-            if name in self._name_counts:
-                for key in [k for k in self._instances if k[1] == name]:
-                    evicted.append((name, self._instances.pop(key).app, "evict"))
-                del self._name_counts[name]
-            for key in [k for k in self._misses if k[1] == name]:
-                del self._misses[key]
-            for key, flight in self._flights.items():
-                if key[1] == name:
+            for prefix in self._prefixes.values():
+                key = prefix + name
+                entry = self._instances.pop(key, None)
+                if entry is not None:
+                    evicted.append((name, entry.app, "evict"))
+                self._misses.pop(key, None)
+                flight = self._flights.get(key)
+                if flight is not None:
                     flight.stale = True
+            self._name_counts.pop(name, None)
         self._notify(evicted)
         return len(evicted)
 
     def clear(self) -> None:
         """Drop every instance and remembered miss (reason ``"evict"``)."""
         with self._lock:
-            evicted: list[tuple[str, WSGIApplication, EvictReason]] = [
-                (key[1], entry.app, "evict") for key, entry in self._instances.items()
-            ]
+            # list() copies in one C call, safe against lock-free LRU moves.
+            entries = list(self._instances.values())
             self._instances.clear()
             self._misses.clear()
             self._name_counts.clear()
             for flight in self._flights.values():
                 flight.stale = True
-        self._notify(evicted)
+        self._notify([(entry.name, entry.app, "evict") for entry in entries])
 
     def expire_idle(self) -> int:
         """Drop the apps unused for ``idle_timeout`` seconds now, rather than
@@ -314,7 +372,7 @@ class TenantRegistry:
 
         :return: how many were dropped.
         """
-        evicted: list[tuple[str, WSGIApplication, EvictReason]] = []
+        evicted: _Evicted = []
         if self.idle_timeout is not None:
             with self._lock:
                 self._expire_idle(self._clock(), evicted)
@@ -336,9 +394,9 @@ class TenantRegistry:
 
     def __iter__(self) -> t.Iterator[str]:
         """The names held, least recently used first (a snapshot)."""
-        with self._lock:
-            names = dict.fromkeys(key[1] for key in self._instances)
-        return iter(names)
+        # list() copies in one C call, safe against lock-free LRU moves.
+        entries = list(self._instances.values())
+        return iter(dict.fromkeys(entry.name for entry in entries))
 
     def __repr__(self) -> str:
         return (

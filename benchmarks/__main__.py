@@ -1,0 +1,102 @@
+"""Run the benchmarks and check the performance budget.
+
+``python -m benchmarks`` (or ``tox -e bench``) from a checkout, after
+``pip install -e ".[bench]"``. ``--quick`` runs a shorter version;
+``--only hot,threads,cold,memory,server`` picks sections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import concurrency, hotpath, memory, server
+from .common import machine, table
+
+SECTIONS = ("hot", "threads", "cold", "memory", "server")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer calls and rounds")
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    args = parser.parse_args(argv)
+    only = set(args.only.split(","))
+    quick = args.quick
+    figures: dict[str, float] = {}
+
+    print(f"flask_dispatch benchmarks · {machine()}")
+    print(f"command: python -m benchmarks {' '.join(argv if argv is not None else sys.argv[1:])}")
+    if "hot" in only:
+        sizes = (10, 1_000, 10_000)
+        text, found = hotpath.run(sizes, 50_000 if quick else 200_000, 3 if quick else 7)
+        print("\n1. Hot path: per request to a created tenant (bare WSGI tenant)\n" + text)
+        figures.update(found)
+        text, found = hotpath.run_flask(5_000 if quick else 20_000, 3 if quick else 7)
+        print("\n   Flask tenant app, 10 tenants\n" + text)
+        figures.update(found)
+    if "threads" in only:
+        text, found = concurrency.run_threads(60_000 if quick else 300_000, 2 if quick else 3)
+        print("\n2. Threads: cached tenants, 1,000 held\n" + text)
+        figures.update(found)
+    if "cold" in only:
+        text, found = concurrency.run_cold()
+        print("\n3. Cold start\n" + text)
+        figures.update(found)
+    if "memory" in only:
+        text, found = memory.run(20_000 if quick else 100_000)
+        print("\n4. Memory (tracemalloc)\n" + text)
+        figures.update(found)
+    if "server" in only:
+        text, found = server.run(5 if quick else 15, 1 if quick else 2)
+        print("\n5. Real server: the example project's tenant page\n" + text)
+        figures.update(found)
+
+    rows = _budget(figures)
+    print("\nBudget\n" + table(["check", "measured", "budget", "result"], rows))
+    return 1 if any(row[3] == "FAIL" for row in rows) else 0
+
+
+def _budget(f: dict[str, float]) -> list[tuple[str, str, str, str]]:
+    rows: list[tuple[str, str, str, str]] = []
+
+    def check(name: str, measured: str, budget: str, ok: bool) -> None:
+        rows.append((name, measured, budget, "ok" if ok else "FAIL"))
+
+    ref = f.get("werkzeug DispatcherMiddleware @ 10000")
+    for kind in ("subdomain", "path"):
+        big = f.get(f"flask_dispatch {kind} @ 10000")
+        small = f.get(f"flask_dispatch {kind} @ 10")
+        if big is not None and ref is not None:
+            check(f"{kind} overhead ÷ werkzeug @ 10,000", f"{big / ref:.2f}", "≤ 1.00", big <= ref)
+        if big is not None and small is not None:
+            check(
+                f"{kind} overhead @ 10,000 ÷ @ 10",
+                f"{big / small:.2f}",
+                "≤ 1.10",
+                big <= 1.10 * small,
+            )
+        ratio = f.get(f"flask {kind} ratio")
+        if ratio is not None:
+            check(f"Flask tenant via {kind} ÷ direct", f"{ratio:.3f}", "≤ 1.03", ratio <= 1.03)
+    if "server ratio" in f:
+        ratio = f["server ratio"]
+        check("gunicorn through dispatch ÷ direct", f"{ratio:.3f}", "≥ 0.97", ratio >= 0.97)
+    if "cold start s" in f:
+        check(
+            "cold start 32 × 50 ms",
+            f"{f['cold start s']:.3f} s",
+            "≤ 0.15 s",
+            f["cold start s"] <= 0.15,
+        )
+        check("herd factory calls", f"{f['herd calls']:.0f}", "= 1", f["herd calls"] == 1)
+    if "bytes per instance" in f:
+        per = f["bytes per instance"]
+        check("bookkeeping per instance", f"{per:,.0f} B", "≤ 1,024 B", per <= 1024)
+        kept = f["flood bytes"]
+        check("kept after the flood", f"{kept / 1e6:.2f} MB", "< 5 MB", kept < 5e6)
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())

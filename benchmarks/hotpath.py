@@ -1,0 +1,129 @@
+"""Per-request overhead of dispatch to an already-created tenant."""
+
+from __future__ import annotations
+
+import typing as t
+
+from flask import Flask
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+from flask_dispatch import Dispatch
+
+from .common import (
+    best_interleaved,
+    environ,
+    flask_leaf,
+    leaf,
+    no_start_response,
+    table,
+    time_calls,
+)
+from .recipe import PathDispatcher, SubdomainDispatcher
+
+if t.TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+SPREAD = 64  # distinct tenants the requests cycle through
+
+
+def _picks(n: int) -> list[int]:
+    return [i * n // SPREAD for i in range(min(SPREAD, n))]
+
+
+def _host_app(**config: t.Any) -> tuple[Flask, Dispatch]:
+    app = Flask("bench_host")
+    app.config.update(DISPATCH_DOMAIN="example.com", **config)
+    return app, Dispatch(app)
+
+
+def candidates(n: int) -> dict[str, tuple[WSGIApplication, list[dict[str, t.Any]]]]:
+    """name -> (WSGI callable, environs), every tenant already created."""
+    picks = _picks(n)
+    sub_envs = [environ(f"t{i}.example.com") for i in picks]
+    path_envs = [environ("example.com", f"/t{i}/x") for i in picks]
+
+    sub_app, sub = _host_app(DISPATCH_MAX_INSTANCES=n)
+    sub.subdomain(lambda name: leaf)
+    path_app, path = _host_app(DISPATCH_MAX_INSTANCES=n)
+    path.path(lambda name: leaf)
+    mount_app, mount = _host_app()
+    for i in range(n):
+        mount.mount(f"/t{i}", leaf)
+    recipe_sub = SubdomainDispatcher("example.com", lambda name: leaf)
+    recipe_path = PathDispatcher(leaf, lambda name: leaf)
+    werkzeug = DispatcherMiddleware(leaf, {f"/t{i}": leaf for i in range(n)})
+    for i in range(n):  # create every tenant up front
+        sub_app.wsgi_app(environ(f"t{i}.example.com"), no_start_response)
+        path_app.wsgi_app(environ("example.com", f"/t{i}/x"), no_start_response)
+        recipe_sub(environ(f"t{i}.example.com"), no_start_response)
+        recipe_path(environ("example.com", f"/t{i}/x"), no_start_response)
+    return {
+        "direct (baseline)": (leaf, sub_envs),
+        "werkzeug DispatcherMiddleware": (werkzeug, path_envs),
+        "recipe SubdomainDispatcher": (recipe_sub, sub_envs),
+        "recipe PathDispatcher": (recipe_path, path_envs),
+        "flask_dispatch subdomain": (sub_app.wsgi_app, sub_envs),
+        "flask_dispatch path": (path_app.wsgi_app, path_envs),
+        "flask_dispatch mount": (mount_app.wsgi_app, path_envs),
+    }
+
+
+def _timer(app: WSGIApplication, envs: list[dict[str, t.Any]], calls: int) -> t.Callable[[], float]:
+    return lambda: time_calls(app, envs, calls)
+
+
+def run(sizes: t.Sequence[int], calls: int, rounds: int) -> tuple[str, dict[str, float]]:
+    """Return the table and the figures the budget checks."""
+    rows = []
+    figures: dict[str, float] = {}
+    for n in sizes:
+        cands = candidates(n)
+        best = best_interleaved(
+            {name: _timer(app, envs, calls) for name, (app, envs) in cands.items()}, rounds
+        )
+        base = best.pop("direct (baseline)")
+        reference = best["werkzeug DispatcherMiddleware"] - base
+        for name, seconds in best.items():
+            overhead = seconds - base
+            figures[f"{name} @ {n}"] = overhead
+            rows.append(
+                (
+                    f"{n:,}",
+                    name,
+                    f"{seconds * 1e6:.3f}",
+                    f"{overhead * 1e6:.3f}",
+                    f"{overhead / reference:.2f}",
+                )
+            )
+        rows.append((f"{n:,}", "direct (baseline)", f"{base * 1e6:.3f}", "0", ""))
+    text = table(["tenants", "candidate", "µs/request", "overhead µs", "overhead ÷ werkzeug"], rows)
+    return text, figures
+
+
+def run_flask(calls: int, rounds: int) -> tuple[str, dict[str, float]]:
+    """A Flask tenant app through dispatch vs the same app called directly."""
+    tenant = flask_leaf("acme")
+    app, dispatch = _host_app()
+    dispatch.subdomain(lambda name: tenant)
+    path_app, path = _host_app()
+    path.path(lambda name: tenant)
+    direct_envs = [environ("acme.example.com")]
+    sub_envs = [environ("acme.example.com")]
+    path_envs = [environ("example.com", "/acme/x")]
+    best = best_interleaved(
+        {
+            "direct": lambda: time_calls(tenant, direct_envs, calls),
+            "subdomain": lambda: time_calls(app, sub_envs, calls),
+            "path": lambda: time_calls(path_app, path_envs, calls),
+        },
+        rounds,
+    )
+    rows = [
+        (name, f"{best[name] * 1e6:.2f}", f"{best[name] / best['direct']:.3f}")
+        for name in ("direct", "subdomain", "path")
+    ]
+    figures = {
+        "flask subdomain ratio": best["subdomain"] / best["direct"],
+        "flask path ratio": best["path"] / best["direct"],
+    }
+    return table(["Flask tenant", "µs/request", "÷ direct"], rows), figures
