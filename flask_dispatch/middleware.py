@@ -35,6 +35,8 @@ TENANT_KEY = "flask_dispatch.tenant"
 ERROR_KEY = "flask_dispatch.error"
 
 _MEMO_SIZE = 1024
+# "/" and a 63-character DNS label.
+_MAX_MEMO_SEGMENT = 64
 
 
 class DispatchMiddleware:
@@ -166,12 +168,16 @@ class DispatchMiddleware:
         return app(environ, start_response)
 
     def _route(self, raw_host: str) -> HostRoute:
-        """Classify a Host header not seen recently, and remember it."""
+        """Classify a Host header not seen recently, and remember it if it
+        is well formed and names no invalid tenant."""
         settings = self._settings
         route = classify_host(raw_host, settings.domains, settings.reserved, settings.name_pattern)
-        if len(self._routes) >= _MEMO_SIZE:
-            self._routes.clear()
-        self._routes[raw_host] = route
+        # Bad input costs nothing: malformed hosts and names the pattern
+        # rejects are parsed again each time rather than remembered.
+        if route is not BAD_HOST and route is not NO_TENANT:
+            if len(self._routes) >= _MEMO_SIZE:
+                self._routes.clear()
+            self._routes[raw_host] = route
         return route
 
     def _tenant_name(self, segment: str) -> str:
@@ -197,9 +203,12 @@ class DispatchMiddleware:
             or self._name_pattern.fullmatch(name) is None
         ):
             name = ""
-        if len(self._segments) >= _MEMO_SIZE:
-            self._segments.clear()
-        self._segments[segment] = name
+        # Only segments that could be a name are remembered: a flood of long
+        # junk segments keeps nothing.
+        if len(segment) <= _MAX_MEMO_SEGMENT:
+            if len(self._segments) >= _MEMO_SIZE:
+                self._segments.clear()
+            self._segments[segment] = name
         return name
 
     def _fail(

@@ -55,11 +55,13 @@ class _Entry:
 class _Flight:
     """One creation under way; waiters block on ``done``."""
 
-    __slots__ = ("app", "done", "error", "name", "owner", "stale")
+    __slots__ = ("app", "done", "error", "name", "owner", "stale", "waiters")
 
     def __init__(self, owner: int, name: str) -> None:
         self.owner = owner
         self.name = name
+        # Requests waiting on this creation (see TenantRegistry.waiting).
+        self.waiters = 0
         self.done = threading.Event()
         self.app: WSGIApplication | None = None
         self.error: BaseException | None = None
@@ -246,6 +248,8 @@ class TenantRegistry:
                     flight = self._flights[key] = _Flight(me, name)
                 elif flight.owner == me:
                     raise TenantRecursionError(name)
+                else:
+                    flight.waiters += 1
         finally:
             self._notify(evicted)
         if owner:
@@ -378,6 +382,12 @@ class TenantRegistry:
                 self._expire_idle(self._clock(), evicted)
         self._notify(evicted)
         return len(evicted)
+
+    def waiting(self, name: str) -> int:
+        """How many requests are waiting on a creation of ``name`` under way
+        (not counting the one running the factory)."""
+        with self._lock:
+            return sum(f.waiters for f in self._flights.values() if f.name == name)
 
     @property
     def miss_count(self) -> int:

@@ -59,6 +59,17 @@ class RecordingFactory:
         return NamedApp(self.prefix + name)
 
 
+def wait_for(condition: t.Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``condition()`` holds, failing after ``timeout`` seconds.
+    For states no event announces (e.g. how many threads are waiting)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.005)
+
+
 class Response(t.NamedTuple):
     status: int
     headers: dict[str, str]

@@ -16,7 +16,7 @@ from flask_dispatch import (
     TenantRegistry,
 )
 
-from .conftest import NamedApp, RecordingFactory
+from .conftest import NamedApp, RecordingFactory, wait_for
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -268,7 +268,7 @@ def test_single_flight(fail: bool) -> None:
     for thread in threads:
         thread.start()
     assert gate.entered.wait(10)
-    time.sleep(0.1)  # let the others reach the wait; the result must not depend on it
+    wait_for(lambda: registry.waiting("acme") == 31)
     gate.release.set()
     for thread in threads:
         thread.join(10)
@@ -400,6 +400,37 @@ def test_stale_miss_not_kept_after_evict() -> None:
     creator.join(10)
     assert registry.miss_count == 0
     assert registry.get("acme", lookup) is not None
+
+
+def test_locked_hits_keep_exact_lru(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a free-threaded build runs: hits under the registry lock."""
+    import flask_dispatch.registry as module
+
+    monkeypatch.setattr(module, "_gil_enabled", lambda: False)
+    registry = make_registry(max_instances=2)
+    assert registry._locked_hits
+    factory = RecordingFactory()
+    registry.get("a", factory)
+    registry.get("b", factory)
+    assert registry.hit("a", factory) is not None
+    registry.get("c", factory)
+    assert list(registry) == ["a", "c"]
+    assert registry.hit("b", factory) is None
+
+
+def test_waiting_counts_waiters() -> None:
+    registry = make_registry()
+    gate = Gate()
+    threads = [threading.Thread(target=registry.get, args=("acme", gate)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    assert gate.entered.wait(10)
+    wait_for(lambda: registry.waiting("acme") == 2)
+    assert registry.waiting("other") == 0
+    gate.release.set()
+    for thread in threads:
+        thread.join(10)
+    assert registry.waiting("acme") == 0
 
 
 def test_invalid_capacity() -> None:

@@ -1,0 +1,233 @@
+"""Concurrency and faults through the WSGI layer: churn with constant
+eviction, randomly failing factories, a failing herd. Run with lock-free hits
+(the GIL build) and with locked hits (what a free-threaded build uses)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import typing as t
+
+import pytest
+
+from flask_dispatch import Dispatch, tenant_created, tenant_evicted
+from flask_dispatch import registry as registry_module
+
+from .conftest import NamedApp, call, make_host_app, wait_for
+
+if t.TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+    from flask import Flask
+
+
+@pytest.fixture(
+    params=[pytest.param(True, id="lock-free-hits"), pytest.param(False, id="locked-hits")]
+)
+def gil(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    monkeypatch.setattr(registry_module, "_gil_enabled", lambda: request.param)
+    return t.cast(bool, request.param)
+
+
+def run_workers(n: int, work: t.Callable[[int], None]) -> list[BaseException]:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(n)
+
+    def target(i: int) -> None:
+        barrier.wait()
+        try:
+            work(i)
+        except BaseException as e:  # collected, then asserted on
+            errors.append(e)
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+        assert not thread.is_alive(), "a worker hung"
+    return errors
+
+
+def test_churn_never_answers_for_another_tenant(gil: bool) -> None:
+    app = make_host_app(DISPATCH_MAX_INSTANCES=50)
+    dispatch = Dispatch(app)
+    calls: list[str] = []
+    lock = threading.Lock()
+
+    @dispatch.subdomain
+    def factory(name: str) -> WSGIApplication | None:
+        with lock:
+            calls.append(name)
+        return NamedApp(name)
+
+    created: list[str] = []
+    evicted: list[tuple[str, str]] = []
+
+    def on_created(sender: Flask, name: str, tenant_app: NamedApp) -> None:
+        with lock:
+            created.append(name)
+
+    def on_evicted(sender: Flask, name: str, tenant_app: NamedApp, reason: str) -> None:
+        assert tenant_app.name == name
+        with lock:
+            evicted.append((name, reason))
+
+    wrong: list[tuple[str, str]] = []
+    statuses: dict[int, int] = {}
+    per_thread = 1000
+
+    def work(i: int) -> None:
+        rng = random.Random(i)
+        for _ in range(per_thread):
+            # Mostly a hot set of 40, sometimes any of 500: hits and churn.
+            n = rng.randrange(40) if rng.random() < 0.7 else rng.randrange(500)
+            name = f"t{n}"
+            response = call(app, "/x", host=f"{name}.example.com")
+            with lock:
+                statuses[response.status] = statuses.get(response.status, 0) + 1
+            if not response.body.startswith(f"{name}|"):
+                with lock:
+                    wrong.append((name, response.body))
+
+    with (
+        tenant_created.connected_to(on_created, app),
+        tenant_evicted.connected_to(on_evicted, app),
+    ):
+        errors = run_workers(16, work)
+    assert errors == []
+    assert wrong == [], wrong[:5]  # zero cross-tenant answers
+    assert statuses == {200: 16 * per_thread}
+    with app.app_context():
+        held = len(dispatch.registry)
+    assert held == 50
+    # Every factory call built an app that is either still held or was evicted.
+    assert len(calls) == len(created) == held + len(evicted)
+    assert {reason for _, reason in evicted} == {"capacity"}
+    assert len(calls) > 500  # the churn really evicted and recreated
+
+
+def test_randomly_failing_factories(gil: bool) -> None:
+    app = make_host_app(DISPATCH_MAX_INSTANCES=20)
+    dispatch = Dispatch(app)
+    rng = random.Random(7)
+    lock = threading.Lock()
+    outcomes: dict[str, list[str]] = {}
+
+    @dispatch.subdomain
+    def flaky(name: str) -> WSGIApplication | None:
+        with lock:
+            fail = rng.random() < 0.3
+            outcomes.setdefault(name, []).append("fail" if fail else "ok")
+        if fail:
+            raise ConnectionError(f"tenant store unreachable for {name}")
+        return NamedApp(name)
+
+    wrong: list[str] = []
+    failures = 0
+
+    def work(i: int) -> None:
+        nonlocal failures
+        local = random.Random(100 + i)
+        for _ in range(300):
+            name = f"t{local.randrange(40)}"
+            response = call(app, "/", host=f"{name}.example.com")
+            if response.status == 500:
+                assert response.body == "site 500 page"
+                with lock:
+                    failures += 1
+            elif response.status != 200 or not response.body.startswith(f"{name}|"):
+                with lock:
+                    wrong.append(f"{name}: {response.status} {response.body}")
+
+    errors = run_workers(8, work)
+    assert errors == [] and wrong == []
+    assert failures > 0
+    # A failure is never kept: every name whose factory failed was asked again
+    # until it succeeded or the run ended, and no "fail" is followed by a hit
+    # without another call.
+    for name, history in outcomes.items():
+        for earlier, later in itertools.pairwise(history):
+            assert earlier == "fail" or later in ("ok", "fail"), (name, history)
+    with app.app_context():
+        registry = dispatch.registry
+        for name in registry:
+            assert outcomes[name][-1] == "ok"  # only successes are held
+        assert registry.miss_count == 0
+
+
+def test_failing_herd_shares_one_failure() -> None:
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    entered, release = threading.Event(), threading.Event()
+    calls = []
+
+    @dispatch.subdomain
+    def failing(name: str) -> WSGIApplication | None:
+        calls.append(name)
+        entered.set()
+        assert release.wait(10)
+        raise ConnectionError("down")
+
+    cached = NamedApp("other")
+    dispatch.path(lambda name: cached)
+    assert call(app, "/other/").status == 200
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def work(i: int) -> None:
+        response = call(app, host="acme.example.com")
+        with lock:
+            statuses.append(response.status)
+
+    herd = threading.Thread(target=run_workers, args=(16, work))
+    herd.start()
+    assert entered.wait(10)
+    with app.app_context():
+        wait_for(lambda: dispatch.registry.waiting("acme") == 15)
+    # Another tenant is served while the failing factory runs.
+    assert call(app, "/other/").body.startswith("other|")
+    release.set()
+    herd.join(30)
+    assert calls == ["acme"]
+    assert statuses == [500] * 16
+    release.clear()
+    entered.clear()
+    # Not remembered: the next request calls the factory again.
+    worker = threading.Thread(target=call, args=(app,), kwargs={"host": "acme.example.com"})
+    worker.start()
+    assert entered.wait(10)
+    release.set()
+    worker.join(10)
+    assert calls == ["acme", "acme"]
+
+
+def test_herd_through_wsgi_calls_factory_once() -> None:
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    calls = []
+    release = threading.Event()
+
+    @dispatch.subdomain
+    def slow(name: str) -> WSGIApplication | None:
+        calls.append(name)
+        assert release.wait(10)
+        return NamedApp(name)
+
+    bodies: list[str] = []
+    lock = threading.Lock()
+
+    def work(i: int) -> None:
+        body = call(app, host="acme.example.com").body
+        with lock:
+            bodies.append(body)
+
+    errors: list[BaseException] = []
+    herd = threading.Thread(target=lambda: errors.extend(run_workers(32, work)))
+    herd.start()
+    with app.app_context():
+        wait_for(lambda: dispatch.registry.waiting("acme") == 31)
+    release.set()
+    herd.join(30)
+    assert errors == []
+    assert calls == ["acme"] and bodies == ["acme||/|acme"] * 32
