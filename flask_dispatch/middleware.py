@@ -18,7 +18,7 @@ from werkzeug.sansio.utils import host_is_trusted
 
 from .errors import TenantCreationTimeout
 from .hosts import BAD_HOST, NO_TENANT, HostRoute, classify_host
-from .paths import find_mount, rule_first_segments, split_first_segment
+from .paths import find_mount, rule_first_segments
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
@@ -35,7 +35,7 @@ TENANT_KEY = "flask_dispatch.tenant"
 ERROR_KEY = "flask_dispatch.error"
 
 _MEMO_SIZE = 1024
-# "/" and a 63-character DNS label.
+# A 63-character DNS label and then some.
 _MAX_MEMO_SEGMENT = 64
 
 
@@ -60,7 +60,6 @@ class DispatchMiddleware:
         state: DispatchState,
     ) -> None:
         self.wsgi_app = wsgi_app
-        self._host_app = host_app
         self._config = host_app.config
         self._extension = extension
         self._url_map = host_app.url_map
@@ -69,10 +68,10 @@ class DispatchMiddleware:
         self._settings = settings = state.settings
         self._reserved = settings.reserved
         self._name_pattern = settings.name_pattern
-        # Raw Host header -> route, and "/<first segment>" -> tenant name or
-        # "". Both repeat, so both are memoised in plain dicts (a dict
-        # lookup is the cheapest memo in CPython) that are emptied when full:
-        # a flood of distinct values costs a bounded amount of memory.
+        # Raw Host header -> route, and first path segment -> "/<segment>"
+        # if it may be a tenant, else "". Both repeat, so both are memoised
+        # in plain dicts (the cheapest memo in CPython) that are emptied when
+        # full: a flood of distinct values costs a bounded amount of memory.
         self._routes: dict[str, HostRoute] = {}
         self._segments: dict[str, str] = {}
         self._own_segments: frozenset[str] | None = None
@@ -116,23 +115,24 @@ class DispatchMiddleware:
 
         factory = extension.path_factory
         if factory is not None:
-            # The first segment with its slash, e.g. "/acme" of "/acme/x":
-            # one slice that is both the memo key and the SCRIPT_NAME suffix.
-            end = path.find("/", 1)
-            segment = path[:end] if end != -1 else path
-            name = self._segments.get(segment)
-            if name is None or self._url_map._remap:
-                name = self._tenant_name(segment)
-            if name:
-                rest = path[end:] if end != -1 else ""
-                app = self._hit(name, factory)
-                if app is None:
-                    return self._call_tenant(environ, start_response, name, factory, rest)
-                script = environ.get("SCRIPT_NAME")
-                environ["SCRIPT_NAME"] = script + segment if script else segment
-                environ["PATH_INFO"] = rest
-                environ[TENANT_KEY] = name
-                return app(environ, start_response)
+            # "/acme/x" -> ["", "acme", "x"]; split is the cheapest cut here.
+            parts = path.split("/", 2)
+            if len(parts) > 1 and not parts[0]:
+                name = parts[1]
+                # "/acme" if the segment may be a tenant, else "".
+                prefix = self._segments.get(name)
+                if prefix is None or self._url_map._remap:
+                    prefix = self._tenant_prefix(name)
+                if prefix:
+                    rest = path[len(prefix) :]
+                    app = self._hit(name, factory)
+                    if app is None:
+                        return self._call_tenant(environ, start_response, name, factory, rest)
+                    script = environ.get("SCRIPT_NAME")
+                    environ["SCRIPT_NAME"] = script + prefix if script else prefix
+                    environ["PATH_INFO"] = rest
+                    environ[TENANT_KEY] = name
+                    return app(environ, start_response)
         return self.wsgi_app(environ, start_response)
 
     def _call_tenant(
@@ -180,11 +180,11 @@ class DispatchMiddleware:
             self._routes[raw_host] = route
         return route
 
-    def _tenant_name(self, segment: str) -> str:
-        """The tenant name a first path segment (with its leading slash) may
-        stand for, or ``""``: it must match the pattern, not be reserved and
-        not be the first segment of a host app URL rule. Memoised; the memo is
-        rebuilt when the host app's URL map changes."""
+    def _tenant_prefix(self, name: str) -> str:
+        """``"/" + name`` if a first path segment may name a tenant, else
+        ``""``: it must match the pattern, not be reserved and not be the
+        first segment of a host app URL rule. Memoised; the memo is rebuilt
+        when the host app's URL map changes."""
         # Werkzeug sets _remap when a rule is added; update() sorts the rules
         # (as the first match would) and clears it, so the hot path's check
         # of _remap stays false from then on.
@@ -194,22 +194,20 @@ class DispatchMiddleware:
                 rule.rule for rule in self._url_map.iter_rules()
             )
             self._segments = {}
-        name, rest = split_first_segment(segment)
-        if (
-            rest
-            or not name
-            or name in self._own_segments
-            or name in self._reserved
-            or self._name_pattern.fullmatch(name) is None
-        ):
-            name = ""
+        ok = (
+            bool(name)
+            and name not in self._own_segments
+            and name not in self._reserved
+            and self._name_pattern.fullmatch(name) is not None
+        )
+        prefix = "/" + name if ok else ""
         # Only segments that could be a name are remembered: a flood of long
         # junk segments keeps nothing.
-        if len(segment) <= _MAX_MEMO_SEGMENT:
+        if len(name) <= _MAX_MEMO_SEGMENT:
             if len(self._segments) >= _MEMO_SIZE:
                 self._segments.clear()
-            self._segments[segment] = name
-        return name
+            self._segments[name] = prefix
+        return prefix
 
     def _fail(
         self,

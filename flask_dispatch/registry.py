@@ -155,6 +155,11 @@ class TenantRegistry:
         self._prefixes: dict[Factory, str] = {}
         # Least recently used first.
         self._instances: OrderedDict[str, _Entry] = OrderedDict()
+        # The hot path's operations, bound once (the dict is never replaced).
+        self._get_entry = self._instances.get
+        self._move_to_end = self._instances.move_to_end
+        # The first factory seen keys its apps by the bare name.
+        self._first_factory: Factory | None = None
         # Oldest first.
         self._misses: OrderedDict[str, _Miss] = OrderedDict()
         self._flights: dict[str, _Flight] = {}
@@ -191,10 +196,13 @@ class TenantRegistry:
         :param name: the tenant's name.
         :param factory: the factory it was built with.
         """
-        prefix = self._prefixes.get(factory)
-        if prefix is None:
-            return None
-        key = prefix + name if prefix else name
+        if factory is self._first_factory:
+            key = name
+        else:
+            prefix = self._prefixes.get(factory)
+            if prefix is None:
+                return None
+            key = prefix + name
         if self._locked_hits:
             if self.idle_timeout is not None:
                 return None
@@ -204,12 +212,12 @@ class TenantRegistry:
                     return None
                 self._instances.move_to_end(key)
             return entry.app
-        entry = self._instances.get(key)
+        entry = self._get_entry(key)
         if entry is None:
             return None
         # Not contextlib.suppress: a context manager costs more than the move.
         try:  # noqa: SIM105
-            self._instances.move_to_end(key)
+            self._move_to_end(key)
         except KeyError:
             # Evicted in between: serve it anyway, like requests already in it.
             pass
@@ -221,6 +229,8 @@ class TenantRegistry:
         if prefix is None:
             prefix = f"{len(self._prefixes)}\x00" if self._prefixes else ""
             self._prefixes[factory] = prefix
+            if not prefix:
+                self._first_factory = factory
         return prefix + name
 
     def _lookup(self, name: str, factory: Factory) -> WSGIApplication | None:
