@@ -20,9 +20,10 @@ def server() -> t.Iterator[Gunicorn]:
         yield running
 
 
-def raw(server: Gunicorn, request: bytes, timeout: float = 10.0) -> tuple[int, bytes]:
-    """Send ``request`` as is; return the status and the body."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+def raw(port: int, request: bytes, timeout: float = 10.0) -> tuple[int, bytes]:
+    """Send ``request`` as is to 127.0.0.1:``port``; return the status and
+    the body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(request)
         chunks = []
         while True:
@@ -92,7 +93,7 @@ def get(path: str = "/", *headers: str, version: str = "1.1", target: str | None
 def test_raw_requests(
     server: Gunicorn, request_bytes: bytes, status: int, body: bytes | None
 ) -> None:
-    got_status, got_body = raw(server, request_bytes)
+    got_status, got_body = raw(server.port, request_bytes)
     assert got_status == status, (got_status, got_body[:200])
     if body is not None:
         assert got_body == body
@@ -113,10 +114,35 @@ def test_still_serving_after_hostile_requests(server: Gunicorn) -> None:
 
     def valid(i: int) -> tuple[int, bytes]:
         name = ("acme", "globex")[i % 2]
-        return raw(server, get("/", f"Host: {name}.example.com"))
+        return raw(server.port, get("/", f"Host: {name}.example.com"))
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(valid, range(64)))
     assert results == [(200, f"tenant {('acme', 'globex')[i % 2]} |/".encode()) for i in range(64)]
     assert server.process.poll() is None
     assert not any("Traceback" in line for line in server.log), "".join(server.log)
+
+
+def test_werkzeug_server_goes_through_dispatch() -> None:
+    """What run_simple serves: Werkzeug's own server, in a thread."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from .server_app import create
+
+    server = make_server("127.0.0.1", 0, create(), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.port
+        assert raw(port, get("/", "Host: acme.example.com")) == (200, b"tenant acme |/")
+        assert raw(port, get("/acme/q", "Host: example.com")) == (200, b"tenant acme /acme|/q")
+        assert raw(port, get("/", "Host: acme..example.com")) == (400, b"site 400 page")
+        # Werkzeug's server puts an absolute-form target's authority in
+        # HTTP_HOST, so there the tenant answers.
+        status, body = raw(port, get("/", "Host: example.com", target="http://acme.example.com/z"))
+        assert (status, body) == (200, b"tenant acme |/z")
+    finally:
+        server.shutdown()
+        thread.join(10)
