@@ -11,6 +11,7 @@ import typing as t
 from flask import Flask, current_app, flash, redirect, render_template, request, url_for
 
 from flask_dispatch import Dispatch, tenant_evicted
+from flask_dispatch.paths import rule_first_segments
 
 from .csrf import protect
 from .directory import DuplicateTenant, add_tenant, get_tenant, init_directory, list_tenants
@@ -149,14 +150,10 @@ def _signup_error(form: dict[str, str]) -> str | None:
     return None
 
 
-def _own_segments() -> set[str]:
+def _own_segments() -> frozenset[str]:
     """First path segments the host app uses itself (a tenant called
     "signup" could not be reached by path)."""
-    return {
-        rule.rule.strip("/").split("/")[0]
-        for rule in current_app.url_map.iter_rules()
-        if "<" not in rule.rule.strip("/").split("/")[0]
-    }
+    return rule_first_segments(rule.rule for rule in current_app.url_map.iter_rules())
 
 
 def _subdomain_base() -> str | None:

@@ -187,7 +187,7 @@ class Dispatch:
     @property
     def registry(self) -> TenantRegistry:
         """The tenant registry of the current app."""
-        return _state(current_app._get_current_object()).registry  # type: ignore[attr-defined]
+        return _state(current_app).registry
 
     def evict(self, name: str) -> int:
         """Drop every instance of tenant ``name`` in the current app and any

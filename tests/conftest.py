@@ -59,6 +59,28 @@ class RecordingFactory:
         return NamedApp(self.prefix + name)
 
 
+def run_workers(n: int, work: t.Callable[[int], None]) -> list[BaseException]:
+    """Run ``work(i)`` in ``n`` threads released together; return what they
+    raised."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(n)
+
+    def target(i: int) -> None:
+        barrier.wait()
+        try:
+            work(i)
+        except BaseException as e:  # collected, then asserted on
+            errors.append(e)
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+        assert not thread.is_alive(), "a worker hung"
+    return errors
+
+
 def wait_for(condition: t.Callable[[], bool], timeout: float = 10.0) -> None:
     """Wait until ``condition()`` holds, failing after ``timeout`` seconds.
     For states no event announces (e.g. how many threads are waiting)."""

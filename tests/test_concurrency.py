@@ -14,7 +14,7 @@ import pytest
 from flask_dispatch import Dispatch, tenant_created, tenant_evicted
 from flask_dispatch import registry as registry_module
 
-from .conftest import NamedApp, call, make_host_app, wait_for
+from .conftest import NamedApp, call, make_host_app, run_workers, wait_for
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -27,26 +27,6 @@ if t.TYPE_CHECKING:
 def gil(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
     monkeypatch.setattr(registry_module, "_gil_enabled", lambda: request.param)
     return t.cast(bool, request.param)
-
-
-def run_workers(n: int, work: t.Callable[[int], None]) -> list[BaseException]:
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(n)
-
-    def target(i: int) -> None:
-        barrier.wait()
-        try:
-            work(i)
-        except BaseException as e:  # collected, then asserted on
-            errors.append(e)
-
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-        assert not thread.is_alive(), "a worker hung"
-    return errors
 
 
 def test_churn_never_answers_for_another_tenant(gil: bool) -> None:

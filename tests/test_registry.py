@@ -16,7 +16,7 @@ from flask_dispatch import (
     TenantRegistry,
 )
 
-from .conftest import NamedApp, RecordingFactory, wait_for
+from .conftest import NamedApp, RecordingFactory, run_workers, wait_for
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -239,15 +239,6 @@ class Gate:
         return NamedApp(name)
 
 
-def run_threads(n: int, target: t.Callable[[int], None]) -> None:
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
-        assert not thread.is_alive()
-
-
 @pytest.mark.parametrize(
     "fail", [pytest.param(False, id="success"), pytest.param(True, id="failure")]
 )
@@ -294,14 +285,11 @@ def test_different_names_created_in_parallel() -> None:
         time.sleep(0.2)
         return NamedApp(name)
 
-    barrier = threading.Barrier(16)
-
     def worker(i: int) -> None:
-        barrier.wait()
         assert registry.get(f"t{i}", slow) is not None
 
     start = time.perf_counter()
-    run_threads(16, worker)
+    assert run_workers(16, worker) == []
     elapsed = time.perf_counter() - start
     # Serialised creation takes 16 x 0.2 = 3.2 s; parallel takes ~0.2 s.
     assert elapsed < 1.0, elapsed
