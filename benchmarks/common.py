@@ -8,6 +8,7 @@ import time
 import typing as t
 
 from flask import Flask
+from werkzeug.test import EnvironBuilder
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -32,17 +33,10 @@ no_start_response = t.cast("StartResponse", _ignore)
 
 
 def environ(host: str, path: str = "/x") -> dict[str, t.Any]:
-    return {
-        "REQUEST_METHOD": "GET",
-        "SCRIPT_NAME": "",
-        "PATH_INFO": path,
-        "QUERY_STRING": "",
-        "SERVER_NAME": "bench.invalid",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "HTTP_HOST": host,
-        "wsgi.url_scheme": "http",
-    }
+    """The environ a WSGI server would give for ``GET http://<host><path>``:
+    built by Werkzeug's EnvironBuilder, so it holds the keys a server sets
+    (17 of them), not a hand-picked few."""
+    return EnvironBuilder(path=path, base_url=f"http://{host}/").get_environ()
 
 
 def time_calls(app: WSGIApplication, environs: Sequence[dict[str, t.Any]], n: int) -> float:

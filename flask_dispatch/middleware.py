@@ -17,7 +17,7 @@ from werkzeug.exceptions import BadRequest, HTTPException, NotFound, ServiceUnav
 from werkzeug.sansio.utils import host_is_trusted
 
 from .errors import TenantCreationTimeout
-from .hosts import BAD_HOST, NO_TENANT, HostRoute, classify_host
+from .hosts import BAD_HOST, HOST_APP, NO_TENANT, HostRoute, classify_host
 from .paths import find_mount, rule_first_segments
 
 if t.TYPE_CHECKING:
@@ -37,6 +37,15 @@ ERROR_KEY = "flask_dispatch.error"
 _MEMO_SIZE = 1024
 # A 63-character DNS label and then some.
 _MAX_MEMO_SEGMENT = 64
+# Paths to held tenants are memoised up to this length, this many at a time:
+# at most about 200 KB per host app.
+_MAX_MEMO_PATH = 128
+_PATH_MEMO_SIZE = 512
+
+#: Where a path goes: ``(name, "/" + name, rest of the path)`` for a tenant,
+#: ``_HOST_SIDE`` for the host app.
+PathTarget = tuple[str, str, str]
+_HOST_SIDE: PathTarget = ("", "", "")
 
 
 class DispatchMiddleware:
@@ -65,6 +74,9 @@ class DispatchMiddleware:
         self._url_map = host_app.url_map
         self._registry = state.registry
         self._hit = state.registry.hit
+        # Its instances' lookup and LRU move, for the hit inlined below.
+        self._get_entry = state.registry._get_entry
+        self._move_to_end = state.registry._move_to_end
         self._settings = settings = state.settings
         self._reserved = settings.reserved
         self._name_pattern = settings.name_pattern
@@ -74,95 +86,123 @@ class DispatchMiddleware:
         # full: a flood of distinct values costs a bounded amount of memory.
         self._routes: dict[str, HostRoute] = {}
         self._segments: dict[str, str] = {}
+        # And whole paths -> where they go: the split and the slice are the
+        # dearest steps of a path request. (Emptied when full, too.)
+        self._paths: dict[str, PathTarget] = {}
         self._own_segments: frozenset[str] | None = None
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        # The hot path: every request passes here, so it is written flat.
+        # The hot path: every request passes here, so it is written flat and
+        # short (on CPython each step costs tens of nanoseconds). Only good
+        # hosts and paths are memoised, so a memo hit needs no more checks.
         raw_host = environ.get("HTTP_HOST")
         if raw_host is None:
             raw_host = environ.get("SERVER_NAME", "")
         route = self._routes.get(raw_host)
         if route is None:
             route = self._route(raw_host)
-        if route is BAD_HOST:
-            return self._fail(environ, start_response, BadRequest("Malformed Host header."))
-        trusted = self._config.get("TRUSTED_HOSTS")
+            if route is BAD_HOST:
+                return self._fail(environ, start_response, BadRequest("Malformed Host header."))
+        trusted = self._config.get("TRUSTED_HOSTS")  # per request, as Flask does
         if trusted is not None and not host_is_trusted(raw_host, trusted):
             return self._fail(
                 environ, start_response, BadRequest(f"Host {raw_host!r} is not trusted.")
             )
 
         extension = self._extension
-        factory = extension.subdomain_factory
-        if factory is not None:
-            if route.__class__ is str:
-                app = self._hit(route, factory)
-                if app is None:
-                    return self._call_tenant(environ, start_response, route, factory, None)
-                environ[TENANT_KEY] = route
-                return app(environ, start_response)
-            if route is NO_TENANT:
-                return self._fail(environ, start_response, NotFound())
+        if route is not HOST_APP:  # a name or NO_TENANT: under a domain
+            factory = extension.subdomain_factory
+            if factory is not None:
+                if route is NO_TENANT:
+                    return self._fail(environ, start_response, NotFound())
+                # Not NO_TENANT, so a name (no isinstance on the hot path).
+                name: str = route  # type: ignore[assignment]
+                if factory is self._registry.lock_free_factory:
+                    get_entry = self._get_entry  # a bound method: no LOAD_METHOD
+                    entry = get_entry(name)
+                    if entry is not None:
+                        # Not contextlib.suppress: a context manager costs
+                        # more than the move. KeyError: evicted in between,
+                        # so serve it anyway, like requests already in it.
+                        move_to_end = self._move_to_end
+                        try:  # noqa: SIM105
+                            move_to_end(name)
+                        except KeyError:
+                            pass
+                        environ[TENANT_KEY] = name
+                        app = entry.app
+                        if entry.via_wsgi_app:  # a Flask app: skip its __call__
+                            app = app.wsgi_app  # type: ignore[attr-defined]
+                        return app(environ, start_response)
+                return self._serve_tenant(environ, start_response, name, factory, None, "")
 
         path: str = environ.get("PATH_INFO", "")
-        mounts = extension.mounts
-        if mounts:
-            prefix = find_mount(path, mounts)
-            if prefix is not None:
-                environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
-                environ["PATH_INFO"] = path[len(prefix) :]
-                return mounts[prefix](environ, start_response)
+        if extension.mounts:
+            mounts = extension.mounts
+            mount = find_mount(path, mounts)
+            if mount is not None:
+                environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + mount
+                environ["PATH_INFO"] = path[len(mount) :]
+                return mounts[mount](environ, start_response)
 
         factory = extension.path_factory
         if factory is not None:
-            # "/acme/x" -> ["", "acme", "x"]; split is the cheapest cut here.
-            parts = path.split("/", 2)
-            if len(parts) > 1 and not parts[0]:
-                name = parts[1]
-                # "/acme" if the segment may be a tenant, else "".
-                prefix = self._segments.get(name)
-                if prefix is None or self._url_map._remap:
-                    prefix = self._tenant_prefix(name)
-                if prefix:
-                    rest = path[len(prefix) :]
-                    app = self._hit(name, factory)
-                    if app is None:
-                        return self._call_tenant(environ, start_response, name, factory, rest)
-                    script = environ.get("SCRIPT_NAME")
-                    environ["SCRIPT_NAME"] = script + prefix if script else prefix
-                    environ["PATH_INFO"] = rest
-                    environ[TENANT_KEY] = name
-                    return app(environ, start_response)
+            target = self._paths.get(path)
+            if target is None or self._url_map._remap:
+                target = self._path_target(path)
+            if target is not _HOST_SIDE:
+                name, prefix, rest = target
+                if factory is self._registry.lock_free_factory:
+                    get_entry = self._get_entry  # a bound method: no LOAD_METHOD
+                    entry = get_entry(name)
+                    if entry is not None:
+                        move_to_end = self._move_to_end
+                        try:  # noqa: SIM105
+                            move_to_end(name)
+                        except KeyError:
+                            pass
+                        environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
+                        environ["PATH_INFO"] = rest
+                        environ[TENANT_KEY] = name
+                        app = entry.app
+                        if entry.via_wsgi_app:
+                            app = app.wsgi_app  # type: ignore[attr-defined]
+                        return app(environ, start_response)
+                return self._serve_tenant(environ, start_response, name, factory, prefix, rest)
         return self.wsgi_app(environ, start_response)
 
-    def _call_tenant(
+    def _serve_tenant(
         self,
         environ: WSGIEnvironment,
         start_response: StartResponse,
         name: str,
         factory: Factory,
-        rest: str | None,
+        prefix: str | None,
+        rest: str,
     ) -> Iterable[bytes]:
-        """Serve the request with tenant ``name`` when it is not held yet:
-        create it, or answer the miss or the error. ``rest`` is the path after
-        the tenant's segment for path dispatch, ``None`` for a subdomain."""
-        try:
-            app = self._registry.get(name, factory)
-        except TenantCreationTimeout as e:
-            error = ServiceUnavailable(str(e), retry_after=1)
-            return self._fail(environ, start_response, error)
-        except Exception as e:
-            return self._fail(environ, start_response, e)
+        """Serve the request with tenant ``name`` when the inlined hit did
+        not apply: a hit under the lock, a creation, a miss or an error.
+        ``prefix`` is ``"/<name>"`` and ``rest`` the path after it for path
+        dispatch; ``prefix`` is ``None`` for a subdomain."""
+        app = self._hit(name, factory)
         if app is None:
-            if rest is not None:
-                # No such tenant by path: the host app may still know the URL.
-                return self.wsgi_app(environ, start_response)
-            return self._fail(environ, start_response, NotFound())
-        if isinstance(app, HTTPException):
-            return self._fail(environ, start_response, app)
-        if rest is not None:
-            script = environ.get("SCRIPT_NAME", "")
-            environ["SCRIPT_NAME"] = f"{script}/{name}"
+            try:
+                app = self._registry.get(name, factory)
+            except TenantCreationTimeout as e:
+                error = ServiceUnavailable(str(e), retry_after=1)
+                return self._fail(environ, start_response, error)
+            except Exception as e:
+                return self._fail(environ, start_response, e)
+            if app is None:
+                if prefix is not None:
+                    # No such tenant by path: the host app may still know the URL.
+                    return self.wsgi_app(environ, start_response)
+                return self._fail(environ, start_response, NotFound())
+            if isinstance(app, HTTPException):
+                return self._fail(environ, start_response, app)
+        if prefix is not None:
+            script = environ.get("SCRIPT_NAME")
+            environ["SCRIPT_NAME"] = script + prefix if script else prefix
             environ["PATH_INFO"] = rest
         environ[TENANT_KEY] = name
         return app(environ, start_response)
@@ -180,22 +220,47 @@ class DispatchMiddleware:
             self._routes[raw_host] = route
         return route
 
-    def _tenant_prefix(self, name: str) -> str:
-        """``"/" + name`` if a first path segment may name a tenant, else
-        ``""``: it must match the pattern, not be reserved and not be the
-        first segment of a host app URL rule. Memoised; the memo is rebuilt
-        when the host app's URL map changes."""
+    def _path_target(self, path: str) -> PathTarget:
+        """``(name, "/" + name, rest)`` if the first segment of ``path`` may
+        name a tenant, else ``()``."""
+        if self._url_map._remap or self._own_segments is None:
+            self._read_url_map()
+        target = _HOST_SIDE
+        # "/acme/x" -> ["", "acme", "x"]; split is the cheapest cut here.
+        parts = path.split("/", 2)
+        if len(parts) > 1 and not parts[0]:
+            name = parts[1]
+            prefix = self._segments.get(name)
+            if prefix is None:
+                prefix = self._tenant_prefix(name)
+            if prefix:
+                target = (name, prefix, path[len(prefix) :])
+                # Only paths of tenants already held are remembered: paths
+                # of unknown names and the host app's own keep nothing.
+                if len(path) <= _MAX_MEMO_PATH and name in self._registry:
+                    if len(self._paths) >= _PATH_MEMO_SIZE:
+                        self._paths.clear()
+                    self._paths[path] = target
+        return target
+
+    def _read_url_map(self) -> None:
+        """Take the host app's own first segments from its URL map, and drop
+        the path memos made before."""
         # Werkzeug sets _remap when a rule is added; update() sorts the rules
         # (as the first match would) and clears it, so the hot path's check
         # of _remap stays false from then on.
-        if self._url_map._remap or self._own_segments is None:
-            self._url_map.update()
-            self._own_segments = rule_first_segments(
-                rule.rule for rule in self._url_map.iter_rules()
-            )
-            self._segments = {}
+        self._url_map.update()
+        self._own_segments = rule_first_segments(rule.rule for rule in self._url_map.iter_rules())
+        self._segments.clear()
+        self._paths.clear()
+
+    def _tenant_prefix(self, name: str) -> str:
+        """``"/" + name`` if a first path segment may name a tenant, else
+        ``""``: it must match the pattern, not be reserved and not be the
+        first segment of a host app URL rule. Memoised."""
         ok = (
             bool(name)
+            and self._own_segments is not None
             and name not in self._own_segments
             and name not in self._reserved
             and self._name_pattern.fullmatch(name) is not None

@@ -44,12 +44,16 @@ EvictReason = t.Literal["capacity", "idle", "evict"]
 
 
 class _Entry:
-    __slots__ = ("app", "last_used", "name")
+    __slots__ = ("app", "last_used", "name", "via_wsgi_app")
 
-    def __init__(self, app: WSGIApplication, name: str, last_used: float) -> None:
+    def __init__(
+        self, app: WSGIApplication, name: str, last_used: float, via_wsgi_app: bool
+    ) -> None:
         self.app = app
         self.name = name
         self.last_used = last_used
+        # Whether calling app.wsgi_app is calling app (see has_wsgi_app).
+        self.via_wsgi_app = via_wsgi_app
 
 
 class _Flight:
@@ -96,6 +100,10 @@ def _ignore_evicted(name: str, app: WSGIApplication, reason: EvictReason) -> Non
     pass
 
 
+def _never(app: WSGIApplication) -> bool:
+    return False
+
+
 _Evicted = t.List[t.Tuple[str, "WSGIApplication", EvictReason]]
 
 
@@ -117,6 +125,9 @@ class TenantRegistry:
         app, before anyone is served by it. An exception fails the creation.
     :param on_evicted: called with ``(name, app, reason)`` after an app left
         the registry, outside any lock. Exceptions are logged, not raised.
+    :param has_wsgi_app: whether calling ``app`` only calls
+        ``app.wsgi_app`` (true of a Flask app), asked once per created app:
+        the middleware then calls ``app.wsgi_app`` itself, one call less.
     :param clock: monotonic clock in seconds, replaceable in tests.
 
     .. versionadded:: 0.1
@@ -134,6 +145,7 @@ class TenantRegistry:
         is_miss: t.Callable[[object], bool] = _is_none,
         on_created: t.Callable[[str, WSGIApplication], None] = _ignore_created,
         on_evicted: t.Callable[[str, WSGIApplication, EvictReason], None] = _ignore_evicted,
+        has_wsgi_app: t.Callable[[WSGIApplication], bool] = _never,
         clock: t.Callable[[], float] = time.monotonic,
     ) -> None:
         if max_instances < 1:
@@ -147,6 +159,7 @@ class TenantRegistry:
         self._is_miss = is_miss
         self._on_created = on_created
         self._on_evicted = on_evicted
+        self.has_wsgi_app = has_wsgi_app
         self._clock = clock
         self._lock = threading.Lock()
         # See hit(): lock-free hits need the GIL and no use stamps.
@@ -156,10 +169,15 @@ class TenantRegistry:
         # Least recently used first.
         self._instances: OrderedDict[str, _Entry] = OrderedDict()
         # The hot path's operations, bound once (the dict is never replaced).
+        # DispatchMiddleware inlines hit() with them for lock_free_factory.
         self._get_entry = self._instances.get
         self._move_to_end = self._instances.move_to_end
         # The first factory seen keys its apps by the bare name.
         self._first_factory: Factory | None = None
+        #: The first factory, once seen, if hits take no lock: its hit is
+        #: ``_get_entry(name)`` then ``_move_to_end(name)``, which the
+        #: middleware runs inline. ``None`` otherwise.
+        self.lock_free_factory: Factory | None = None
         # Oldest first.
         self._misses: OrderedDict[str, _Miss] = OrderedDict()
         self._flights: dict[str, _Flight] = {}
@@ -231,6 +249,8 @@ class TenantRegistry:
             self._prefixes[factory] = prefix
             if not prefix:
                 self._first_factory = factory
+                if not self._locked_hits:
+                    self.lock_free_factory = factory
         return prefix + name
 
     def _lookup(self, name: str, factory: Factory) -> WSGIApplication | None:
@@ -294,7 +314,8 @@ class TenantRegistry:
             elif is_miss:
                 self._remember_miss(key, _Miss(now + self.miss_ttl, name, app), now)
             else:
-                self._instances[key] = _Entry(t.cast("WSGIApplication", app), name, now)
+                created = t.cast("WSGIApplication", app)
+                self._instances[key] = _Entry(created, name, now, self.has_wsgi_app(created))
                 self._name_counts[name] = self._name_counts.get(name, 0) + 1
                 while len(self._instances) > self.max_instances:
                     _, old = self._instances.popitem(last=False)

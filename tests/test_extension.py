@@ -24,6 +24,16 @@ def test_state_in_extensions_and_no_self_app(app: Flask) -> None:
     assert not hasattr(dispatch, "app")
 
 
+def test_init_app_puts_the_middleware_in_front_of_wsgi_app(app: Flask) -> None:
+    before = app.wsgi_app
+    Dispatch(app)
+    middleware = app.extensions["dispatch"].middleware
+    # Installed as a bound method, the way Flask's own wsgi_app is.
+    assert app.wsgi_app == middleware.__call__
+    assert middleware.wsgi_app == before
+    assert call(app, host="example.com").body == "host index"
+
+
 def test_second_init_app_raises(app: Flask) -> None:
     dispatch = Dispatch(app)
     with pytest.raises(RuntimeError, match="already been registered"):

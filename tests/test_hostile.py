@@ -40,10 +40,9 @@ def hostile() -> tuple[Flask, RecordingFactory, RecordingFactory]:
 
 
 def middleware(app: Flask) -> DispatchMiddleware:
-    wsgi = app.wsgi_app
-    while not isinstance(wsgi, DispatchMiddleware):
-        wsgi = wsgi.app  # type: ignore[attr-defined]
-    return wsgi
+    found = app.extensions["dispatch"].middleware
+    assert isinstance(found, DispatchMiddleware)
+    return found
 
 
 HOSTS = [
@@ -227,3 +226,21 @@ def test_flood_of_malformed_hosts_keeps_nothing(
     for i in range(3000):
         assert call(app, host=f"x{i}..example.com").status == 400
     assert len(middleware(app)._routes) == 0 and sub.calls == []
+
+
+def test_path_memo_keeps_only_held_tenants_and_stays_bounded(
+    hostile: tuple[Flask, RecordingFactory, RecordingFactory],
+) -> None:
+    app, _, factory = hostile
+    memo = middleware(app)._paths
+    for path in ("/login", "/nobody/x", "/" + "a" * 80 + "/x", "/%00/x", "/"):
+        call(app, path)
+        call(app, path)
+    assert memo == {}  # the host app's paths and unknown names keep nothing
+    long_path = "/acme/" + "x" * 200
+    for i in range(2000):
+        response = call(app, f"/acme/{i}")
+        assert response.body.endswith(f"|/acme|/{i}|acme"), response
+    assert 0 < len(memo) <= 512
+    assert call(app, long_path).status == 200 and long_path not in memo
+    assert factory.calls == ["nobody", "acme"]

@@ -425,3 +425,74 @@ def test_tenant_environ_key_only_for_tenants(app: Flask, sub_factory: RecordingF
 def test_test_client_goes_through_dispatch(app: Flask, sub_factory: RecordingFactory) -> None:
     response = app.test_client().get("/x", base_url="http://acme.example.com")
     assert response.text == "acme||/x|acme"
+
+
+def test_host_rule_added_later_takes_its_segment_back(
+    app: Flask, path_factory: RecordingFactory
+) -> None:
+    middleware = app.extensions["dispatch"].middleware
+    for _ in range(2):
+        assert call(app, "/acme/x").body == "path:acme|/acme|/x|acme"
+    assert "/acme/x" in middleware._paths  # a held tenant's path is memoised
+    # Allowed: only tenants have been served, so the host app has not
+    # handled its first request yet.
+    app.add_url_rule("/acme/<path:rest>", "late", lambda rest: f"host late {rest}")
+    assert call(app, "/acme/x").body == "host late x"
+    assert "/acme/x" not in middleware._paths
+    assert path_factory.calls == ["acme"]
+
+
+class StampingFlask(Flask):
+    """A Flask subclass with its own ``__call__``: dispatch must call it."""
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> t.Any:
+        environ["stamped"] = "yes"
+        return super().__call__(environ, start_response)
+
+
+def stamp_tenant(name: str) -> Flask:
+    tenant = StampingFlask(f"stamped_{name}")
+
+    @tenant.route("/x")
+    def x() -> str:
+        from flask import request
+
+        return f"{name} stamped={request.environ.get('stamped')}"
+
+    return tenant
+
+
+@pytest.mark.parametrize(
+    ("kind", "host", "path"),
+    [
+        pytest.param("subdomain", "acme.example.com", "/x", id="subdomain"),
+        pytest.param("path", "example.com", "/acme/x", id="path"),
+    ],
+)
+def test_flask_tenant_served_as_flask_would_call_it(
+    app: Flask, dispatch: Dispatch, kind: str, host: str, path: str
+) -> None:
+    """A plain Flask tenant is served through its wsgi_app, looked up on each
+    request (so wrapping it later still applies); a subclass that overrides
+    __call__ goes through its __call__."""
+    tenants: dict[str, Flask] = {}
+
+    def factory(name: str) -> Flask:
+        tenants[name] = tenant = stamp_tenant(name) if name == "acme" else flask_tenant(name)
+        return tenant
+
+    getattr(dispatch, kind)(factory)
+    for _ in range(2):  # created, then a hit
+        assert call(app, path, host=host).body == "acme stamped=yes"
+
+    other_host = host.replace("acme", "globex")
+    other_path = path.replace("acme", "globex").replace("/x", "/")
+    assert call(app, other_path, host=other_host).body.startswith("globex index")
+    plain = tenants["globex"]
+    inner = plain.wsgi_app
+
+    def tagged(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        return [b"wrapped:", *inner(environ, start_response)]
+
+    plain.wsgi_app = tagged  # type: ignore[method-assign]
+    assert call(app, other_path, host=other_host).body.startswith("wrapped:globex index")

@@ -132,7 +132,7 @@ def test_script_name_plus_path_info_is_preserved(path: str, script: str) -> None
     seen = Capture()
     app = make_host_app()
     Dispatch(app).path(lambda name: seen if len(name) % 2 else None)
-    middleware = app.wsgi_app
+    middleware = app.extensions["dispatch"].middleware
     assert isinstance(middleware, DispatchMiddleware)
     middleware.wsgi_app = seen  # stands in for the host app
     call(app, path, host="example.com", script_name=script)
