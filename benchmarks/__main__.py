@@ -2,7 +2,7 @@
 
 ``python -m benchmarks`` (or ``tox -e bench``) from a checkout, after
 ``pip install -e ".[bench]"``. ``--quick`` runs a shorter version;
-``--only hot,threads,cold,memory,server`` picks sections.
+``--only hot,instructions,threads,cold,memory,server`` picks sections.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import concurrency, hotpath, memory, server
+from . import concurrency, hotpath, instructions, memory, server
 from .common import machine, table
 
-SECTIONS = ("hot", "threads", "cold", "memory", "server")
+SECTIONS = ("hot", "instructions", "threads", "cold", "memory", "server")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,8 +32,17 @@ def main(argv: list[str] | None = None) -> int:
         text, found = hotpath.run(sizes, 50_000 if quick else 200_000, 3 if quick else 7)
         print("\n1. Hot path: per request to a created tenant (bare WSGI tenant)\n" + text)
         figures.update(found)
-        text, found = hotpath.run_flask(5_000 if quick else 20_000, 3 if quick else 7)
+        text, found = hotpath.run_paths(10_000, 20_000 if quick else 50_000, 3 if quick else 7)
+        print("\n   Path dispatch by path shape, 10,000 tenants\n" + text)
+        figures.update(found)
+        # Many short rounds: a Flask request is ~80 µs, and the best of many
+        # short runs is steadier than the best of a few long ones.
+        text, found = hotpath.run_flask(2_000, 20 if quick else 60)
         print("\n   Flask tenant app, 10 tenants\n" + text)
+        figures.update(found)
+    if "instructions" in only:
+        text, found = instructions.run()
+        print("\n   Flask tenant app, instructions per request (callgrind)\n" + text)
         figures.update(found)
     if "threads" in only:
         text, found = concurrency.run_threads(60_000 if quick else 300_000, 2 if quick else 3)
@@ -86,6 +95,14 @@ def _budget(f: dict[str, float]) -> list[tuple[str, str, str, str]]:
         rows.append(
             ("(werkzeug DispatcherMiddleware, Flask tenant ÷ direct)", f"{ratio:.3f}", "", "")
         )
+    for kind in ("subdomain", "path", "werkzeug"):
+        # Not a budget either: the same comparison counted in instructions,
+        # which machine noise does not move.
+        ratio = f.get(f"instructions {kind} ratio")
+        if ratio is not None:
+            rows.append(
+                (f"(Flask tenant via {kind} ÷ direct, instructions)", f"{ratio:.4f}", "", "")
+            )
     if "server ratio" in f:
         ratio = f["server ratio"]
         check("gunicorn through dispatch ÷ direct", f"{ratio:.3f}", "≥ 0.97", ratio >= 0.97)

@@ -70,6 +70,59 @@ def candidates(n: int) -> dict[str, tuple[WSGIApplication, list[dict[str, t.Any]
     }
 
 
+#: Path shapes for the path table: what follows ``/t<i>`` (``None``: a new
+#: path on every request, so no memo can help).
+SHAPES: dict[str, str | None] = {
+    "/t/": "/",
+    "/t/x": "/x",
+    "/t/notes/17/edit": "/notes/17/edit",
+    "/t/static/css/site.css": "/static/css/site.css",
+    "/t/notes/<n>, every path new": None,
+}
+
+
+def run_paths(n: int, calls: int, rounds: int) -> tuple[str, dict[str, float]]:
+    """Path dispatch and werkzeug's DispatcherMiddleware over several path
+    shapes at ``n`` tenants. Werkzeug walks the path from its end, one step
+    per segment; dispatch cuts the first segment and memoises the paths of
+    held tenants, so the last shape shows it with every memo lookup missing."""
+    path_app, path = _host_app(DISPATCH_MAX_INSTANCES=n)
+    path.path(lambda name: leaf)
+    werkzeug = DispatcherMiddleware(leaf, {f"/t{i}": leaf for i in range(n)})
+    for i in range(n):
+        path_app.wsgi_app(environ("example.com", f"/t{i}/x"), no_start_response)
+    base = environ("example.com")
+    rows = []
+    figures: dict[str, float] = {}
+    for label, tail in SHAPES.items():
+        if tail is None:
+            # As many distinct paths as calls, over the same tenants as the
+            # other rows: each request is new to the path memo.
+            picks = _picks(n)
+            paths = [f"/t{picks[i % SPREAD]}/notes/{i}" for i in range(calls)]
+        else:
+            paths = [f"/t{i}{tail}" for i in _picks(n)]
+        envs = [{**base, "PATH_INFO": p} for p in paths]
+        best = best_interleaved(
+            {
+                "direct": _timer(leaf, envs, calls),
+                "werkzeug": _timer(werkzeug, envs, calls),
+                "dispatch": _timer(path_app.wsgi_app, envs, calls),
+            },
+            rounds,
+        )
+        reference = best["werkzeug"] - best["direct"]
+        ours = best["dispatch"] - best["direct"]
+        figures[f"path shape {label}"] = ours / reference
+        rows.append(
+            (label, f"{reference * 1e6:.3f}", f"{ours * 1e6:.3f}", f"{ours / reference:.2f}")
+        )
+    text = table(
+        ["path", "werkzeug overhead µs", "dispatch overhead µs", "dispatch ÷ werkzeug"], rows
+    )
+    return text, figures
+
+
 def _timer(app: WSGIApplication, envs: list[dict[str, t.Any]], calls: int) -> t.Callable[[], float]:
     return lambda: time_calls(app, envs, calls)
 

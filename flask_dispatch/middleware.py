@@ -1,9 +1,9 @@
 """The WSGI layer: parse the request, look the tenant up, call it.
 
-:class:`DispatchMiddleware` replaces the host app's ``wsgi_app``. For each
-request it classifies the Host header (memoised), then hands the request to
-a subdomain tenant, a static mount, a path tenant or the host app, in that
-order. Everything dispatch itself answers (400, 404, 503, a factory's
+The bound ``__call__`` of a :class:`DispatchMiddleware` replaces the host
+app's ``wsgi_app``. For each request it classifies the Host header
+(memoised), then hands the request to a subdomain tenant, a static mount, a
+path tenant or the host app, in that order. Everything dispatch itself answers (400, 404, 503, a factory's
 exception) is raised inside the host app's own request handling, so it gets
 the site's error pages, logging and debugger.
 """
@@ -51,7 +51,9 @@ _HOST_SIDE: PathTarget = ("", "", "")
 class DispatchMiddleware:
     """Route requests to tenant apps, mounts or the host app.
 
-    Installed by :meth:`.Dispatch.init_app`; not meant to be built by hand.
+    Installed by :meth:`.Dispatch.init_app`, which sets the host app's
+    ``wsgi_app`` to this object's bound ``__call__`` and keeps the object at
+    ``app.extensions["dispatch"].middleware``; not meant to be built by hand.
 
     :param host_app: the Flask app whose ``wsgi_app`` this wraps.
     :param wsgi_app: the ``wsgi_app`` it replaces.
@@ -237,10 +239,13 @@ class DispatchMiddleware:
                 target = (name, prefix, path[len(prefix) :])
                 # Only paths of tenants already held are remembered: paths
                 # of unknown names and the host app's own keep nothing.
-                if len(path) <= _MAX_MEMO_PATH and name in self._registry:
-                    if len(self._paths) >= _PATH_MEMO_SIZE:
-                        self._paths.clear()
-                    self._paths[path] = target
+                # (_get_entry is a C call; a name held under another factory's
+                # key is missed, which only means no memo.)
+                if len(path) <= _MAX_MEMO_PATH and self._get_entry(name) is not None:
+                    paths = self._paths
+                    if len(paths) >= _PATH_MEMO_SIZE:
+                        paths.clear()
+                    paths[path] = target
         return target
 
     def _read_url_map(self) -> None:
