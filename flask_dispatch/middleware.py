@@ -3,9 +3,10 @@
 The bound ``__call__`` of a :class:`DispatchMiddleware` replaces the host
 app's ``wsgi_app``. For each request it classifies the Host header
 (memoised), then hands the request to a subdomain tenant, a static mount, a
-path tenant or the host app, in that order. Everything dispatch itself answers (400, 404, 503, a factory's
-exception) is raised inside the host app's own request handling, so it gets
-the site's error pages, logging and debugger.
+path tenant or the host app, in that order. Everything dispatch itself
+answers (400, 404, 503, a factory's exception) is raised inside the host
+app's own request handling, so it gets the site's error pages, logging and
+debugger.
 """
 
 from __future__ import annotations
