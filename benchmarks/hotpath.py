@@ -155,56 +155,51 @@ def run(sizes: t.Sequence[int], calls: int, rounds: int) -> tuple[str, dict[str,
     return text, figures
 
 
-def run_flask(calls: int, rounds: int) -> tuple[str, dict[str, float]]:
-    """A Flask tenant app through dispatch vs the same app called directly
-    with the environ dispatch would give it (for path dispatch, with
-    ``SCRIPT_NAME="/acme"``: a script root costs Flask the same under any
-    prefix mount, so it is not counted against dispatch)."""
+#: The Flask-tenant cases: name -> (label, the case it is compared with).
+FLASK_CASES = {
+    "direct": ("direct", "direct"),
+    "subdomain": ("subdomain", "direct"),
+    "direct-script": ("direct, SCRIPT_NAME=/acme", "direct-script"),
+    "path": ("path", "direct-script"),
+    "werkzeug": ("werkzeug DispatcherMiddleware", "direct-script"),
+}
+
+
+def flask_cases() -> dict[str, tuple[WSGIApplication, dict[str, t.Any]]]:
+    """One Flask tenant app, called directly or through dispatch, each case
+    with its environ. For path dispatch it is compared with a direct call
+    with ``SCRIPT_NAME="/acme"``: a script root costs Flask the same under
+    any prefix mount, so it is not counted against dispatch."""
     tenant = flask_leaf("acme")
     app, dispatch = _host_app()
     dispatch.subdomain(lambda name: tenant)
     path_app, path = _host_app()
     path.path(lambda name: tenant)
-    direct_envs = [environ("acme.example.com")]
     mounted = environ("example.com", "/x")
     mounted["SCRIPT_NAME"] = "/acme"
-    mounted_envs = [mounted]
-    sub_envs = [environ("acme.example.com")]
-    path_envs = [environ("example.com", "/acme/x")]
-    werkzeug = DispatcherMiddleware(leaf, {"/acme": tenant})
-    best = best_interleaved(
-        {
-            "direct": lambda: time_calls(tenant, direct_envs, calls),
-            "subdomain": lambda: time_calls(app, sub_envs, calls),
-            "direct, SCRIPT_NAME=/acme": lambda: time_calls(tenant, mounted_envs, calls),
-            "path": lambda: time_calls(path_app, path_envs, calls),
-            "werkzeug DispatcherMiddleware": lambda: time_calls(werkzeug, path_envs, calls),
-        },
-        rounds,
-    )
-    rows = [
-        ("direct", f"{best['direct'] * 1e6:.2f}", ""),
-        (
-            "subdomain",
-            f"{best['subdomain'] * 1e6:.2f}",
-            f"{best['subdomain'] / best['direct']:.3f}",
+    return {
+        "direct": (tenant, environ("acme.example.com")),
+        "subdomain": (app, environ("acme.example.com")),
+        "direct-script": (tenant, mounted),
+        "path": (path_app, environ("example.com", "/acme/x")),
+        "werkzeug": (
+            DispatcherMiddleware(leaf, {"/acme": tenant}),
+            environ("example.com", "/acme/x"),
         ),
-        ("direct, SCRIPT_NAME=/acme", f"{best['direct, SCRIPT_NAME=/acme'] * 1e6:.2f}", ""),
-        (
-            "path",
-            f"{best['path'] * 1e6:.2f}",
-            f"{best['path'] / best['direct, SCRIPT_NAME=/acme']:.3f}",
-        ),
-        (
-            "werkzeug DispatcherMiddleware",
-            f"{best['werkzeug DispatcherMiddleware'] * 1e6:.2f}",
-            f"{best['werkzeug DispatcherMiddleware'] / best['direct, SCRIPT_NAME=/acme']:.3f}",
-        ),
-    ]
-    figures = {
-        "flask subdomain ratio": best["subdomain"] / best["direct"],
-        "flask path ratio": best["path"] / best["direct, SCRIPT_NAME=/acme"],
-        "flask werkzeug ratio": best["werkzeug DispatcherMiddleware"]
-        / best["direct, SCRIPT_NAME=/acme"],
     }
+
+
+def run_flask(calls: int, rounds: int) -> tuple[str, dict[str, float]]:
+    """The Flask-tenant cases, timed; each dispatched case as a ratio to its
+    direct call."""
+    best = best_interleaved(
+        {name: _timer(app, [env], calls) for name, (app, env) in flask_cases().items()}, rounds
+    )
+    rows = []
+    figures: dict[str, float] = {}
+    for name, (label, base) in FLASK_CASES.items():
+        ratio = best[name] / best[base]
+        rows.append((label, f"{best[name] * 1e6:.2f}", "" if name == base else f"{ratio:.3f}"))
+        if name != base:
+            figures[f"flask {name} ratio"] = ratio
     return table(["Flask tenant", "µs/request", "÷ its direct call"], rows), figures

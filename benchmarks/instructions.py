@@ -19,50 +19,16 @@ import re
 import shutil
 import subprocess
 import sys
-import typing as t
 from concurrent.futures import ThreadPoolExecutor
 
-from werkzeug.middleware.dispatcher import DispatcherMiddleware
-
-from .common import environ, flask_leaf, leaf, no_start_response, table
-from .hotpath import _host_app
-
-if t.TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIApplication
+from .common import no_start_response, table
+from .hotpath import FLASK_CASES, flask_cases
 
 SHORT, LONG = 100, 600
 
-#: case -> what it is, and which case it is compared with.
-CASES = {
-    "direct": ("Flask tenant called directly", "direct"),
-    "subdomain": ("through dispatch, by subdomain", "direct"),
-    "direct-script": ("called directly, SCRIPT_NAME=/acme", "direct-script"),
-    "path": ("through dispatch, by path", "direct-script"),
-    "werkzeug": ("through werkzeug DispatcherMiddleware", "direct-script"),
-}
-
-
-def _case(name: str) -> tuple[WSGIApplication, dict[str, t.Any]]:
-    tenant = flask_leaf("acme")
-    if name == "subdomain":
-        app, dispatch = _host_app()
-        dispatch.subdomain(lambda _: tenant)
-        return app, environ("acme.example.com")
-    if name == "path":
-        app, dispatch = _host_app()
-        dispatch.path(lambda _: tenant)
-        return app, environ("example.com", "/acme/x")
-    if name == "werkzeug":
-        return DispatcherMiddleware(leaf, {"/acme": tenant}), environ("example.com", "/acme/x")
-    env = environ("acme.example.com")
-    if name == "direct-script":
-        env = environ("example.com", "/x")
-        env["SCRIPT_NAME"] = "/acme"
-    return tenant, env
-
 
 def _serve(name: str, requests: int) -> None:
-    app, env = _case(name)
+    app, env = flask_cases()[name]
     for _ in range(50):  # create the tenant, warm the interpreter's caches
         app(env.copy(), no_start_response)
     gc.collect()
@@ -94,13 +60,15 @@ def run() -> tuple[str, dict[str, float]]:
     """Return the table and the ratios (not budget checks: wall time is)."""
     if shutil.which("valgrind") is None:
         return "valgrind is not installed (apt-get install valgrind): skipped.", {}
-    jobs = [(name, n) for name in CASES for n in (SHORT, LONG)]
+    jobs = [(name, n) for name in FLASK_CASES for n in (SHORT, LONG)]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         counts = dict(zip(jobs, pool.map(lambda job: _count(*job), jobs), strict=True))
-    per = {name: (counts[name, LONG] - counts[name, SHORT]) / (LONG - SHORT) for name in CASES}
+    per = {
+        name: (counts[name, LONG] - counts[name, SHORT]) / (LONG - SHORT) for name in FLASK_CASES
+    }
     rows = []
     figures: dict[str, float] = {}
-    for name, (label, base) in CASES.items():
+    for name, (label, base) in FLASK_CASES.items():
         ratio = per[name] / per[base]
         rows.append((label, f"{per[name]:,.0f}", "" if name == base else f"{ratio:.4f}"))
         if name != base:

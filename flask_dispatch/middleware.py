@@ -76,7 +76,6 @@ class DispatchMiddleware:
         self._extension = extension
         self._url_map = host_app.url_map
         self._registry = state.registry
-        self._hit = state.registry.hit
         # Its instances' lookup and LRU move, for the hit inlined below.
         self._get_entry = state.registry._get_entry
         self._move_to_end = state.registry._move_to_end
@@ -187,25 +186,22 @@ class DispatchMiddleware:
         not apply: a hit under the lock, a creation, a miss or an error.
         ``prefix`` is ``"/<name>"`` and ``rest`` the path after it for path
         dispatch; ``prefix`` is ``None`` for a subdomain."""
-        app = self._hit(name, factory)
+        try:
+            app = self._registry.get(name, factory)  # a hit first, then a creation
+        except TenantCreationTimeout as e:
+            error = ServiceUnavailable(str(e), retry_after=1)
+            return self._fail(environ, start_response, error)
+        except Exception as e:
+            return self._fail(environ, start_response, e)
         if app is None:
-            try:
-                app = self._registry.get(name, factory)
-            except TenantCreationTimeout as e:
-                error = ServiceUnavailable(str(e), retry_after=1)
-                return self._fail(environ, start_response, error)
-            except Exception as e:
-                return self._fail(environ, start_response, e)
-            if app is None:
-                if prefix is not None:
-                    # No such tenant by path: the host app may still know the URL.
-                    return self.wsgi_app(environ, start_response)
-                return self._fail(environ, start_response, NotFound())
-            if isinstance(app, HTTPException):
-                return self._fail(environ, start_response, app)
+            if prefix is not None:
+                # No such tenant by path: the host app may still know the URL.
+                return self.wsgi_app(environ, start_response)
+            return self._fail(environ, start_response, NotFound())
+        if isinstance(app, HTTPException):
+            return self._fail(environ, start_response, app)
         if prefix is not None:
-            script = environ.get("SCRIPT_NAME")
-            environ["SCRIPT_NAME"] = script + prefix if script else prefix
+            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
             environ["PATH_INFO"] = rest
         environ[TENANT_KEY] = name
         return app(environ, start_response)
@@ -225,7 +221,7 @@ class DispatchMiddleware:
 
     def _path_target(self, path: str) -> PathTarget:
         """``(name, "/" + name, rest)`` if the first segment of ``path`` may
-        name a tenant, else ``()``."""
+        name a tenant, else ``_HOST_SIDE``."""
         if self._url_map._remap or self._own_segments is None:
             self._read_url_map()
         target = _HOST_SIDE

@@ -52,7 +52,7 @@ class _Entry:
         self.app = app
         self.name = name
         self.last_used = last_used
-        # Whether calling app.wsgi_app is calling app (see has_wsgi_app).
+        # Whether calling app.wsgi_app is calling app (the has_wsgi_app parameter).
         self.via_wsgi_app = via_wsgi_app
 
 
@@ -159,7 +159,7 @@ class TenantRegistry:
         self._is_miss = is_miss
         self._on_created = on_created
         self._on_evicted = on_evicted
-        self.has_wsgi_app = has_wsgi_app
+        self._has_wsgi_app = has_wsgi_app
         self._clock = clock
         self._lock = threading.Lock()
         # See hit(): lock-free hits need the GIL and no use stamps.
@@ -315,7 +315,7 @@ class TenantRegistry:
                 self._remember_miss(key, _Miss(now + self.miss_ttl, name, app), now)
             else:
                 created = t.cast("WSGIApplication", app)
-                self._instances[key] = _Entry(created, name, now, self.has_wsgi_app(created))
+                self._instances[key] = _Entry(created, name, now, self._has_wsgi_app(created))
                 self._name_counts[name] = self._name_counts.get(name, 0) + 1
                 while len(self._instances) > self.max_instances:
                     _, old = self._instances.popitem(last=False)
