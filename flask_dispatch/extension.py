@@ -171,6 +171,7 @@ class Dispatch:
         :param factory: ``(name: str) -> WSGI app | None``.
         """
         self.path_factory = factory
+        self._forget_paths()
         return factory
 
     def mount(self, prefix: str, wsgi_app: WSGIApplication) -> None:
@@ -188,6 +189,13 @@ class Dispatch:
         if prefix in self.mounts:
             raise ValueError(f"Something is already mounted at {prefix!r}.")
         self.mounts = {**self.mounts, prefix: wsgi_app}
+        self._forget_paths()
+
+    def _forget_paths(self) -> None:
+        """Drop the memoised paths of every app this is registered on: a new
+        mount or path factory may send them elsewhere."""
+        for app in self._apps:
+            _state(app).middleware.forget_paths()
 
     @property
     def registry(self) -> TenantRegistry:

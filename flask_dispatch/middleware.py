@@ -97,11 +97,13 @@ class DispatchMiddleware:
         # The hot path: every request passes here, so it is written flat and
         # short (on CPython each step costs tens of nanoseconds). Only good
         # hosts and paths are memoised, so a memo hit needs no more checks.
-        raw_host = environ.get("HTTP_HOST")
-        if raw_host is None:
+        try:  # a subscript is cheaper than .get, and HTTP_HOST is nearly always there
+            raw_host = environ["HTTP_HOST"]
+        except KeyError:
             raw_host = environ.get("SERVER_NAME", "")
-        route = self._routes.get(raw_host)
-        if route is None:
+        try:  # hosts repeat: a miss is rare
+            route = self._routes[raw_host]
+        except KeyError:
             route = self._route(raw_host)
             if route is BAD_HOST:
                 return self._fail(environ, start_response, BadRequest("Malformed Host header."))
@@ -111,65 +113,79 @@ class DispatchMiddleware:
                 environ, start_response, BadRequest(f"Host {raw_host!r} is not trusted.")
             )
 
-        extension = self._extension
-        if route is not HOST_APP:  # a name or NO_TENANT: under a domain
-            factory = extension.subdomain_factory
-            if factory is not None:
-                if route is NO_TENANT:
-                    return self._fail(environ, start_response, NotFound())
-                # Not NO_TENANT, so a name (no isinstance on the hot path).
-                name: str = route  # type: ignore[assignment]
-                if factory is self._registry.lock_free_factory:
-                    get_entry = self._get_entry  # a bound method: no LOAD_METHOD
-                    entry = get_entry(name)
-                    if entry is not None:
-                        # Not contextlib.suppress: a context manager costs
-                        # more than the move. KeyError: evicted in between,
-                        # so serve it anyway, like requests already in it.
-                        move_to_end = self._move_to_end
-                        try:  # noqa: SIM105
-                            move_to_end(name)
-                        except KeyError:
-                            pass
-                        environ[TENANT_KEY] = name
-                        app = entry.app
-                        if entry.via_wsgi_app:  # a Flask app: skip its __call__
-                            app = app.wsgi_app  # type: ignore[attr-defined]
-                        return app(environ, start_response)
-                return self._serve_tenant(environ, start_response, name, factory, None, "")
+        if route is HOST_APP:
+            try:
+                path: str = environ["PATH_INFO"]
+            except KeyError:
+                path = ""
+            # Only paths of tenants the path factory holds lock-free, with no
+            # mount in front, are memoised: a hit needs no more checks.
+            target = self._paths.get(path)
+            if target is not None and not self._url_map._remap:
+                name, prefix, rest = target
+                get_entry = self._get_entry  # a bound method: no LOAD_METHOD
+                entry = get_entry(name)
+                if entry is not None:
+                    # Not contextlib.suppress: a context manager costs more
+                    # than the move. KeyError: evicted in between, so serve
+                    # it anyway, like requests already in it.
+                    move_to_end = self._move_to_end
+                    try:  # noqa: SIM105
+                        move_to_end(name)
+                    except KeyError:
+                        pass
+                    try:
+                        environ["SCRIPT_NAME"] += prefix
+                    except KeyError:
+                        environ["SCRIPT_NAME"] = prefix
+                    environ["PATH_INFO"] = rest
+                    environ[TENANT_KEY] = name
+                    if entry.via_wsgi_app:  # a Flask app: skip its __call__
+                        return entry.app.wsgi_app(environ, start_response)  # type: ignore[attr-defined,no-any-return]
+                    return entry.app(environ, start_response)
+            return self._host_side(environ, start_response, path)
 
-        path: str = environ.get("PATH_INFO", "")
-        if extension.mounts:
-            mounts = extension.mounts
+        # A tenant name, or NO_TENANT: under a domain.
+        factory = self._extension.subdomain_factory
+        if factory is None:
+            return self._host_side(environ, start_response, environ.get("PATH_INFO", ""))
+        if route is NO_TENANT:
+            return self._fail(environ, start_response, NotFound())
+        # Neither HOST_APP nor NO_TENANT, so a name (no isinstance here).
+        name = route  # type: ignore[assignment]
+        if factory is self._registry.lock_free_factory:
+            get_entry = self._get_entry
+            entry = get_entry(name)
+            if entry is not None:
+                move_to_end = self._move_to_end
+                try:  # noqa: SIM105
+                    move_to_end(name)
+                except KeyError:
+                    pass
+                environ[TENANT_KEY] = name
+                if entry.via_wsgi_app:
+                    return entry.app.wsgi_app(environ, start_response)  # type: ignore[attr-defined,no-any-return]
+                return entry.app(environ, start_response)
+        return self._serve_tenant(environ, start_response, name, factory, None, "")
+
+    def _host_side(
+        self, environ: WSGIEnvironment, start_response: StartResponse, path: str
+    ) -> Iterable[bytes]:
+        """Serve a request for the host app's side when the path memo did
+        not: a static mount, a path tenant, or the host app itself."""
+        extension = self._extension
+        mounts = extension.mounts
+        if mounts:
             mount = find_mount(path, mounts)
             if mount is not None:
                 environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + mount
                 environ["PATH_INFO"] = path[len(mount) :]
                 return mounts[mount](environ, start_response)
-
         factory = extension.path_factory
         if factory is not None:
-            target = self._paths.get(path)
-            if target is None or self._url_map._remap:
-                target = self._path_target(path)
+            target = self._path_target(path, factory)
             if target is not _HOST_SIDE:
                 name, prefix, rest = target
-                if factory is self._registry.lock_free_factory:
-                    get_entry = self._get_entry  # a bound method: no LOAD_METHOD
-                    entry = get_entry(name)
-                    if entry is not None:
-                        move_to_end = self._move_to_end
-                        try:  # noqa: SIM105
-                            move_to_end(name)
-                        except KeyError:
-                            pass
-                        environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
-                        environ["PATH_INFO"] = rest
-                        environ[TENANT_KEY] = name
-                        app = entry.app
-                        if entry.via_wsgi_app:
-                            app = app.wsgi_app  # type: ignore[attr-defined]
-                        return app(environ, start_response)
                 return self._serve_tenant(environ, start_response, name, factory, prefix, rest)
         return self.wsgi_app(environ, start_response)
 
@@ -219,9 +235,10 @@ class DispatchMiddleware:
             self._routes[raw_host] = route
         return route
 
-    def _path_target(self, path: str) -> PathTarget:
+    def _path_target(self, path: str, factory: Factory) -> PathTarget:
         """``(name, "/" + name, rest)`` if the first segment of ``path`` may
-        name a tenant, else ``_HOST_SIDE``."""
+        name a tenant, else ``_HOST_SIDE``. Remembers the path if ``factory``
+        holds that tenant lock-free, and forgets it if not."""
         if self._url_map._remap or self._own_segments is None:
             self._read_url_map()
         target = _HOST_SIDE
@@ -236,14 +253,23 @@ class DispatchMiddleware:
                 target = (name, prefix, path[len(prefix) :])
                 # Only paths of tenants already held are remembered: paths
                 # of unknown names and the host app's own keep nothing.
-                # (_get_entry is a C call; a name held under another factory's
-                # key is missed, which only means no memo.)
-                if len(path) <= _MAX_MEMO_PATH and self._get_entry(name) is not None:
-                    paths = self._paths
+                paths = self._paths
+                if (
+                    len(path) <= _MAX_MEMO_PATH
+                    and factory is self._registry.lock_free_factory
+                    and self._get_entry(name) is not None
+                ):
                     if len(paths) >= _PATH_MEMO_SIZE:
                         paths.clear()
                     paths[path] = target
+                else:
+                    paths.pop(path, None)
         return target
+
+    def forget_paths(self) -> None:
+        """Empty the path memo: called when a mount or the path factory is
+        registered, since either may change where a memoised path goes."""
+        self._paths.clear()
 
     def _read_url_map(self) -> None:
         """Take the host app's own first segments from its URL map, and drop

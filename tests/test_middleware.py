@@ -442,6 +442,41 @@ def test_host_rule_added_later_takes_its_segment_back(
     assert path_factory.calls == ["acme"]
 
 
+def _memoise(app: Flask) -> None:
+    for _ in range(2):  # created, then held: now its path is memoised
+        assert call(app, "/acme/x").body == "path:acme|/acme|/x|acme"
+    assert "/acme/x" in app.extensions["dispatch"].middleware._paths
+
+
+def test_mount_added_later_takes_memoised_paths(
+    app: Flask, dispatch: Dispatch, path_factory: RecordingFactory
+) -> None:
+    _memoise(app)
+    dispatch.mount("/acme", NamedApp("mounted"))
+    assert call(app, "/acme/x").body == "mounted|/acme|/x|None"
+
+
+def test_path_factory_registered_again_is_used(
+    app: Flask, dispatch: Dispatch, path_factory: RecordingFactory
+) -> None:
+    _memoise(app)
+    again = RecordingFactory(prefix="again:")
+    dispatch.path(again)
+    assert call(app, "/acme/x").body == "again:acme|/acme|/x|acme"
+    assert again.calls == ["acme"]
+
+
+def test_memoised_path_of_an_evicted_tenant_is_forgotten(
+    app: Flask, dispatch: Dispatch, path_factory: RecordingFactory
+) -> None:
+    _memoise(app)
+    path_factory.known.discard("acme")  # type: ignore[union-attr]
+    with app.app_context():
+        assert dispatch.evict("acme") == 1
+    assert call(app, "/acme/x").status == 404  # the host app's own 404
+    assert "/acme/x" not in app.extensions["dispatch"].middleware._paths
+
+
 class StampingFlask(Flask):
     """A Flask subclass with its own ``__call__``: dispatch must call it."""
 
