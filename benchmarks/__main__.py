@@ -35,9 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         text, found = hotpath.run_paths(10_000, 20_000 if quick else 50_000, 3 if quick else 7)
         print("\n   Path dispatch by path shape, 10,000 tenants\n" + text)
         figures.update(found)
-        # Many short rounds: a Flask request is ~80 µs, and the best of many
-        # short runs is steadier than the best of a few long ones.
-        text, found = hotpath.run_flask(2_000, 20 if quick else 60)
+        # Many short rounds, in several interpreters: see run_flask.
+        text, found = hotpath.run_flask(200, 60 if quick else 150, 1 if quick else 3)
         print("\n   Flask tenant app, 10 tenants\n" + text)
         figures.update(found)
     if "instructions" in only:
