@@ -121,29 +121,34 @@ class DispatchMiddleware:
             # Only paths of tenants the path factory holds lock-free, with no
             # mount in front, are memoised: a hit needs no more checks.
             target = self._paths.get(path)
-            if target is not None and not self._url_map._remap:
-                name, prefix, rest = target
-                get_entry = self._get_entry  # a bound method: no LOAD_METHOD
-                entry = get_entry(name)
-                if entry is not None:
-                    # Not contextlib.suppress: a context manager costs more
-                    # than the move. KeyError: evicted in between, so serve
-                    # it anyway, like requests already in it.
-                    move_to_end = self._move_to_end
-                    try:  # noqa: SIM105
-                        move_to_end(name)
-                    except KeyError:
-                        pass
-                    try:
-                        environ["SCRIPT_NAME"] += prefix
-                    except KeyError:
-                        environ["SCRIPT_NAME"] = prefix
-                    environ["PATH_INFO"] = rest
-                    environ[TENANT_KEY] = name
-                    if entry.via_wsgi_app:  # a Flask app: skip its __call__
-                        return entry.app.wsgi_app(environ, start_response)  # type: ignore[attr-defined,no-any-return]
-                    return entry.app(environ, start_response)
-            return self._host_side(environ, start_response, path)
+            if target is None or self._url_map._remap:
+                target = self._unmemoised(path)
+                if target is None:
+                    return self._host_side(environ, start_response, path)
+                if target is _HOST_SIDE:
+                    return self.wsgi_app(environ, start_response)
+            name, prefix, rest = target
+            get_entry = self._get_entry  # a bound method: no LOAD_METHOD
+            entry = get_entry(name)
+            if entry is not None:
+                # Not contextlib.suppress: a context manager costs more than
+                # the move. KeyError: evicted in between, so serve it anyway,
+                # like requests already in it.
+                move_to_end = self._move_to_end
+                try:  # noqa: SIM105
+                    move_to_end(name)
+                except KeyError:
+                    pass
+                try:
+                    environ["SCRIPT_NAME"] += prefix
+                except KeyError:
+                    environ["SCRIPT_NAME"] = prefix
+                environ["PATH_INFO"] = rest
+                environ[TENANT_KEY] = name
+                if entry.via_wsgi_app:  # a Flask app: skip its __call__
+                    return entry.app.wsgi_app(environ, start_response)  # type: ignore[attr-defined,no-any-return]
+                return entry.app(environ, start_response)
+            return self._host_side(environ, start_response, path)  # to be created
 
         # A tenant name, or NO_TENANT: under a domain.
         factory = self._extension.subdomain_factory
@@ -168,11 +173,27 @@ class DispatchMiddleware:
                 return entry.app(environ, start_response)
         return self._serve_tenant(environ, start_response, name, factory, None, "")
 
+    def _unmemoised(self, path: str) -> PathTarget | None:
+        """Where a host-side path missing from the memo goes, if the inline
+        hit may serve it: a path tenant's target when no mount takes the path
+        and the path factory holds its tenants lock-free, ``_HOST_SIDE`` for
+        the host app, ``None`` for the rest (:meth:`_host_side` serves it)."""
+        extension = self._extension
+        mounts = extension.mounts
+        if mounts and find_mount(path, mounts) is not None:
+            return None
+        factory = extension.path_factory
+        if factory is None:
+            return _HOST_SIDE
+        if factory is not self._registry.lock_free_factory:
+            return None
+        return self._path_target(path, factory)
+
     def _host_side(
         self, environ: WSGIEnvironment, start_response: StartResponse, path: str
     ) -> Iterable[bytes]:
-        """Serve a request for the host app's side when the path memo did
-        not: a static mount, a path tenant, or the host app itself."""
+        """Serve a host-side request the inline hit did not: a static mount,
+        a path tenant to create (or held under a lock), or the host app."""
         extension = self._extension
         mounts = extension.mounts
         if mounts:
