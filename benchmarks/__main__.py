@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n4. Memory (tracemalloc)\n" + text)
         figures.update(found)
     if "server" in only:
-        text, found = server.run(5 if quick else 15, 1 if quick else 2)
+        text, found = server.run(4 if quick else 8, 2 if quick else 5)
         print("\n5. Real server: the example project's tenant page\n" + text)
         figures.update(found)
 
