@@ -148,7 +148,12 @@ class DispatchMiddleware:
                 if entry.via_wsgi_app:  # a Flask app: skip its __call__
                     return entry.app.wsgi_app(environ, start_response)  # type: ignore[attr-defined,no-any-return]
                 return entry.app(environ, start_response)
-            return self._host_side(environ, start_response, path)  # to be created
+            # Not held (evicted, or not created yet). The target came from the
+            # memo or from _unmemoised, so no mount takes the path and the
+            # factory is the lock-free one: no need to parse it again.
+            self._paths.pop(path, None)
+            path_factory = t.cast("Factory", self._registry.lock_free_factory)
+            return self._serve_tenant(environ, start_response, name, path_factory, prefix, rest)
 
         # A tenant name, or NO_TENANT: under a domain.
         factory = self._extension.subdomain_factory
@@ -192,8 +197,9 @@ class DispatchMiddleware:
     def _host_side(
         self, environ: WSGIEnvironment, start_response: StartResponse, path: str
     ) -> Iterable[bytes]:
-        """Serve a host-side request the inline hit did not: a static mount,
-        a path tenant to create (or held under a lock), or the host app."""
+        """Serve a host-side request the inline hit may not: a static mount,
+        a path tenant whose factory is not the lock-free one, or the host
+        app."""
         extension = self._extension
         mounts = extension.mounts
         if mounts:
@@ -259,7 +265,7 @@ class DispatchMiddleware:
     def _path_target(self, path: str, factory: Factory) -> PathTarget:
         """``(name, "/" + name, rest)`` if the first segment of ``path`` may
         name a tenant, else ``_HOST_SIDE``. Remembers the path if ``factory``
-        holds that tenant lock-free, and forgets it if not."""
+        holds that tenant lock-free."""
         if self._url_map._remap or self._own_segments is None:
             self._read_url_map()
         target = _HOST_SIDE
@@ -274,17 +280,15 @@ class DispatchMiddleware:
                 target = (name, prefix, path[len(prefix) :])
                 # Only paths of tenants already held are remembered: paths
                 # of unknown names and the host app's own keep nothing.
-                paths = self._paths
                 if (
                     len(path) <= _MAX_MEMO_PATH
                     and factory is self._registry.lock_free_factory
                     and self._get_entry(name) is not None
                 ):
+                    paths = self._paths
                     if len(paths) >= _PATH_MEMO_SIZE:
                         paths.clear()
                     paths[path] = target
-                else:
-                    paths.pop(path, None)
         return target
 
     def forget_paths(self) -> None:
@@ -301,7 +305,7 @@ class DispatchMiddleware:
         self._url_map.update()
         self._own_segments = rule_first_segments(rule.rule for rule in self._url_map.iter_rules())
         self._segments.clear()
-        self._paths.clear()
+        self.forget_paths()
 
     def _tenant_prefix(self, name: str) -> str:
         """``"/" + name`` if a first path segment may name a tenant, else
