@@ -150,7 +150,7 @@ class DispatchMiddleware:
                 return entry.app(environ, start_response)
             # Not held (evicted, or not created yet). The target came from the
             # memo or from _unmemoised, so no mount takes the path and the
-            # factory is the lock-free one: no need to parse it again.
+            # factory is the lock-free one: no need to look again.
             self._paths.pop(path, None)
             path_factory = t.cast("Factory", self._registry.lock_free_factory)
             return self._serve_tenant(environ, start_response, name, path_factory, prefix, rest)
@@ -180,18 +180,15 @@ class DispatchMiddleware:
 
     def _unmemoised(self, path: str) -> PathTarget | None:
         """Where a host-side path missing from the memo goes, if the inline
-        hit may serve it: a path tenant's target when no mount takes the path
-        and the path factory holds its tenants lock-free, ``_HOST_SIDE`` for
-        the host app, ``None`` for the rest (:meth:`_host_side` serves it)."""
+        hit may serve it: a path tenant's target when there are no mounts and
+        the path factory holds its tenants lock-free, ``_HOST_SIDE`` for the
+        host app, ``None`` for the rest (:meth:`_host_side` serves it)."""
         extension = self._extension
-        mounts = extension.mounts
-        if mounts and find_mount(path, mounts) is not None:
-            return None
         factory = extension.path_factory
+        if extension.mounts or factory is not self._registry.lock_free_factory:
+            return None
         if factory is None:
             return _HOST_SIDE
-        if factory is not self._registry.lock_free_factory:
-            return None
         return self._path_target(path, factory)
 
     def _host_side(
