@@ -254,6 +254,11 @@ class DispatchMiddleware:
         # Bad input costs nothing: malformed hosts and names the pattern
         # rejects are parsed again each time rather than remembered.
         if route is not BAD_HOST and route is not NO_TENANT:
+            if route is not HOST_APP:
+                # Keep the held tenant's own name object (see _path_target).
+                entry = self._get_entry(route)
+                if entry is not None:
+                    route = entry.name
             if len(self._routes) >= _MEMO_SIZE:
                 self._routes.clear()
             self._routes[raw_host] = route
@@ -280,12 +285,17 @@ class DispatchMiddleware:
                 if (
                     len(path) <= _MAX_MEMO_PATH
                     and factory is self._registry.lock_free_factory
-                    and self._get_entry(name) is not None
+                    and (entry := self._get_entry(name)) is not None
                 ):
                     paths = self._paths
                     if len(paths) >= _PATH_MEMO_SIZE:
                         paths.clear()
-                    paths[path] = target
+                    # With the entry's own name object, which is the
+                    # registry's key: each hit's lookups then match by
+                    # identity. Comparing an equal string instead reads its
+                    # characters, and with thousands of tenants that memory
+                    # is rarely in cache.
+                    paths[path] = (entry.name, prefix, target[2])
         return target
 
     def forget_paths(self) -> None:

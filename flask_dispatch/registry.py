@@ -251,7 +251,9 @@ class TenantRegistry:
                 self._first_factory = factory
                 if not self._locked_hits:
                     self.lock_free_factory = factory
-        return prefix + name
+        # The first factory's key is the name object itself, which its entry
+        # keeps too: the middleware's memos hold it (see _path_target there).
+        return prefix + name if prefix else name
 
     def _lookup(self, name: str, factory: Factory) -> WSGIApplication | None:
         evicted: _Evicted = []

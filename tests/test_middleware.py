@@ -477,6 +477,34 @@ def test_memoised_path_of_an_evicted_tenant_is_forgotten(
     assert "/acme/x" not in app.extensions["dispatch"].middleware._paths
 
 
+@pytest.mark.parametrize(
+    ("host", "path", "memoised"),
+    [
+        pytest.param(
+            "acme.example.com",
+            "/x",
+            lambda mw: mw._routes["acme.example.com"],
+            id="host-memo",
+        ),
+        pytest.param("example.com", "/acme/x", lambda mw: mw._paths["/acme/x"][0], id="path-memo"),
+    ],
+)
+@pytest.mark.usefixtures("sub_factory", "path_factory")
+def test_memo_keeps_the_registry_key_of_a_held_tenant(
+    app: Flask, host: str, path: str, memoised: t.Callable[[t.Any], str]
+) -> None:
+    # Each request parses the name afresh; once the tenant is held, the memo
+    # must keep the registry's own key object, so that hits compare by
+    # identity (benchmarks/hotpath.py measures why).
+    state = app.extensions["dispatch"]
+    for _ in range(2):  # created, then held: now memoised
+        state.middleware._routes.clear()
+        assert call(app, path, host=host).status == 200
+    (key,) = state.registry._instances
+    assert memoised(state.middleware) is key
+    assert call(app, path, host=host).status == 200
+
+
 class StampingFlask(Flask):
     """A Flask subclass with its own ``__call__``: dispatch must call it."""
 
