@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"command: python -m benchmarks {' '.join(argv if argv is not None else sys.argv[1:])}")
     if "hot" in only:
         sizes = (10, 1_000, 10_000)
-        text, found = hotpath.run(sizes, 50_000 if quick else 200_000, 3 if quick else 7)
+        text, found = hotpath.run(sizes, 25_000 if quick else 100_000, 6 if quick else 14)
         print("\n1. Hot path: per request to a created tenant (bare WSGI tenant)\n" + text)
         figures.update(found)
         text, found = hotpath.run_paths(10_000, 20_000 if quick else 50_000, 3 if quick else 7)
