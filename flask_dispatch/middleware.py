@@ -122,6 +122,8 @@ class DispatchMiddleware:
             # mount in front, are memoised: a hit needs no more checks.
             target = self._paths.get(path)
             if target is None or self._url_map._remap:
+                if self._extension.mounts:  # mounted paths are never memoised
+                    return self._host_side(environ, start_response, path)
                 target = self._unmemoised(path)
                 if target is None:
                     return self._host_side(environ, start_response, path)
@@ -179,13 +181,12 @@ class DispatchMiddleware:
         return self._serve_tenant(environ, start_response, name, factory, None, "")
 
     def _unmemoised(self, path: str) -> PathTarget | None:
-        """Where a host-side path missing from the memo goes, if the inline
-        hit may serve it: a path tenant's target when there are no mounts and
-        the path factory holds its tenants lock-free, ``_HOST_SIDE`` for the
-        host app, ``None`` for the rest (:meth:`_host_side` serves it)."""
-        extension = self._extension
-        factory = extension.path_factory
-        if extension.mounts or factory is not self._registry.lock_free_factory:
+        """Where a host-side path missing from the memo goes when there are
+        no mounts, if the inline hit may serve it: a path tenant's target
+        when the path factory holds its tenants lock-free, ``_HOST_SIDE`` for
+        the host app, ``None`` for the rest (:meth:`_host_side` serves it)."""
+        factory = self._extension.path_factory
+        if factory is not self._registry.lock_free_factory:
             return None
         if factory is None:
             return _HOST_SIDE
