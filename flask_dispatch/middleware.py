@@ -255,7 +255,7 @@ class DispatchMiddleware:
         # Bad input costs nothing: malformed hosts and names the pattern
         # rejects are parsed again each time rather than remembered.
         if route is not BAD_HOST and route is not NO_TENANT:
-            if route is not HOST_APP:
+            if isinstance(route, str):
                 # Keep the held tenant's own name object (see _path_target).
                 entry = self._get_entry(route)
                 if entry is not None:
