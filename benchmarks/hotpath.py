@@ -131,18 +131,15 @@ def _timer(app: WSGIApplication, envs: list[dict[str, t.Any]], calls: int) -> t.
     return lambda: time_calls(app, envs, calls)
 
 
-def run(sizes: t.Sequence[int], calls: int, rounds: int) -> tuple[str, dict[str, float]]:
-    """Return the table and the figures the budget checks.
+def _hot_process(sizes: t.Sequence[int], calls: int, rounds: int) -> dict[str, float]:
+    """Seconds per request, best of ``rounds``, of every candidate at every
+    size, keyed ``"<candidate> @ <size>"``, timed in this process.
 
     Every candidate at every size is timed in each round, so the sizes are
     compared side by side too: timed one size after another, a slow spell
-    of the machine during one size's turn would read as a cost of size.
-    The direct call is the same work at every size, so its best time over
-    all sizes is the one baseline: overhead is a difference of two timings,
-    and a baseline timed less well at one size would move that size's
-    overhead by several per cent."""
+    of the machine during one size's turn would read as a cost of size."""
     built = {n: candidates(n) for n in sizes}
-    best = best_interleaved(
+    return best_interleaved(
         {
             f"{name} @ {n}": _timer(app, envs, calls)
             for n, cands in built.items()
@@ -150,29 +147,69 @@ def run(sizes: t.Sequence[int], calls: int, rounds: int) -> tuple[str, dict[str,
         },
         rounds,
     )
-    base = min(best[f"direct (baseline) @ {n}"] for n in sizes)
+
+
+def _in_processes(args: t.Sequence[object], processes: int) -> list[t.Any]:
+    """Run ``python -m benchmarks.hotpath *args`` in ``processes`` fresh
+    interpreters, one after another, and return what each printed (JSON)."""
+    command = [sys.executable, "-m", "benchmarks.hotpath", *map(str, args)]
+    return [
+        json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+        for _ in range(processes)
+    ]
+
+
+def run(
+    sizes: t.Sequence[int], calls: int, rounds: int, processes: int
+) -> tuple[str, dict[str, float]]:
+    """Return the table and the figures the budget checks: the hot path
+    timed in ``processes`` fresh interpreters, each figure the median over
+    them.
+
+    The direct call is the same work at every size, so in each interpreter
+    its best time over all sizes is the one baseline: an overhead is a
+    difference of two timings, and a baseline timed less well at one size
+    would move that size's overhead by several per cent. Each interpreter
+    has its own hash seed and memory layout, which decide how often the
+    tenants' names collide in the registry's table and which of their
+    objects share cache lines; that alone moved the 10,000 ÷ 10 ratio by
+    several per cent between interpreters, so no single one decides it."""
+    runs = _in_processes(["hot", calls, rounds, *sizes], processes)
+    suffix = f" @ {sizes[0]}"
+    names = [
+        key.removesuffix(suffix)
+        for key in runs[0]
+        if key.endswith(suffix) and not key.startswith("direct (baseline)")
+    ]
+    overheads: dict[str, list[float]] = {}
+    bases = []
+    for best in runs:
+        base = min(best[f"direct (baseline) @ {n}"] for n in sizes)
+        bases.append(base)
+        for n in sizes:
+            for name in names:
+                overheads.setdefault(f"{name} @ {n}", []).append(best[f"{name} @ {n}"] - base)
+    figures = {key: statistics.median(each) for key, each in overheads.items()}
+    scaling_lines = []
+    for kind in ("subdomain", "path"):
+        # The scaling check pairs sizes within each interpreter.
+        big, small = (overheads[f"flask_dispatch {kind} @ {n}"] for n in (sizes[-1], sizes[0]))
+        each = [b / s for b, s in zip(big, small, strict=True)]
+        figures[f"{kind} scaling"] = statistics.median(each)
+        scaling_lines.append(
+            f"{kind} overhead @ {sizes[-1]:,} ÷ @ {sizes[0]:,}, each interpreter: "
+            + " ".join(f"{r:.3f}" for r in each)
+        )
     rows = []
-    figures: dict[str, float] = {}
-    for n, cands in built.items():
-        reference = best[f"werkzeug DispatcherMiddleware @ {n}"] - base
-        for name in cands:
-            if name == "direct (baseline)":
-                continue
-            seconds = best[f"{name} @ {n}"]
-            overhead = seconds - base
-            figures[f"{name} @ {n}"] = overhead
-            rows.append(
-                (
-                    f"{n:,}",
-                    name,
-                    f"{seconds * 1e6:.3f}",
-                    f"{overhead * 1e6:.3f}",
-                    f"{overhead / reference:.2f}",
-                )
-            )
-    rows.append(("all", "direct (baseline)", f"{base * 1e6:.3f}", "0", ""))
-    text = table(["tenants", "candidate", "µs/request", "overhead µs", "overhead ÷ werkzeug"], rows)
-    return text, figures
+    for n in sizes:
+        reference = figures[f"werkzeug DispatcherMiddleware @ {n}"]
+        for name in names:
+            overhead = figures[f"{name} @ {n}"]
+            rows.append((f"{n:,}", name, f"{overhead * 1e6:.3f}", f"{overhead / reference:.2f}"))
+    base = statistics.median(bases)
+    rows.append(("all", "direct (baseline), µs per request", f"{base * 1e6:.3f}", ""))
+    headers = ["tenants", "candidate", "overhead µs", "overhead ÷ werkzeug"]
+    return "\n".join([table(headers, rows), *scaling_lines]), figures
 
 
 #: The Flask-tenant cases: name -> (label, the case it is compared with).
@@ -240,11 +277,7 @@ def run_flask(calls: int, rounds: int, processes: int) -> tuple[str, dict[str, f
     of it; and each interpreter lays its objects out differently in memory,
     which alone moves one case's time by up to 1 %, so no single layout
     decides the figure."""
-    runs = []
-    for _ in range(processes):
-        command = [sys.executable, "-m", "benchmarks.hotpath", str(calls), str(rounds)]
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
-        runs.append(json.loads(done.stdout))
+    runs = _in_processes(["flask", calls, rounds], processes)
     rows = []
     figures: dict[str, float] = {}
     for name, (label, base) in FLASK_CASES.items():
@@ -263,4 +296,10 @@ def run_flask(calls: int, rounds: int, processes: int) -> tuple[str, dict[str, f
 
 
 if __name__ == "__main__":
-    print(json.dumps(_flask_process(int(sys.argv[1]), int(sys.argv[2]))))
+    # One interpreter's share of run() or run_flask().
+    mode, calls_arg, rounds_arg, *size_args = sys.argv[1:]
+    if mode == "hot":
+        found = _hot_process([int(n) for n in size_args], int(calls_arg), int(rounds_arg))
+    else:
+        found = _flask_process(int(calls_arg), int(rounds_arg))
+    print(json.dumps(found))
