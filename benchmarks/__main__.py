@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n4. Memory (tracemalloc)\n" + text)
         figures.update(found)
     if "server" in only:
-        text, found = server.run(4 if quick else 10, 2 if quick else 6)
+        text, found = server.run(4 if quick else 10, 4 if quick else 6)
         print("\n5. Real server: the example project's tenant page\n" + text)
         figures.update(found)
 
