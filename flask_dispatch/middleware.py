@@ -280,7 +280,7 @@ class DispatchMiddleware:
             if prefix is None:
                 prefix = self._tenant_prefix(name)
             if prefix:
-                target = (name, prefix, path[len(prefix) :])
+                rest = path[len(prefix) :]
                 # Only paths of tenants already held are remembered: paths
                 # of unknown names and the host app's own keep nothing.
                 if (
@@ -288,15 +288,18 @@ class DispatchMiddleware:
                     and factory is self._registry.lock_free_factory
                     and (entry := self._get_entry(name)) is not None
                 ):
-                    paths = self._paths
-                    if len(paths) >= _PATH_MEMO_SIZE:
-                        paths.clear()
                     # With the entry's own name object, which is the
                     # registry's key: each hit's lookups then match by
                     # identity. Comparing an equal string instead reads its
                     # characters, and with thousands of tenants that memory
                     # is rarely in cache.
-                    paths[path] = (entry.name, prefix, target[2])
+                    target = (entry.name, prefix, rest)
+                    paths = self._paths
+                    if len(paths) >= _PATH_MEMO_SIZE:
+                        paths.clear()
+                    paths[path] = target
+                else:
+                    target = (name, prefix, rest)
         return target
 
     def forget_paths(self) -> None:
