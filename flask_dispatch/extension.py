@@ -158,6 +158,7 @@ class Dispatch:
             if not _state(app).settings.domains:
                 raise _no_domain_error()
         self.subdomain_factory = factory
+        self._forget_tenants()
         return factory
 
     def path(self, factory: F) -> F:
@@ -171,7 +172,7 @@ class Dispatch:
         :param factory: ``(name: str) -> WSGI app | None``.
         """
         self.path_factory = factory
-        self._forget_paths()
+        self._forget_tenants()
         return factory
 
     def mount(self, prefix: str, wsgi_app: WSGIApplication) -> None:
@@ -189,13 +190,13 @@ class Dispatch:
         if prefix in self.mounts:
             raise ValueError(f"Something is already mounted at {prefix!r}.")
         self.mounts = {**self.mounts, prefix: wsgi_app}
-        self._forget_paths()
+        self._forget_tenants()
 
-    def _forget_paths(self) -> None:
-        """Drop the memoised paths of every app this is registered on: a new
-        mount or path factory may send them elsewhere."""
+    def _forget_tenants(self) -> None:
+        """Drop the memoised tenants of every app this is registered on: a
+        new mount or factory may send their hosts and paths elsewhere."""
         for app in self._apps:
-            _state(app).middleware.forget_paths()
+            _state(app).middleware.forget_tenants()
 
     @property
     def registry(self) -> TenantRegistry:

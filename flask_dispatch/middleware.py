@@ -20,6 +20,7 @@ from werkzeug.sansio.utils import host_is_trusted
 from .errors import TenantCreationTimeout
 from .hosts import BAD_HOST, HOST_APP, NO_TENANT, HostRoute, classify_host
 from .paths import find_mount, rule_first_segments
+from .registry import _Entry
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
@@ -47,6 +48,8 @@ _PATH_MEMO_SIZE = 512
 #: ``_HOST_SIDE`` for the host app.
 PathTarget = tuple[str, str, str]
 _HOST_SIDE: PathTarget = ("", "", "")
+#: A memoised path: ``(entry, "/" + name, rest of the path)``.
+HeldPath = tuple[_Entry, str, str]
 
 
 class DispatchMiddleware:
@@ -76,9 +79,8 @@ class DispatchMiddleware:
         self._extension = extension
         self._url_map = host_app.url_map
         self._registry = state.registry
-        # Its instances' lookup and LRU move, for the hit inlined below.
-        self._get_entry = state.registry._get_entry
-        self._move_to_end = state.registry._move_to_end
+        # Stamps a use on a held entry: the whole of the hit inlined below.
+        self._next_use = state.registry.next_use
         self._settings = settings = state.settings
         self._reserved = settings.reserved
         self._name_pattern = settings.name_pattern
@@ -86,11 +88,14 @@ class DispatchMiddleware:
         # if it may be a tenant, else "". Both repeat, so both are memoised
         # in plain dicts (the cheapest memo in CPython) that are emptied when
         # full: a flood of distinct values costs a bounded amount of memory.
-        self._routes: dict[str, HostRoute] = {}
+        # The route of a tenant the subdomain factory holds lock-free is its
+        # registry entry, so a hit needs no lookup by name (see _route).
+        self._routes: dict[str, HostRoute | _Entry] = {}
         self._segments: dict[str, str] = {}
-        # And whole paths -> where they go: the split and the slice are the
-        # dearest steps of a path request. (Emptied when full, too.)
-        self._paths: dict[str, PathTarget] = {}
+        # And paths of such tenants -> their entry and the split path: the
+        # split and the slice are the dearest steps of a path request.
+        # (Emptied when full, too.)
+        self._paths: dict[str, HeldPath] = {}
         self._own_segments: frozenset[str] | None = None
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -120,77 +125,52 @@ class DispatchMiddleware:
                 path = ""
             # Only paths of tenants the path factory holds lock-free, with no
             # mount in front, are memoised: a hit needs no more checks.
-            target = self._paths.get(path)
-            if target is None or self._url_map._remap:
-                if self._extension.mounts:  # mounted paths are never memoised
-                    return self._host_side(environ, start_response, path)
-                target = self._unmemoised(path)
-                if target is None:
-                    return self._host_side(environ, start_response, path)
-                if target is _HOST_SIDE:
-                    return self.wsgi_app(environ, start_response)
-            name, prefix, rest = target
-            get_entry = self._get_entry  # a bound method: no LOAD_METHOD
-            entry = get_entry(name)
-            if entry is not None:
-                # Not contextlib.suppress: a context manager costs more than
-                # the move. KeyError: evicted in between, so serve it anyway,
-                # like requests already in it.
-                move_to_end = self._move_to_end
-                try:  # noqa: SIM105
-                    move_to_end(name)
-                except KeyError:
-                    pass
-                try:
-                    environ["SCRIPT_NAME"] += prefix
-                except KeyError:
-                    environ["SCRIPT_NAME"] = prefix
-                environ["PATH_INFO"] = rest
-                environ[TENANT_KEY] = name
-                if entry.via_wsgi_app:  # a Flask app: skip its __call__
-                    return entry.app.wsgi_app(environ, start_response)  # type: ignore[attr-defined,no-any-return]
-                return entry.app(environ, start_response)
-            # Not held (evicted, or not created yet). The target came from the
-            # memo or from _unmemoised, so no mount takes the path and the
-            # factory is the lock-free one: no need to look again.
-            self._paths.pop(path, None)
-            path_factory = t.cast("Factory", self._registry.lock_free_factory)
-            return self._serve_tenant(environ, start_response, name, path_factory, prefix, rest)
+            held = self._paths.get(path)
+            if held is not None and not self._url_map._remap:
+                entry, prefix, rest = held
+                app = entry.app
+                if app is not None:  # None: evicted since
+                    next_use = self._next_use  # a bound method: no LOAD_METHOD
+                    entry.used = next_use()
+                    try:
+                        environ["SCRIPT_NAME"] += prefix
+                    except KeyError:
+                        environ["SCRIPT_NAME"] = prefix
+                    environ["PATH_INFO"] = rest
+                    environ[TENANT_KEY] = entry.name
+                    if entry.via_wsgi_app:  # a Flask app: skip its __call__
+                        return app.wsgi_app(environ, start_response)  # type: ignore[attr-defined,no-any-return]
+                    return app(environ, start_response)
+                del self._paths[path]
+            return self._host_side(environ, start_response, path)
 
-        # A tenant name, or NO_TENANT: under a domain.
+        if type(route) is _Entry:  # held: the hit, inline
+            app = route.app
+            if app is not None:  # None: evicted since
+                next_use = self._next_use
+                route.used = next_use()
+                environ[TENANT_KEY] = route.name
+                if route.via_wsgi_app:
+                    return app.wsgi_app(environ, start_response)  # type: ignore[attr-defined,no-any-return]
+                return app(environ, start_response)
+            name = route.name
+        elif route is NO_TENANT:
+            if self._extension.subdomain_factory is None:
+                return self._host_side(environ, start_response, environ.get("PATH_INFO", ""))
+            return self._fail(environ, start_response, NotFound())
+        else:
+            name = route  # type: ignore[assignment]
+        # A tenant name under a domain.
         factory = self._extension.subdomain_factory
         if factory is None:
             return self._host_side(environ, start_response, environ.get("PATH_INFO", ""))
-        if route is NO_TENANT:
-            return self._fail(environ, start_response, NotFound())
-        # Neither HOST_APP nor NO_TENANT, so a name (no isinstance here).
-        name = route  # type: ignore[assignment]
+        response = self._serve_tenant(environ, start_response, name, factory, None, "")
         if factory is self._registry.lock_free_factory:
-            get_entry = self._get_entry
-            entry = get_entry(name)
-            if entry is not None:
-                move_to_end = self._move_to_end
-                try:  # noqa: SIM105
-                    move_to_end(name)
-                except KeyError:
-                    pass
-                environ[TENANT_KEY] = name
-                if entry.via_wsgi_app:
-                    return entry.app.wsgi_app(environ, start_response)  # type: ignore[attr-defined,no-any-return]
-                return entry.app(environ, start_response)
-        return self._serve_tenant(environ, start_response, name, factory, None, "")
-
-    def _unmemoised(self, path: str) -> PathTarget | None:
-        """Where a host-side path missing from the memo goes when there are
-        no mounts, if the inline hit may serve it: a path tenant's target
-        when the path factory holds its tenants lock-free, ``_HOST_SIDE`` for
-        the host app, ``None`` for the rest (:meth:`_host_side` serves it)."""
-        factory = self._extension.path_factory
-        if factory is not self._registry.lock_free_factory:
-            return None
-        if factory is None:
-            return _HOST_SIDE
-        return self._path_target(path, factory)
+            # Classify it again next time: the tenant is likely held now (and
+            # the first request may have just made this factory the
+            # lock-free one), so its entry gets memoised.
+            self._routes.pop(raw_host, None)
+        return response
 
     def _host_side(
         self, environ: WSGIEnvironment, start_response: StartResponse, path: str
@@ -210,8 +190,16 @@ class DispatchMiddleware:
         if factory is not None:
             target = self._path_target(path, factory)
             if target is not _HOST_SIDE:
-                name, prefix, rest = target
-                return self._serve_tenant(environ, start_response, name, factory, prefix, rest)
+                tenant, prefix, rest = target
+                if isinstance(tenant, _Entry):  # held, and now memoised
+                    app = tenant.app
+                    if app is not None:
+                        tenant.used = self._next_use()
+                        return self._call_tenant(
+                            environ, start_response, app, tenant.name, prefix, rest
+                        )
+                    tenant = tenant.name
+                return self._serve_tenant(environ, start_response, tenant, factory, prefix, rest)
         return self.wsgi_app(environ, start_response)
 
     def _serve_tenant(
@@ -241,34 +229,57 @@ class DispatchMiddleware:
             return self._fail(environ, start_response, NotFound())
         if isinstance(app, HTTPException):
             return self._fail(environ, start_response, app)
+        return self._call_tenant(environ, start_response, app, name, prefix, rest)
+
+    @staticmethod
+    def _call_tenant(
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        app: WSGIApplication,
+        name: str,
+        prefix: str | None,
+        rest: str,
+    ) -> Iterable[bytes]:
+        """Hand the request to tenant ``name``'s ``app`` (``prefix`` and
+        ``rest`` as for :meth:`_serve_tenant`)."""
         if prefix is not None:
             environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
             environ["PATH_INFO"] = rest
         environ[TENANT_KEY] = name
         return app(environ, start_response)
 
-    def _route(self, raw_host: str) -> HostRoute:
+    def _route(self, raw_host: str) -> HostRoute | _Entry:
         """Classify a Host header not seen recently, and remember it if it
-        is well formed and names no invalid tenant."""
+        is well formed and names no invalid tenant.
+
+        A tenant's route is remembered as its registry entry if the
+        subdomain factory holds it lock-free, so that hits look nothing up;
+        while it is not held yet, it is not remembered at all. (With a
+        factory that is not the lock-free one, the name is remembered.)"""
         settings = self._settings
+        route: HostRoute | _Entry
         route = classify_host(raw_host, settings.domains, settings.reserved, settings.name_pattern)
         # Bad input costs nothing: malformed hosts and names the pattern
         # rejects are parsed again each time rather than remembered.
-        if route is not BAD_HOST and route is not NO_TENANT:
-            if isinstance(route, str):
-                # Keep the held tenant's own name object (see _path_target).
-                entry = self._get_entry(route)
-                if entry is not None:
-                    route = entry.name
-            if len(self._routes) >= _MEMO_SIZE:
-                self._routes.clear()
-            self._routes[raw_host] = route
+        if route is BAD_HOST or route is NO_TENANT:
+            return route
+        if isinstance(route, str):
+            factory = self._extension.subdomain_factory
+            if factory is not None and factory is self._registry.lock_free_factory:
+                entry = self._registry._held(route)
+                if entry is None:
+                    return route
+                route = entry
+        if len(self._routes) >= _MEMO_SIZE:
+            self._routes.clear()
+        self._routes[raw_host] = route
         return route
 
-    def _path_target(self, path: str, factory: Factory) -> PathTarget:
+    def _path_target(self, path: str, factory: Factory) -> PathTarget | HeldPath:
         """``(name, "/" + name, rest)`` if the first segment of ``path`` may
-        name a tenant, else ``_HOST_SIDE``. Remembers the path if ``factory``
-        holds that tenant lock-free."""
+        name a tenant, else ``_HOST_SIDE``. If ``factory`` holds that tenant
+        lock-free, the path is remembered and the tenant's entry returned in
+        place of its name."""
         if self._url_map._remap or self._own_segments is None:
             self._read_url_map()
         target = _HOST_SIDE
@@ -281,31 +292,27 @@ class DispatchMiddleware:
                 prefix = self._tenant_prefix(name)
             if prefix:
                 rest = path[len(prefix) :]
+                target = (name, prefix, rest)
                 # Only paths of tenants already held are remembered: paths
                 # of unknown names and the host app's own keep nothing.
                 if (
                     len(path) <= _MAX_MEMO_PATH
                     and factory is self._registry.lock_free_factory
-                    and (entry := self._get_entry(name)) is not None
+                    and (entry := self._registry._held(name)) is not None
                 ):
-                    # With the entry's own name object, which is the
-                    # registry's key: each hit's lookups then match by
-                    # identity. Comparing an equal string instead reads its
-                    # characters, and with thousands of tenants that memory
-                    # is rarely in cache.
-                    target = (entry.name, prefix, rest)
                     paths = self._paths
                     if len(paths) >= _PATH_MEMO_SIZE:
                         paths.clear()
-                    paths[path] = target
-                else:
-                    target = (name, prefix, rest)
+                    paths[path] = held = (entry, prefix, rest)
+                    return held
         return target
 
-    def forget_paths(self) -> None:
-        """Empty the path memo: called when a mount or the path factory is
-        registered, since either may change where a memoised path goes."""
+    def forget_tenants(self) -> None:
+        """Forget the memoised tenants: called when a mount or a factory is
+        registered, since either may change where a memoised host or path
+        goes."""
         self._paths.clear()
+        self._routes.clear()
 
     def _read_url_map(self) -> None:
         """Take the host app's own first segments from its URL map, and drop
@@ -316,7 +323,7 @@ class DispatchMiddleware:
         self._url_map.update()
         self._own_segments = rule_first_segments(rule.rule for rule in self._url_map.iter_rules())
         self._segments.clear()
-        self.forget_paths()
+        self._paths.clear()
 
     def _tenant_prefix(self, name: str) -> str:
         """``"/" + name`` if a first path segment may name a tenant, else

@@ -3,7 +3,8 @@
 One :class:`TenantRegistry` per host app holds the tenant apps its factories
 built. It is where correctness lives, so it has no Flask import:
 
-- A hit takes one lock for O(1) bookkeeping (the LRU move); no lock that
+- A hit takes no lock and touches nothing but its own entry: it stamps the
+  entry with a use number (see :meth:`TenantRegistry.hit`). No lock that
   other requests need is held while a factory runs.
 - Single flight: concurrent first requests for one name run its factory once
   and share the result or the failure; different names are built in parallel.
@@ -23,12 +24,15 @@ hot path short.)
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import sys
 import threading
 import time
 import typing as t
 from collections import OrderedDict
+from operator import attrgetter
 
 from .errors import TenantCreationTimeout, TenantFactoryError, TenantRecursionError
 
@@ -44,16 +48,28 @@ EvictReason = t.Literal["capacity", "idle", "evict"]
 
 
 class _Entry:
-    __slots__ = ("app", "last_used", "name", "via_wsgi_app")
+    """One held tenant app. The middleware's memos keep entries, so a hit
+    reads the app and stamps the use without looking the name up."""
+
+    __slots__ = ("app", "key", "last_used", "name", "used", "via_wsgi_app")
 
     def __init__(
-        self, app: WSGIApplication, name: str, last_used: float, via_wsgi_app: bool
+        self, app: WSGIApplication, key: str, name: str, last_used: float, used: int
     ) -> None:
-        self.app = app
+        #: The tenant app; ``None`` once it has left the registry.
+        self.app: WSGIApplication | None = app
+        self.key = key
         self.name = name
+        #: Clock time of the last use (kept with an idle timeout).
         self.last_used = last_used
-        # Whether calling app.wsgi_app is calling app (the has_wsgi_app parameter).
-        self.via_wsgi_app = via_wsgi_app
+        #: Use number of the last use: the larger, the more recent.
+        self.used = used
+        #: Whether calling ``app.wsgi_app`` is calling ``app`` (see
+        #: ``has_wsgi_app``); set by the registry.
+        self.via_wsgi_app = False
+
+
+_by_use = attrgetter("used")
 
 
 class _Flight:
@@ -166,17 +182,22 @@ class TenantRegistry:
         self._locked_hits = idle_timeout is not None or not _gil_enabled()
         # Key prefix of each factory: "" for the first, "<n>\x00" after.
         self._prefixes: dict[Factory, str] = {}
-        # Least recently used first.
-        self._instances: OrderedDict[str, _Entry] = OrderedDict()
-        # The hot path's operations, bound once (the dict is never replaced).
-        # DispatchMiddleware inlines hit() with them for lock_free_factory.
-        self._get_entry = self._instances.get
-        self._move_to_end = self._instances.move_to_end
+        self._instances: dict[str, _Entry] = {}
+        # The use order, as a heap of (use number, entry) with one record per
+        # held entry, pushed when it was created or last looked at here. A
+        # hit only stamps entry.used, so a record may be older than its
+        # entry's last use; _least_recent() puts such records right before
+        # trusting the top. Records of entries dropped by evict() stay until
+        # they reach the top or the heap is rebuilt.
+        self._by_use: list[tuple[int, _Entry]] = []
+        #: Hands out use numbers: one call per use, never the same twice.
+        self.next_use: t.Callable[[], int] = itertools.count().__next__
         # The first factory seen keys its apps by the bare name.
         self._first_factory: Factory | None = None
-        #: The first factory, once seen, if hits take no lock: its hit is
-        #: ``_get_entry(name)`` then ``_move_to_end(name)``, which the
-        #: middleware runs inline. ``None`` otherwise.
+        #: The first factory, once seen, if hits take no lock; ``None``
+        #: otherwise. Its hit is ``_held(name)`` then ``entry.used =
+        #: next_use()``, which the middleware runs inline on entries it
+        #: keeps in its memos.
         self.lock_free_factory: Factory | None = None
         # Oldest first.
         self._misses: OrderedDict[str, _Miss] = OrderedDict()
@@ -205,11 +226,12 @@ class TenantRegistry:
         ``None`` when it is not held (then call :meth:`get`). Never calls the
         factory; this is the whole cost of a request to a created tenant.
 
-        With the GIL and no idle timeout this takes no lock: the lookup and
-        the LRU move are each one atomic ``OrderedDict`` operation, so the
-        order stays an exact record of use. On a free-threaded build it takes
-        the registry lock; with an idle timeout (which stamps each use) it
-        leaves the hit to :meth:`get`.
+        With the GIL and no idle timeout this takes no lock: it stamps the
+        entry with the next use number (one atomic call), and eviction
+        takes the entry with the smallest, so the order stays an exact record
+        of use. On a free-threaded build it takes the registry lock; with an
+        idle timeout (which keeps the clock time of each use) it leaves the
+        hit to :meth:`get`.
 
         :param name: the tenant's name.
         :param factory: the factory it was built with.
@@ -228,18 +250,23 @@ class TenantRegistry:
                 entry = self._instances.get(key)
                 if entry is None:
                     return None
-                self._instances.move_to_end(key)
+                entry.used = self.next_use()
             return entry.app
-        entry = self._get_entry(key)
+        entry = self._instances.get(key)
         if entry is None:
             return None
-        # Not contextlib.suppress: a context manager costs more than the move.
-        try:  # noqa: SIM105
-            self._move_to_end(key)
-        except KeyError:
-            # Evicted in between: serve it anyway, like requests already in it.
-            pass
-        return entry.app
+        # None if evicted in between: then get() looks again under the lock.
+        app = entry.app
+        entry.used = self.next_use()
+        return app
+
+    def _held(self, name: str) -> _Entry | None:
+        """The entry of ``name`` built by :attr:`lock_free_factory`, if held.
+        For the middleware, which keeps it to serve hits inline.
+
+        :param name: the tenant's name.
+        """
+        return self._instances.get(name)
 
     def _key(self, name: str, factory: Factory) -> str:
         """The key of ``name`` built by ``factory``; call with the lock held."""
@@ -251,8 +278,6 @@ class TenantRegistry:
                 self._first_factory = factory
                 if not self._locked_hits:
                     self.lock_free_factory = factory
-        # The first factory's key is the name object itself, which its entry
-        # keeps too: the middleware's memos hold it (see _path_target there).
         return prefix + name if prefix else name
 
     def _lookup(self, name: str, factory: Factory) -> WSGIApplication | None:
@@ -266,7 +291,7 @@ class TenantRegistry:
                 entry = self._instances.get(key)
                 if entry is not None:
                     entry.last_used = now
-                    self._instances.move_to_end(key)
+                    entry.used = self.next_use()
                     return entry.app
                 miss = self._misses.get(key)
                 if miss is not None:
@@ -317,12 +342,11 @@ class TenantRegistry:
                 self._remember_miss(key, _Miss(now + self.miss_ttl, name, app), now)
             else:
                 created = t.cast("WSGIApplication", app)
-                self._instances[key] = _Entry(created, name, now, self._has_wsgi_app(created))
-                self._name_counts[name] = self._name_counts.get(name, 0) + 1
+                entry = _Entry(created, key, name, now, self.next_use())
+                entry.via_wsgi_app = self._has_wsgi_app(created)
+                self._hold(entry)
                 while len(self._instances) > self.max_instances:
-                    _, old = self._instances.popitem(last=False)
-                    self._forget_name(old.name)
-                    evicted.append((old.name, old.app, "capacity"))
+                    self._drop(self._least_recent(), "capacity", evicted)
         flight.app = app
         flight.done.set()
         self._notify(evicted)
@@ -340,18 +364,57 @@ class TenantRegistry:
         while len(misses) > self.max_misses:
             misses.popitem(last=False)
 
+    def _hold(self, entry: _Entry) -> None:
+        """Hold a new entry; call with the lock held."""
+        self._instances[entry.key] = entry
+        self._name_counts[entry.name] = self._name_counts.get(entry.name, 0) + 1
+        heap = self._by_use
+        heapq.heappush(heap, (entry.used, entry))
+        if len(heap) > 2 * len(self._instances) + 16:
+            # Mostly records of evicted entries: start again from the held.
+            heap[:] = [(held.used, held) for held in self._instances.values()]
+            heapq.heapify(heap)
+
+    def _least_recent(self) -> _Entry:
+        """The held entry used least recently; call with the lock held, and
+        with at least one entry held. Its record is left at the heap's top.
+
+        Use numbers only grow and each is handed out once, so a record whose
+        number is still its entry's is the entry's last use; every other
+        held entry has a record numbered at most its last use, and so at
+        least this one's. Records that are out of date are put right as they
+        reach the top: each hit costs at most one such step, here."""
+        heap = self._by_use
+        while True:
+            used, entry = heap[0]
+            if entry.app is None:  # dropped by evict()
+                heapq.heappop(heap)
+                continue
+            last = entry.used
+            if last == used:
+                return entry
+            heapq.heapreplace(heap, (last, entry))
+
+    def _drop(self, entry: _Entry, reason: EvictReason, evicted: _Evicted) -> None:
+        """Drop a held entry (its record stays in the heap); call with the
+        lock held."""
+        del self._instances[entry.key]
+        self._forget_name(entry.name)
+        app = t.cast("WSGIApplication", entry.app)
+        # Memos that still keep the entry see it is gone, and free the app.
+        entry.app = None
+        evicted.append((entry.name, app, reason))
+
     def _expire_idle(self, now: float, evicted: _Evicted) -> None:
         assert self.idle_timeout is not None
         deadline = now - self.idle_timeout
-        instances = self._instances
         # Least recently used first, so stop at the first one still in use.
-        while instances:
-            entry = next(iter(instances.values()))
+        # (With an idle timeout every use stamps both, under the lock.)
+        while self._instances:
+            entry = self._least_recent()
             if entry.last_used > deadline:
                 break
-            instances.popitem(last=False)
-            self._forget_name(entry.name)
-            evicted.append((entry.name, entry.app, "idle"))
+            self._drop(entry, "idle", evicted)
 
     def _forget_name(self, name: str) -> None:
         count = self._name_counts[name] - 1
@@ -380,28 +443,27 @@ class TenantRegistry:
         with self._lock:
             for prefix in self._prefixes.values():
                 key = prefix + name
-                entry = self._instances.pop(key, None)
+                entry = self._instances.get(key)
                 if entry is not None:
-                    evicted.append((name, entry.app, "evict"))
+                    self._drop(entry, "evict", evicted)
                 self._misses.pop(key, None)
                 flight = self._flights.get(key)
                 if flight is not None:
                     flight.stale = True
-            self._name_counts.pop(name, None)
         self._notify(evicted)
         return len(evicted)
 
     def clear(self) -> None:
         """Drop every instance and remembered miss (reason ``"evict"``)."""
+        evicted: _Evicted = []
         with self._lock:
-            # list() copies in one C call, safe against lock-free LRU moves.
-            entries = list(self._instances.values())
-            self._instances.clear()
+            for entry in list(self._instances.values()):
+                self._drop(entry, "evict", evicted)
+            self._by_use.clear()
             self._misses.clear()
-            self._name_counts.clear()
             for flight in self._flights.values():
                 flight.stale = True
-        self._notify([(entry.name, entry.app, "evict") for entry in entries])
+        self._notify(evicted)
 
     def expire_idle(self) -> int:
         """Drop the apps unused for ``idle_timeout`` seconds now, rather than
@@ -437,8 +499,9 @@ class TenantRegistry:
 
     def __iter__(self) -> t.Iterator[str]:
         """The names held, least recently used first (a snapshot)."""
-        # list() copies in one C call, safe against lock-free LRU moves.
-        entries = list(self._instances.values())
+        # sorted() copies the values in one C call before it calls the key,
+        # so a creation under way cannot change the dict during the copy.
+        entries = sorted(self._instances.values(), key=_by_use)
         return iter(dict.fromkeys(entry.name for entry in entries))
 
     def __repr__(self) -> str:

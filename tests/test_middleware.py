@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import typing as t
+import weakref
 
 import pytest
 from flask import Flask, url_for
@@ -490,19 +492,63 @@ def test_memoised_path_of_an_evicted_tenant_is_forgotten(
     ],
 )
 @pytest.mark.usefixtures("sub_factory", "path_factory")
-def test_memo_keeps_the_registry_key_of_a_held_tenant(
-    app: Flask, host: str, path: str, memoised: t.Callable[[t.Any], str]
+def test_memo_keeps_the_held_entry_and_lets_go_of_an_evicted_app(
+    app: Flask, dispatch: Dispatch, host: str, path: str, memoised: t.Callable[[t.Any], t.Any]
 ) -> None:
     # Each request parses the name afresh; once the tenant is held, the memo
-    # must keep the registry's own key object, so that hits compare by
-    # identity (benchmarks/hotpath.py measures why).
+    # keeps its registry entry, so that a hit looks nothing up by name
+    # (benchmarks/hotpath.py measures why).
     state = app.extensions["dispatch"]
     for _ in range(2):  # created, then held: now memoised
         state.middleware._routes.clear()
         assert call(app, path, host=host).status == 200
-    (key,) = state.registry._instances
-    assert memoised(state.middleware) is key
-    assert call(app, path, host=host).status == 200
+    (entry,) = state.registry._instances.values()
+    assert memoised(state.middleware) is entry
+    evicted = weakref.ref(entry.app)
+    with app.app_context():
+        assert dispatch.evict("acme") == 1
+    gc.collect()
+    assert evicted() is None  # the memo does not keep the evicted app alive
+    # The memo's entry is dead: the next requests build the tenant afresh
+    # and memoise the new entry.
+    for _ in range(2):
+        assert call(app, path, host=host).body.endswith("|acme")
+    (fresh,) = state.registry._instances.values()
+    assert fresh is not entry and memoised(state.middleware) is fresh
+
+
+@pytest.mark.parametrize(
+    ("kind", "request_to"),
+    [
+        pytest.param(
+            "subdomain",
+            lambda app, name: call(app, "/x", host=f"{name}.example.com"),
+            id="subdomain",
+        ),
+        pytest.param("path", lambda app, name: call(app, f"/{name}/x"), id="path"),
+    ],
+)
+def test_memoised_hits_count_as_use_for_eviction(
+    kind: str, request_to: t.Callable[[Flask, str], t.Any]
+) -> None:
+    # A hit through the memo is served inline and must still mark the
+    # tenant as used: the one that goes when the registry is full is the
+    # one used least recently.
+    app = make_host_app(DISPATCH_MAX_INSTANCES=2)
+    dispatch = Dispatch(app)
+    factory = RecordingFactory()
+    getattr(dispatch, kind)(factory)
+    for name in ("a", "b", "a", "b"):  # created, then memoised
+        assert request_to(app, name).status == 200
+    memo = app.extensions["dispatch"].middleware
+    assert len(memo._routes if kind == "subdomain" else memo._paths) == 2
+    for _ in range(3):
+        assert request_to(app, "a").status == 200  # inline hits
+    assert request_to(app, "c").status == 200  # evicts b, not a
+    with app.app_context():
+        assert list(dispatch.registry) == ["a", "c"]
+    assert request_to(app, "a").status == 200
+    assert factory.calls == ["a", "b", "c"]
 
 
 class StampingFlask(Flask):
