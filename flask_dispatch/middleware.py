@@ -141,7 +141,8 @@ class DispatchMiddleware:
                     if entry.via_wsgi_app:  # a Flask app: skip its __call__
                         return app.wsgi_app(environ, start_response)  # type: ignore[attr-defined,no-any-return]
                     return app(environ, start_response)
-                del self._paths[path]
+                # Not del: another thread may have got here first.
+                self._paths.pop(path, None)
             return self._host_side(environ, start_response, path)
 
         if type(route) is _Entry:  # held: the hit, inline
