@@ -372,8 +372,13 @@ class TenantRegistry:
         heapq.heappush(heap, (entry.used, entry))
         if len(heap) > 2 * len(self._instances) + 16:
             # Mostly records of evicted entries: start again from the held.
-            heap[:] = [(held.used, held) for held in self._instances.values()]
-            heapq.heapify(heap)
+            self._refile_all()
+
+    def _refile_all(self) -> None:
+        """One current record per held entry; call with the lock held."""
+        heap = self._by_use
+        heap[:] = [(held.used, held) for held in self._instances.values()]
+        heapq.heapify(heap)
 
     def _least_recent(self) -> _Entry:
         """The held entry used least recently; call with the lock held, and
@@ -383,8 +388,13 @@ class TenantRegistry:
         number is still its entry's is the entry's last use; every other
         held entry has a record numbered at most its last use, and so at
         least this one's. Records that are out of date are put right as they
-        reach the top: each hit costs at most one such step, here."""
+        reach the top: each hit costs at most one such step, here. After
+        a sixteenth of the held entries' worth of steps in one call, one
+        record per held entry is filed afresh instead: linear, where going
+        on could cost a logarithmic step for every held entry (after a long
+        run of hits without an eviction, all of them are out of date)."""
         heap = self._by_use
+        steps = (len(self._instances) >> 4) + 16
         while True:
             used, entry = heap[0]
             if entry.app is None:  # dropped by evict()
@@ -393,6 +403,10 @@ class TenantRegistry:
             last = entry.used
             if last == used:
                 return entry
+            steps -= 1
+            if not steps:
+                self._refile_all()
+                return heap[0][1]
             heapq.heapreplace(heap, (last, entry))
 
     def _drop(self, entry: _Entry, reason: EvictReason, evicted: _Evicted) -> None:

@@ -122,6 +122,39 @@ def test_exact_lru_over_long_random_runs(capacity: int, names: int, seed: int) -
     assert [e for e in events.evicted if e[1] == "capacity"] == expected_evicted
 
 
+@pytest.mark.parametrize(
+    ("hit_share", "oldest_first"),
+    [
+        pytest.param(1.0, True, id="all"),
+        pytest.param(0.5, True, id="oldest-half"),
+        pytest.param(0.05, True, id="oldest-few"),
+        pytest.param(0.5, False, id="random-half"),
+    ],
+)
+def test_eviction_order_after_a_long_run_of_hits(hit_share: float, oldest_first: bool) -> None:
+    # Every hit leaves its entry's use record out of date. When an eviction
+    # meets many of them it files the records afresh rather than one at a
+    # time; either way the tenants go in the order of their last use.
+    capacity = 320
+    rng = random.Random(7)
+    events = Events()
+    registry = make_registry(events, max_instances=capacity)
+    factory = RecordingFactory()
+    names = [f"t{i}" for i in range(capacity)]
+    for name in names:
+        registry.get(name, factory)
+    count = int(capacity * hit_share)
+    hit = names[:count] if oldest_first else rng.sample(names, count)
+    rng.shuffle(hit)
+    for name in hit:
+        assert registry.hit(name, factory) is not None
+    hit_set = set(hit)
+    for i in range(capacity):
+        registry.get(f"new{i}", factory)
+    assert [name for name, _ in events.evicted] == [n for n in names if n not in hit_set] + hit
+    assert len(registry._by_use) <= 2 * capacity + 17
+
+
 def test_use_records_of_evicted_tenants_do_not_pile_up() -> None:
     # The newest tenant's use record sits deep in the heap, so evicting it
     # by name leaves a record that no eviction by capacity reaches.
