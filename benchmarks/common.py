@@ -90,7 +90,7 @@ def machine() -> str:
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     cells = [[str(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     line = "  ".join("-" * w for w in widths)
     out = [line, "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)), line]
     out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
