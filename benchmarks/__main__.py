@@ -22,8 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
-    if only - set(SECTIONS):
-        parser.error(f"unknown sections {sorted(only - set(SECTIONS))}; pick from {SECTIONS}")
+    unknown = only.difference(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}; pick from {SECTIONS}")
     quick = args.quick
     figures: dict[str, float] = {}
 
