@@ -5,28 +5,31 @@ from __future__ import annotations
 
 from .config import DispatchConfigError
 from .errors import (
+    TenantBusy,
     TenantCreationTimeout,
     TenantError,
     TenantFactoryError,
     TenantRecursionError,
+    TenantUnavailable,
 )
 from .extension import Dispatch, DispatchState
-from .middleware import DispatchMiddleware
-from .registry import TenantRegistry
+from .registry import RegistryStats, TenantRegistry
 from .signals import tenant_created, tenant_evicted
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "Dispatch",
     "DispatchConfigError",
-    "DispatchMiddleware",
     "DispatchState",
+    "RegistryStats",
+    "TenantBusy",
     "TenantCreationTimeout",
     "TenantError",
     "TenantFactoryError",
     "TenantRecursionError",
     "TenantRegistry",
+    "TenantUnavailable",
     "tenant_created",
     "tenant_evicted",
 ]

@@ -25,21 +25,46 @@ NAME_PATTERN = "DISPATCH_NAME_PATTERN"
 MAX_INSTANCES = "DISPATCH_MAX_INSTANCES"
 #: Seconds unused after which a tenant app is dropped, or ``None``.
 IDLE_TIMEOUT = "DISPATCH_IDLE_TIMEOUT"
+#: Seconds after its creation at which a tenant app is rebuilt, or ``None``.
+MAX_AGE = "DISPATCH_MAX_AGE"
 #: Seconds a factory's "no such tenant" answer is remembered.
 MISS_TTL = "DISPATCH_MISS_TTL"
 #: Most "no such tenant" answers remembered at once.
 MAX_MISSES = "DISPATCH_MAX_MISSES"
-#: Seconds a request waits on another request's creation of the same tenant.
+#: Seconds a request waits for a tenant's creation before a 503.
 CREATE_TIMEOUT = "DISPATCH_CREATE_TIMEOUT"
+#: Most requests waiting for one tenant's creation; the rest get a 503 at once.
+MAX_WAITING = "DISPATCH_MAX_WAITING"
+#: Most factories running at once in one process (each on its own thread).
+MAX_CREATING = "DISPATCH_MAX_CREATING"
 
 #: One lowercase DNS label.
 DEFAULT_NAME_PATTERN = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 DEFAULT_RESERVED: tuple[str, ...] = ("www",)
 DEFAULT_MAX_INSTANCES = 100
 DEFAULT_IDLE_TIMEOUT: float | None = None
+DEFAULT_MAX_AGE: float | None = None
 DEFAULT_MISS_TTL = 5.0
 DEFAULT_MAX_MISSES = 1000
-DEFAULT_CREATE_TIMEOUT = 30.0
+#: Well under the 30 s after which gunicorn kills a worker, and long enough
+#: for a factory that opens a database and runs a small migration.
+DEFAULT_CREATE_TIMEOUT = 10.0
+DEFAULT_MAX_WAITING = 16
+DEFAULT_MAX_CREATING = 8
+
+_DEFAULTS: dict[str, object] = {
+    DOMAIN: None,
+    RESERVED: list(DEFAULT_RESERVED),
+    NAME_PATTERN: DEFAULT_NAME_PATTERN,
+    MAX_INSTANCES: DEFAULT_MAX_INSTANCES,
+    IDLE_TIMEOUT: DEFAULT_IDLE_TIMEOUT,
+    MAX_AGE: DEFAULT_MAX_AGE,
+    MISS_TTL: DEFAULT_MISS_TTL,
+    MAX_MISSES: DEFAULT_MAX_MISSES,
+    CREATE_TIMEOUT: DEFAULT_CREATE_TIMEOUT,
+    MAX_WAITING: DEFAULT_MAX_WAITING,
+    MAX_CREATING: DEFAULT_MAX_CREATING,
+}
 
 
 class DispatchConfigError(ValueError):
@@ -48,16 +73,19 @@ class DispatchConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DispatchSettings:
-    """The checked ``DISPATCH_*`` settings of one app.
+    """The checked ``DISPATCH_*`` settings of one app; see :doc:`/config`.
 
     :param domains: canonical parent domains, longest first.
     :param reserved: names that always go to the host app.
     :param name_pattern: compiled tenant name pattern.
     :param max_instances: most tenant apps held.
     :param idle_timeout: seconds of disuse before a tenant app is dropped.
+    :param max_age: seconds after creation before a tenant app is rebuilt.
     :param miss_ttl: seconds a factory's ``None`` is remembered.
     :param max_misses: most remembered misses.
-    :param create_timeout: seconds to wait on another request's creation.
+    :param create_timeout: seconds a request waits for a creation.
+    :param max_waiting: most requests waiting for one creation.
+    :param max_creating: most creations running at once.
     """
 
     domains: tuple[str, ...]
@@ -65,9 +93,12 @@ class DispatchSettings:
     name_pattern: re.Pattern[str]
     max_instances: int
     idle_timeout: float | None
+    max_age: float | None
     miss_ttl: float
     max_misses: int
     create_timeout: float
+    max_waiting: int
+    max_creating: int
 
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any]) -> DispatchSettings:
@@ -82,9 +113,12 @@ class DispatchSettings:
             name_pattern=_pattern(config[NAME_PATTERN]),
             max_instances=int(_number(config, MAX_INSTANCES, integer=True)),
             idle_timeout=_optional_number(config, IDLE_TIMEOUT),
+            max_age=_optional_number(config, MAX_AGE),
             miss_ttl=_number(config, MISS_TTL, allow_zero=True),
             max_misses=int(_number(config, MAX_MISSES, integer=True, allow_zero=True)),
             create_timeout=_number(config, CREATE_TIMEOUT),
+            max_waiting=int(_number(config, MAX_WAITING, integer=True)),
+            max_creating=int(_number(config, MAX_CREATING, integer=True)),
         )
 
 
@@ -160,11 +194,5 @@ def set_defaults(config: t.MutableMapping[str, t.Any]) -> None:
 
     :param config: the app's config.
     """
-    config.setdefault(DOMAIN, None)
-    config.setdefault(RESERVED, list(DEFAULT_RESERVED))
-    config.setdefault(NAME_PATTERN, DEFAULT_NAME_PATTERN)
-    config.setdefault(MAX_INSTANCES, DEFAULT_MAX_INSTANCES)
-    config.setdefault(IDLE_TIMEOUT, DEFAULT_IDLE_TIMEOUT)
-    config.setdefault(MISS_TTL, DEFAULT_MISS_TTL)
-    config.setdefault(MAX_MISSES, DEFAULT_MAX_MISSES)
-    config.setdefault(CREATE_TIMEOUT, DEFAULT_CREATE_TIMEOUT)
+    for key, default in _DEFAULTS.items():
+        config.setdefault(key, list(default) if isinstance(default, list) else default)

@@ -11,9 +11,17 @@ class TenantError(Exception):
         self.name = name
 
 
-class TenantCreationTimeout(TenantError):
-    """Another request has been creating this tenant for longer than
-    :data:`DISPATCH_CREATE_TIMEOUT` seconds. The request gets a 503.
+class TenantUnavailable(TenantError):
+    """The tenant cannot be served now; the request gets a 503 with
+    ``Retry-After``.
+
+    .. versionadded:: 0.2
+    """
+
+
+class TenantCreationTimeout(TenantUnavailable):
+    """The tenant was not created within :data:`DISPATCH_CREATE_TIMEOUT`
+    seconds. Its creation goes on, and its app is kept when it arrives.
     """
 
     def __init__(self, name: str, timeout: float) -> None:
@@ -21,10 +29,20 @@ class TenantCreationTimeout(TenantError):
         self.timeout = timeout
 
 
-class TenantRecursionError(TenantError, RuntimeError):
-    """A tenant factory asked for its own tenant, directly or through a
-    request it made on the same thread, while that tenant was being created.
+class TenantBusy(TenantUnavailable):
+    """Too many requests wait for this tenant's creation
+    (:data:`DISPATCH_MAX_WAITING`), or too many creations are running
+    (:data:`DISPATCH_MAX_CREATING`).
+
+    .. versionadded:: 0.2
     """
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(name, f"Tenant {name!r} cannot be created now: {why}.")
+
+
+class TenantRecursionError(TenantError, RuntimeError):
+    """A tenant factory asked for its own tenant while creating it."""
 
     def __init__(self, name: str) -> None:
         super().__init__(
@@ -34,10 +52,7 @@ class TenantRecursionError(TenantError, RuntimeError):
 
 
 class TenantFactoryError(TenantError):
-    """Raised in the requests that waited on another request's creation of
-    the tenant when that creation failed. The factory's exception is the
-    ``__cause__``; the request that ran the factory gets that exception itself.
-    """
+    """The factory of the tenant raised. Its exception is the ``__cause__``."""
 
     def __init__(self, name: str) -> None:
         super().__init__(name, f"The factory for tenant {name!r} failed.")

@@ -2,27 +2,35 @@
 
 ``Dispatch`` holds what users register (the subdomain and path factories and
 the static mounts) and can serve several apps. Everything that belongs to
-one app (its checked settings and its tenant registry) lives in a
-:class:`DispatchState` at ``app.extensions["dispatch"]``.
+one app (its checked settings, its router and its tenant registry) lives in a
+:class:`DispatchState` at ``app.extensions["dispatch"]``. This module is also
+where dispatch meets Flask: app contexts for factories and signals, and the
+hooks that raise dispatch's own errors inside the host app.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import types
 import typing as t
 import weakref
 
-from flask import Flask, current_app
-from werkzeug.exceptions import HTTPException
+from flask import Flask, current_app, has_app_context, request
+from werkzeug.exceptions import HTTPException, ServiceUnavailable
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config
 from .config import DispatchConfigError, DispatchSettings
-from .middleware import DispatchMiddleware, raise_dispatch_error
-from .paths import normalize_mount_prefix
-from .registry import EvictReason, Factory, TenantRegistry
+from .middleware import ERROR_KEY, DispatchMiddleware, fresh_copy
+from .paths import normalize_mount_prefix, rule_first_segments
+from .registry import Answer, EvictReason, Factory, TenantRegistry
+from .routing import Router, Rules
 from .signals import tenant_created, tenant_evicted
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
+    from flask.wrappers import Response
 
 F = t.TypeVar("F", bound=Factory)
 
@@ -33,21 +41,103 @@ class DispatchState:
     """What dispatch keeps for one host app, at ``app.extensions["dispatch"]``.
 
     :param extension: the :class:`Dispatch` that was registered.
+    :param app: the host app.
     :param settings: the app's checked ``DISPATCH_*`` settings.
-    :param registry: the app's tenant apps.
 
     .. versionadded:: 0.1
     """
 
-    #: The middleware whose ``__call__`` is the app's ``wsgi_app``.
-    middleware: DispatchMiddleware
-
-    def __init__(
-        self, extension: Dispatch, settings: DispatchSettings, registry: TenantRegistry
-    ) -> None:
+    def __init__(self, extension: Dispatch, app: Flask, settings: DispatchSettings) -> None:
         self.extension = extension
         self.settings = settings
-        self.registry = registry
+        self.config = app.config
+        self.url_map = app.url_map
+        #: The middleware whose ``__call__`` runs before the host app's.
+        self.middleware: DispatchMiddleware
+        #: The host dispatch puts in place of a malformed or untrusted one.
+        self.fallback_host: str = app.config.get("SERVER_NAME") or (
+            settings.domains[0] if settings.domains else "localhost"
+        )
+        self._lock = threading.Lock()
+        self._housekeeper_pid = -1
+        self.registry = TenantRegistry(
+            max_instances=settings.max_instances,
+            idle_timeout=settings.idle_timeout,
+            max_age=settings.max_age,
+            miss_ttl=settings.miss_ttl,
+            max_misses=settings.max_misses,
+            create_timeout=settings.create_timeout,
+            max_waiting=settings.max_waiting,
+            max_creating=settings.max_creating,
+            invoke=_invoker(app, self),
+            is_miss=_is_miss,
+            on_created=lambda name, tenant: _send_created(app, name, tenant),
+            on_evicted=lambda name, tenant, reason: _send_evicted(app, name, tenant, reason),
+        )
+
+    def build_router(self) -> Router:
+        """Build the router from what is registered and from the host app's
+        URL rules, and keep it (the middleware calls this at the first
+        request).
+        """
+        with self._lock:
+            if self.middleware.router is None:
+                self.middleware.router = self.current_router()
+            return self.middleware.router
+
+    def current_router(self) -> Router:
+        """The router as things stand, without keeping it."""
+        if self.middleware.router is not None:
+            return self.middleware.router
+        rules = list(self.url_map.iter_rules())
+        settings = self.settings
+        extension = self.extension
+        return Router(
+            Rules(
+                domains=settings.domains,
+                reserved=settings.reserved,
+                name_pattern=settings.name_pattern,
+                mounts=dict(extension.mounts),
+                own_segments=rule_first_segments(rule.rule for rule in rules),
+                own_subdomains=frozenset(
+                    r.subdomain for r in rules if r.subdomain and "<" not in r.subdomain
+                ),
+                subdomain_factory=extension.subdomain_factory,
+                path_factory=extension.path_factory,
+            ),
+            # Room for every held tenant under two spellings of its host.
+            memo_size=max(1024, 2 * settings.max_instances),
+        )
+
+    def start_housekeeping(self) -> None:
+        """Start this process's thread that drops idle and aged tenants
+        without waiting for traffic. Called at each creation, so it starts
+        after a fork, in the process that holds the tenants."""
+        settings = self.settings
+        if (settings.idle_timeout is None and settings.max_age is None) or (
+            self._housekeeper_pid == os.getpid()
+        ):
+            return
+        with self._lock:
+            if self._housekeeper_pid != os.getpid():
+                self._housekeeper_pid = os.getpid()
+                bounds = [b for b in (settings.idle_timeout, settings.max_age) if b is not None]
+                period = min(1.0, min(bounds) / 2)
+                ref = weakref.ref(self.registry)
+                name = "flask_dispatch housekeeping"
+                threading.Thread(
+                    target=_housekeep, args=(ref, period), name=name, daemon=True
+                ).start()
+
+
+def _housekeep(ref: weakref.ref[TenantRegistry], period: float) -> None:
+    stop = threading.Event()
+    while not stop.wait(period):
+        registry = ref()
+        if registry is None:  # its app is gone
+            return
+        registry.expire()
+        del registry
 
 
 class Dispatch:
@@ -74,10 +164,7 @@ class Dispatch:
         self.subdomain_factory: Factory | None = None
         #: The factory registered with :meth:`path`, or ``None``.
         self.path_factory: Factory | None = None
-        #: Static mounts: normalised prefix to WSGI app. Replaced, never
-        #: changed in place, so requests read it without a lock.
-        self.mounts: dict[str, WSGIApplication] = {}
-        # Apps this instance was registered on, to check factories added later.
+        self._mounts: dict[str, WSGIApplication] = {}
         self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
         if app is not None:
             self.init_app(app)
@@ -86,8 +173,9 @@ class Dispatch:
         """Read the ``DISPATCH_*`` config, create the app's registry and put
         dispatch in front of ``app.wsgi_app``.
 
-        Middleware applied to ``app.wsgi_app`` afterwards (e.g. ``ProxyFix``)
-        runs before dispatch.
+        If ``app.wsgi_app`` is a :class:`~werkzeug.middleware.proxy_fix.ProxyFix`
+        already, dispatch goes inside it, so it routes by the forwarded host
+        whichever order they were applied in.
 
         :param app: the host app.
         :raises RuntimeError: if dispatch is already registered on ``app``.
@@ -103,51 +191,18 @@ class Dispatch:
         settings = DispatchSettings.from_config(app.config)
         if self.subdomain_factory is not None and not settings.domains:
             raise _no_domain_error()
-
-        def invoke(factory: Factory, name: str) -> WSGIApplication | None:
-            with app.app_context():
-                try:
-                    return factory(name)
-                except Exception as e:
-                    e.add_note(
-                        f"flask_dispatch: raised by tenant factory"
-                        f" {getattr(factory, '__qualname__', factory)!r}"
-                        f" for tenant {name!r}"
-                    )
-                    raise
-
-        def on_created(name: str, tenant_app: WSGIApplication) -> None:
-            tenant_created.send(app, name=name, tenant_app=tenant_app)
-
-        def on_evicted(name: str, tenant_app: WSGIApplication, reason: EvictReason) -> None:
-            tenant_evicted.send(app, name=name, tenant_app=tenant_app, reason=reason)
-
-        registry = TenantRegistry(
-            max_instances=settings.max_instances,
-            idle_timeout=settings.idle_timeout,
-            miss_ttl=settings.miss_ttl,
-            max_misses=settings.max_misses,
-            create_timeout=settings.create_timeout,
-            invoke=invoke,
-            is_miss=_is_miss,
-            on_created=on_created,
-            on_evicted=on_evicted,
-            has_wsgi_app=_has_wsgi_app,
-        )
-        state = DispatchState(self, settings, registry)
+        state = DispatchState(self, app, settings)
         app.extensions[_EXTENSION_KEY] = state
-        state.middleware = DispatchMiddleware(app, app.wsgi_app, self, state)
-        # Its bound method, like Flask's own wsgi_app: CPython calls that
-        # about 70 ns faster than an instance with __call__.
-        app.wsgi_app = state.middleware.__call__  # type: ignore[method-assign]
-        app.url_value_preprocessors.setdefault(None, []).insert(0, raise_dispatch_error)
+        state.middleware = _install(app, state)
+        app.url_value_preprocessors.setdefault(None, []).insert(0, _route_dispatch_error)
+        app.after_request(_keep_retry_after)
         self._apps.add(app)
 
     def subdomain(self, factory: F) -> F:
         """Register the factory for ``<name>.<DISPATCH_DOMAIN>`` hosts.
 
         It is called with the tenant name, inside the host app's app context,
-        the first time the tenant is asked for, and returns a WSGI app or
+        the first time the tenant is asked for, and returns a WSGI app, or
         ``None`` for "no such tenant" (a 404). Returns ``factory`` unchanged.
 
         :param factory: ``(name: str) -> WSGI app | None``.
@@ -158,7 +213,7 @@ class Dispatch:
             if not _state(app).settings.domains:
                 raise _no_domain_error()
         self.subdomain_factory = factory
-        self._forget_tenants()
+        self._reroute()
         return factory
 
     def path(self, factory: F) -> F:
@@ -172,7 +227,7 @@ class Dispatch:
         :param factory: ``(name: str) -> WSGI app | None``.
         """
         self.path_factory = factory
-        self._forget_tenants()
+        self._reroute()
         return factory
 
     def mount(self, prefix: str, wsgi_app: WSGIApplication) -> None:
@@ -187,31 +242,73 @@ class Dispatch:
         prefix = normalize_mount_prefix(prefix)
         if not callable(wsgi_app):
             raise TypeError(f"Cannot mount {wsgi_app!r}: it is not a WSGI app.")
-        if prefix in self.mounts:
+        if prefix in self._mounts:
             raise ValueError(f"Something is already mounted at {prefix!r}.")
-        self.mounts = {**self.mounts, prefix: wsgi_app}
-        self._forget_tenants()
+        self._mounts = {**self._mounts, prefix: wsgi_app}
+        self._reroute()
 
-    def _forget_tenants(self) -> None:
-        """Drop the memoised tenants of every app this is registered on: a
-        new mount or factory may send their hosts and paths elsewhere."""
+    @property
+    def mounts(self) -> t.Mapping[str, WSGIApplication]:
+        """The static mounts, normalised prefix to WSGI app (read-only)."""
+        return types.MappingProxyType(self._mounts)
+
+    def _reroute(self) -> None:
+        """A new factory or mount changes where requests go: every app this
+        is registered on builds its router again at its next request."""
         for app in self._apps:
-            _state(app).middleware.forget_tenants()
+            _state(app).middleware.router = None
 
     @property
     def registry(self) -> TenantRegistry:
         """The tenant registry of the current app."""
         return _state(current_app).registry
 
+    def is_tenant_name(self, name: str) -> bool:
+        """Whether ``name`` may be a tenant's name in the current app: it
+        matches :data:`DISPATCH_NAME_PATTERN`, is not reserved, and is
+        neither the first path segment nor the subdomain of one of the host
+        app's own URL rules. Use it to check a name at signup.
+
+        :param name: a candidate tenant name.
+
+        .. versionadded:: 0.2
+        """
+        return _state(current_app).current_router().is_tenant_name(name)
+
     def evict(self, name: str) -> int:
-        """Drop every instance of tenant ``name`` in the current app and any
-        remembered "no such tenant" answer for it, so the next request builds
-        it afresh (call it after a signup or a settings change).
+        """Drop every instance of tenant ``name`` and any remembered "no such
+        tenant" answer for it, so the next request builds it afresh (call it
+        after a signup or a settings change).
+
+        It works wherever it is called: in the host app's context it evicts
+        from that app; anywhere else (a tenant's own request, a thread with no
+        context) from every app this is registered on. Requests already
+        inside the evicted app finish normally.
 
         :param name: the tenant's name.
         :return: how many instances were dropped.
         """
-        return self.registry.evict(name)
+        return sum(state.registry.evict(name) for state in self._states())
+
+    def _states(self) -> list[DispatchState]:
+        if has_app_context():
+            state = current_app.extensions.get(_EXTENSION_KEY)
+            if isinstance(state, DispatchState) and state.extension is self:
+                return [state]
+        return [_state(app) for app in self._apps]
+
+
+def _install(app: Flask, state: DispatchState) -> DispatchMiddleware:
+    """Put dispatch in front of ``app.wsgi_app``, or inside the ProxyFix
+    already there, so that it sees the forwarded host."""
+    proxy = app.wsgi_app
+    if not isinstance(proxy, ProxyFix):
+        app.wsgi_app = middleware = DispatchMiddleware(app.wsgi_app, state)  # type: ignore[method-assign]
+        return middleware
+    while isinstance(proxy.app, ProxyFix):
+        proxy = proxy.app
+    proxy.app = middleware = DispatchMiddleware(proxy.app, state)
+    return middleware
 
 
 def _state(app: Flask) -> DispatchState:
@@ -225,17 +322,73 @@ def _state(app: Flask) -> DispatchState:
         ) from None
 
 
-def _is_miss(result: object) -> bool:
-    """A factory's ``None``, or an HTTP error it returned instead of an app,
-    means "no such tenant": remembered briefly, never held as an instance."""
-    return result is None or isinstance(result, HTTPException)
+def _invoker(app: Flask, state: DispatchState) -> t.Callable[[Factory, str], Answer]:
+    """Call a factory inside the host app's context. An ``HTTPException`` it
+    raises is its answer, like one it returns; anything else that is not a
+    WSGI app is an error."""
+
+    def invoke(factory: Factory, name: str) -> Answer:
+        state.start_housekeeping()
+        with app.app_context():
+            try:
+                answer: object = factory(name)
+            except HTTPException as e:
+                return fresh_copy(e)  # without the factory's frames
+            except Exception as e:
+                e.add_note(f"flask_dispatch: raised by the factory of tenant {name!r}")
+                raise
+        if answer is not None and not isinstance(answer, HTTPException) and not callable(answer):
+            raise TypeError(
+                f"The factory of tenant {name!r} returned {answer!r}, which is not a WSGI app."
+            )
+        return answer
+
+    return invoke
 
 
-def _has_wsgi_app(tenant_app: WSGIApplication) -> bool:
-    """A Flask app whose class keeps Flask's ``__call__``, which does nothing
-    but call ``self.wsgi_app``: dispatch may call ``wsgi_app`` itself. It
-    looks ``wsgi_app`` up on each request, so wrapping it later still works."""
-    return isinstance(tenant_app, Flask) and type(tenant_app).__call__ is Flask.__call__
+def _is_miss(answer: Answer) -> bool:
+    """A factory's ``None`` or ``HTTPException`` means "no such tenant":
+    remembered briefly, never held."""
+    return answer is None or isinstance(answer, HTTPException)
+
+
+def _send_created(app: Flask, name: str, tenant: WSGIApplication) -> None:
+    with app.app_context():
+        tenant_created.send(app, name=name, tenant_app=tenant)
+
+
+def _send_evicted(app: Flask, name: str, tenant: WSGIApplication, reason: EvictReason) -> None:
+    with app.app_context():
+        if isinstance(tenant, Flask):
+            with tenant.app_context():
+                tenant_evicted.send(app, name=name, tenant_app=tenant, reason=reason)
+        else:
+            tenant_evicted.send(app, name=name, tenant_app=tenant, reason=reason)
+
+
+def _route_dispatch_error(endpoint: str | None, values: dict[str, t.Any] | None) -> None:
+    """Put the error dispatch left in the environ where Flask keeps a routing
+    error: ``before_request`` functions run, ``request.endpoint`` is
+    ``None``, and then Flask raises it like its own 404."""
+    error = request.environ.get(ERROR_KEY)
+    if error is not None:
+        request.url_rule = None
+        request.view_args = None
+        request.routing_exception = error
+
+
+def _keep_retry_after(response: Response) -> Response:
+    """A 503 of dispatch's keeps its ``Retry-After`` through the site's own
+    503 handler."""
+    error = request.environ.get(ERROR_KEY)
+    if (
+        isinstance(error, ServiceUnavailable)
+        and error.retry_after is not None
+        and response.status_code == 503
+        and "Retry-After" not in response.headers
+    ):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
 
 
 def _no_domain_error() -> DispatchConfigError:

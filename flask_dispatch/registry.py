@@ -1,40 +1,37 @@
 """The bounded, single-flight registry of tenant apps.
 
 One :class:`TenantRegistry` per host app holds the tenant apps its factories
-built. It is where correctness lives, so it has no Flask import:
+built, keyed by ``(factory, name)``. It has no Flask import, and nothing
+outside this module touches its insides.
 
-- A hit takes no lock and touches nothing but its own entry: it stamps the
-  entry with a use number (see :meth:`TenantRegistry.hit`). No lock that
-  other requests need is held while a factory runs.
-- Single flight: concurrent first requests for one name run its factory once
-  and share the result or the failure; different names are built in parallel.
-- Bounded: at most ``max_instances`` apps in exact least-recently-used order,
-  optionally dropped after ``idle_timeout`` seconds unused; a factory's
-  "no such tenant" answer is remembered for ``miss_ttl`` seconds, at most
-  ``max_misses`` of them. A failed creation is not remembered at all.
-- Observable: ``on_created`` and ``on_evicted`` callbacks, which the
-  extension turns into signals.
-
-An instance is keyed by its factory and name, so two factories may each hold
-an app called ``acme`` and one factory used for both subdomains and paths holds
-one. (The key is the name itself for the first factory seen and a prefixed
-name for others: a string key hashes once and stays cached, which keeps the
-hot path short.)
+- **Eviction policy: exact least-recently-used.** Held apps live in one
+  ``OrderedDict`` in order of use; every hit moves its app to the end under
+  the registry's lock, and a creation beyond ``max_instances`` evicts from
+  the front. Each step is O(1), whatever the number held.
+- **Single flight.** The first request for a name starts its factory on a
+  creation thread; later requests for the name wait for that result. Every
+  request waits at most ``create_timeout`` seconds, the one that started the
+  creation too, and at most ``max_waiting`` wait at once. A creation that
+  outlives the wait goes on, and its app is kept when it arrives. No lock is
+  held while a factory runs, and different names are built in parallel, at
+  most ``max_creating`` at a time.
+- **Bounded in time.** An app unused for ``idle_timeout`` seconds, or older
+  than ``max_age``, is dropped; a factory's "no such tenant" is remembered for
+  ``miss_ttl`` seconds, at most ``max_misses`` of them. Failures are not
+  remembered.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
-import sys
+import os
+import queue
 import threading
 import time
 import typing as t
-from collections import OrderedDict
-from operator import attrgetter
+from collections import Counter, OrderedDict
 
-from .errors import TenantCreationTimeout, TenantFactoryError, TenantRecursionError
+from .errors import TenantBusy, TenantCreationTimeout, TenantFactoryError, TenantRecursionError
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -43,110 +40,141 @@ log = logging.getLogger("flask_dispatch")
 
 #: A tenant factory: takes the tenant's name, returns a WSGI app or ``None``.
 Factory = t.Callable[[str], t.Optional["WSGIApplication"]]
-#: Why an instance left the registry.
-EvictReason = t.Literal["capacity", "idle", "evict"]
+#: Why an app left the registry.
+EvictReason = t.Literal["capacity", "idle", "max_age", "evict"]
+#: What a lookup gives: the app, ``None``, or another remembered miss answer.
+Answer = t.Any
+_Key = tuple[Factory, str]
+_Evicted = list[tuple[str, "WSGIApplication", EvictReason]]
 
 
-class _Entry:
-    """One held tenant app. The middleware's memos keep entries, so a hit
-    reads the app and stamps the use without looking the name up."""
+class RegistryStats(t.NamedTuple):
+    """Counts from :meth:`TenantRegistry.stats`, since the registry was made.
 
-    __slots__ = ("app", "key", "last_used", "name", "used", "via_wsgi_app")
+    :param held: apps held now.
+    :param misses: "no such tenant" answers remembered now.
+    :param hits: lookups served by a held app or a remembered miss (hits
+        take no lock, so concurrent ones may be counted short).
+    :param creations: factory calls that returned.
+    :param failures: factory calls that raised.
+    :param evictions: apps that left, by reason.
+    """
 
-    def __init__(
-        self, app: WSGIApplication, key: str, name: str, last_used: float, used: int
-    ) -> None:
-        #: The tenant app; ``None`` once it has left the registry.
-        self.app: WSGIApplication | None = app
-        self.key = key
-        self.name = name
-        #: Clock time of the last use (kept with an idle timeout).
-        self.last_used = last_used
-        #: Use number of the last use: the larger, the more recent.
-        self.used = used
-        #: Whether calling ``app.wsgi_app`` is calling ``app`` (see
-        #: ``has_wsgi_app``); set by the registry.
-        self.via_wsgi_app = False
+    held: int
+    misses: int
+    hits: int
+    creations: int
+    failures: int
+    evictions: dict[str, int]
 
 
-_by_use = attrgetter("used")
+class _Held:
+    __slots__ = ("app", "born", "used")
+
+    def __init__(self, app: WSGIApplication, now: float) -> None:
+        self.app = app
+        self.born = now
+        self.used = now
 
 
-class _Flight:
-    """One creation under way; waiters block on ``done``."""
+class _Creation:
+    """One factory call under way; requests wait on ``done``."""
 
-    __slots__ = ("app", "done", "error", "name", "owner", "stale", "waiters")
+    __slots__ = ("answer", "done", "error", "stale", "started", "thread", "waiting")
 
-    def __init__(self, owner: int, name: str) -> None:
-        self.owner = owner
-        self.name = name
-        # Requests waiting on this creation (see TenantRegistry.waiting).
-        self.waiters = 0
+    def __init__(self, started: float) -> None:
+        self.started = started
         self.done = threading.Event()
-        self.app: WSGIApplication | None = None
+        self.answer: Answer = None
         self.error: BaseException | None = None
-        # Set by evict() while the factory runs: the result is not kept.
+        self.waiting = 0
+        self.thread: int | None = None
+        # Evicted or given up while running: serve the waiters, keep nothing.
         self.stale = False
 
 
-class _Miss(t.NamedTuple):
-    expires: float
-    name: str
-    answer: WSGIApplication | None
+class _CreationThreads:
+    """At most ``limit`` daemon threads that run factories, started on demand
+    in the process that needs them: threads do not survive a fork, so a
+    process that finds it was forked starts its own. Daemon threads, because
+    a factory that never returns must not stop the process from exiting."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._pid = -1
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._jobs: queue.SimpleQueue[t.Callable[[], None]] = queue.SimpleQueue()
+        self._free = threading.BoundedSemaphore(self.limit)
+        self._idle = 0
+
+    def submit(self, job: t.Callable[[], None]) -> bool:
+        """Run ``job`` on a creation thread; ``False`` if all are busy."""
+        with self._lock:
+            if self._pid != os.getpid():
+                self._reset()
+            if not self._free.acquire(blocking=False):
+                return False
+            if self._idle:
+                self._idle -= 1
+            else:
+                name = "flask_dispatch creation"
+                threading.Thread(
+                    target=self._serve, args=(self._jobs,), name=name, daemon=True
+                ).start()
+            self._jobs.put(job)
+        return True
+
+    def _serve(self, jobs: queue.SimpleQueue[t.Callable[[], None]]) -> None:
+        while True:
+            job = jobs.get()
+            try:
+                job()
+            finally:
+                with self._lock:
+                    if jobs is self._jobs:
+                        self._idle += 1
+                        self._free.release()
 
 
-def _gil_enabled() -> bool:
-    is_enabled = getattr(sys, "_is_gil_enabled", None)
-    return True if is_enabled is None else bool(is_enabled())
-
-
-def _call(factory: Factory, name: str) -> WSGIApplication | None:
+def _call(factory: Factory, name: str) -> Answer:
     return factory(name)
 
 
-def _is_none(app: object) -> bool:
-    return app is None
+def _is_none(answer: Answer) -> bool:
+    return answer is None
 
 
-def _ignore_created(name: str, app: WSGIApplication) -> None:
+def _ignore(*args: t.Any) -> None:
     pass
-
-
-def _ignore_evicted(name: str, app: WSGIApplication, reason: EvictReason) -> None:
-    pass
-
-
-def _never(app: WSGIApplication) -> bool:
-    return False
-
-
-_Evicted = t.List[t.Tuple[str, "WSGIApplication", EvictReason]]
 
 
 class TenantRegistry:
-    """Tenant apps by name, built on first use and bounded.
+    """Tenant apps by factory and name, built on first use and bounded.
 
     :param max_instances: most apps held; the least recently used goes first.
-    :param idle_timeout: seconds unused after which an app is dropped, or
-        ``None`` to keep apps until capacity or :meth:`evict` removes them.
+    :param idle_timeout: seconds unused after which an app is dropped.
+    :param max_age: seconds after its creation at which an app is dropped.
     :param miss_ttl: seconds a miss (see ``is_miss``) is remembered.
     :param max_misses: most misses remembered; the oldest goes first.
-    :param create_timeout: seconds a request waits on another request's
-        creation of the same name before :exc:`.TenantCreationTimeout`.
+    :param create_timeout: seconds any request waits for a creation.
+    :param max_waiting: most requests waiting for one creation.
+    :param max_creating: most factories running at once.
     :param invoke: calls a factory; the extension uses it to push the host
         app's context. Defaults to ``factory(name)``.
-    :param is_miss: whether a factory's result means "no such tenant" (kept
-        for ``miss_ttl``, never as an instance). Defaults to ``result is None``.
-    :param on_created: called with ``(name, app)`` after a factory built an
-        app, before anyone is served by it. An exception fails the creation.
+    :param is_miss: whether an answer means "no such tenant": remembered
+        for ``miss_ttl``, never held. Defaults to ``answer is None``.
+    :param on_created: called with ``(name, app)`` on the creation thread
+        before the app is held. An exception fails the creation.
     :param on_evicted: called with ``(name, app, reason)`` after an app left
-        the registry, outside any lock. Exceptions are logged, not raised.
-    :param has_wsgi_app: whether calling ``app`` only calls
-        ``app.wsgi_app`` (true of a Flask app), asked once per created app:
-        the middleware then calls ``app.wsgi_app`` itself, one call less.
+        the registry, outside the lock. Exceptions are logged.
     :param clock: monotonic clock in seconds, replaceable in tests.
 
-    .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+        Keyed by ``(factory, name)``; factories run on creation threads;
+        :meth:`stats`, ``max_age``, ``max_waiting`` and ``max_creating``.
     """
 
     def __init__(
@@ -154,288 +182,222 @@ class TenantRegistry:
         *,
         max_instances: int = 100,
         idle_timeout: float | None = None,
+        max_age: float | None = None,
         miss_ttl: float = 5.0,
         max_misses: int = 1000,
-        create_timeout: float = 30.0,
-        invoke: t.Callable[[Factory, str], WSGIApplication | None] = _call,
-        is_miss: t.Callable[[object], bool] = _is_none,
-        on_created: t.Callable[[str, WSGIApplication], None] = _ignore_created,
-        on_evicted: t.Callable[[str, WSGIApplication, EvictReason], None] = _ignore_evicted,
-        has_wsgi_app: t.Callable[[WSGIApplication], bool] = _never,
+        create_timeout: float = 10.0,
+        max_waiting: int = 16,
+        max_creating: int = 8,
+        invoke: t.Callable[[Factory, str], Answer] = _call,
+        is_miss: t.Callable[[Answer], bool] = _is_none,
+        on_created: t.Callable[[str, WSGIApplication], None] = _ignore,
+        on_evicted: t.Callable[[str, WSGIApplication, EvictReason], None] = _ignore,
         clock: t.Callable[[], float] = time.monotonic,
     ) -> None:
         if max_instances < 1:
             raise ValueError("max_instances must be at least 1.")
         self.max_instances = max_instances
         self.idle_timeout = idle_timeout
+        self.max_age = max_age
         self.miss_ttl = miss_ttl
         self.max_misses = max_misses
         self.create_timeout = create_timeout
+        self.max_waiting = max_waiting
         self._invoke = invoke
         self._is_miss = is_miss
         self._on_created = on_created
         self._on_evicted = on_evicted
-        self._has_wsgi_app = has_wsgi_app
         self._clock = clock
         self._lock = threading.Lock()
-        # See hit(): lock-free hits need the GIL and no use stamps.
-        self._locked_hits = idle_timeout is not None or not _gil_enabled()
-        # Key prefix of each factory: "" for the first, "<n>\x00" after.
-        self._prefixes: dict[Factory, str] = {}
-        self._instances: dict[str, _Entry] = {}
-        # The use order, as a heap of (use number, entry) with one record per
-        # held entry, pushed when it was created or last looked at here. A
-        # hit only stamps entry.used, so a record may be older than its
-        # entry's last use; _least_recent() puts such records right before
-        # trusting the top. Records of entries dropped by evict() stay until
-        # they reach the top or the heap is rebuilt.
-        self._by_use: list[tuple[int, _Entry]] = []
-        #: Hands out use numbers: one call per use, never the same twice.
-        self.next_use: t.Callable[[], int] = itertools.count().__next__
-        # The first factory seen keys its apps by the bare name.
-        self._first_factory: Factory | None = None
-        #: The first factory, once seen, if hits take no lock; ``None``
-        #: otherwise. Its hit is ``_held(name)`` then ``entry.used =
-        #: next_use()``, which the middleware runs inline on entries it
-        #: keeps in its memos.
-        self.lock_free_factory: Factory | None = None
-        # Oldest first.
-        self._misses: OrderedDict[str, _Miss] = OrderedDict()
-        self._flights: dict[str, _Flight] = {}
-        # How many instances each name has, for O(1) ``name in registry``.
-        self._name_counts: dict[str, int] = {}
+        self._held: OrderedDict[_Key, _Held] = OrderedDict()  # least recently used first
+        self._misses: OrderedDict[_Key, tuple[float, Answer]] = OrderedDict()  # oldest first
+        self._creations: dict[_Key, _Creation] = {}
+        self._threads = _CreationThreads(max_creating)
+        self._hits = self._created = self._failed = 0
+        self._evictions: Counter[str] = Counter()
+        # Only a registry with a time bound reads the clock on a hit.
+        self._timed = idle_timeout is not None or max_age is not None
 
-    def get(self, name: str, factory: Factory) -> WSGIApplication | None:
-        """Return the app for ``name``, building it with ``factory`` on first
-        use. Returns ``None`` (or whatever ``is_miss`` accepts) when the
-        factory says there is no such tenant.
+    def get(self, name: str, factory: Factory) -> Answer:
+        """The app for ``name``, built with ``factory`` on first use, or the
+        factory's remembered "no such tenant" answer (``None`` by default).
 
         :param name: the tenant's name, already validated.
         :param factory: builds the app; one long-lived function per kind.
-        :raises TenantCreationTimeout: waited too long on another request.
+        :raises TenantCreationTimeout: not created within ``create_timeout``.
+        :raises TenantBusy: ``max_waiting`` requests already wait for it, or
+            ``max_creating`` creations are running.
         :raises TenantRecursionError: the factory asked for its own tenant.
-        :raises TenantFactoryError: another request's creation failed.
+        :raises TenantFactoryError: the factory raised; it is the ``__cause__``.
         """
-        app = self.hit(name, factory)
-        if app is not None:
-            return app
-        return self._lookup(name, factory)
+        key = (factory, name)
+        # A hit takes no lock: get and move_to_end are each atomic (the GIL,
+        # or a free-threaded build's per-object lock), and an app evicted
+        # between the two is found missing and looked up under the lock.
+        held = self._held.get(key)
+        if held is not None and (not self._timed or self._fresh(held)):
+            try:
+                self._held.move_to_end(key)
+            except KeyError:
+                return self._slow_get(key, name)
+            self._hits += 1
+            return held.app
+        return self._slow_get(key, name)
 
-    def hit(self, name: str, factory: Factory) -> WSGIApplication | None:
-        """The held app for ``name``, marked as most recently used, or
-        ``None`` when it is not held (then call :meth:`get`). Never calls the
-        factory; this is the whole cost of a request to a created tenant.
+    def _fresh(self, held: _Held) -> bool:
+        """Whether a held app is within its time bounds, and stamp its use."""
+        now = self._clock()
+        if self._expired(held, now):
+            return False
+        held.used = now
+        return True
 
-        With the GIL and no idle timeout this takes no lock: it stamps the
-        entry with the next use number (one atomic call), and eviction
-        takes the entry with the smallest, so the order stays an exact record
-        of use. On a free-threaded build it takes the registry lock; with an
-        idle timeout (which keeps the clock time of each use) it leaves the
-        hit to :meth:`get`.
+    def _expired(self, held: _Held, now: float) -> EvictReason | None:
+        if self.idle_timeout is not None and now - held.used >= self.idle_timeout:
+            return "idle"
+        if self.max_age is not None and now - held.born >= self.max_age:
+            return "max_age"
+        return None
 
-        :param name: the tenant's name.
-        :param factory: the factory it was built with.
-        """
-        if factory is self._first_factory:
-            key = name
-        else:
-            prefix = self._prefixes.get(factory)
-            if prefix is None:
-                return None
-            key = prefix + name
-        if self._locked_hits:
-            if self.idle_timeout is not None:
-                return None
-            with self._lock:
-                entry = self._instances.get(key)
-                if entry is None:
-                    return None
-                entry.used = self.next_use()
-            return entry.app
-        entry = self._instances.get(key)
-        if entry is None:
-            return None
-        # None if evicted in between: then get() looks again under the lock.
-        app = entry.app
-        entry.used = self.next_use()
-        return app
-
-    def _held(self, name: str) -> _Entry | None:
-        """The entry of ``name`` built by :attr:`lock_free_factory`, if held.
-        For the middleware, which keeps it to serve hits inline.
-
-        :param name: the tenant's name.
-        """
-        return self._instances.get(name)
-
-    def _key(self, name: str, factory: Factory) -> str:
-        """The key of ``name`` built by ``factory``; call with the lock held."""
-        prefix = self._prefixes.get(factory)
-        if prefix is None:
-            prefix = f"{len(self._prefixes)}\x00" if self._prefixes else ""
-            self._prefixes[factory] = prefix
-            if not prefix:
-                self._first_factory = factory
-                if not self._locked_hits:
-                    self.lock_free_factory = factory
-        return prefix + name if prefix else name
-
-    def _lookup(self, name: str, factory: Factory) -> WSGIApplication | None:
+    def _slow_get(self, key: _Key, name: str) -> Answer:
+        """A lookup that found no fresh app: expire, remembered miss, or
+        start or join a creation, then wait for it."""
         evicted: _Evicted = []
+        start = False
         try:
             with self._lock:
-                key = self._key(name, factory)
                 now = self._clock()
-                if self.idle_timeout is not None:
-                    self._expire_idle(now, evicted)
-                entry = self._instances.get(key)
-                if entry is not None:
-                    entry.last_used = now
-                    entry.used = self.next_use()
-                    return entry.app
+                self._expire(now, evicted)
+                held = self._held.get(key)
+                reason = self._expired(held, now) if held is not None and self._timed else None
+                if reason:
+                    self._drop(key, reason, evicted)
+                elif held is not None:  # created since the first look
+                    self._held.move_to_end(key)
+                    held.used = now
+                    self._hits += 1
+                    return held.app
                 miss = self._misses.get(key)
                 if miss is not None:
-                    if miss.expires > now:
-                        return miss.answer
+                    if miss[0] > now:
+                        self._hits += 1
+                        return miss[1]
                     del self._misses[key]
-                me = threading.get_ident()
-                flight = self._flights.get(key)
-                owner = flight is None
-                if flight is None:
-                    flight = self._flights[key] = _Flight(me, name)
-                elif flight.owner == me:
+                creation = self._creations.get(key)
+                if creation is not None and creation.thread == threading.get_ident():
                     raise TenantRecursionError(name)
-                else:
-                    flight.waiters += 1
+                if creation is not None and now - creation.started > 4 * self.create_timeout:
+                    log.error(
+                        "The factory for tenant %r has run for %.0f s; giving up on it and"
+                        " starting a new creation (its result will not be kept).",
+                        name,
+                        now - creation.started,
+                    )
+                    creation.stale = True
+                    creation = None
+                if creation is None:
+                    creation = self._creations[key] = _Creation(now)
+                    start = True
+                elif creation.waiting >= self.max_waiting:
+                    raise TenantBusy(name, f"{self.max_waiting} requests already wait for it")
+                creation.waiting += 1
         finally:
             self._notify(evicted)
-        if owner:
-            return self._create(key, name, factory, flight)
-        if not flight.done.wait(self.create_timeout):
-            raise TenantCreationTimeout(name, self.create_timeout)
-        if flight.error is not None:
-            raise TenantFactoryError(name) from flight.error
-        return flight.app
-
-    def _create(
-        self, key: str, name: str, factory: Factory, flight: _Flight
-    ) -> WSGIApplication | None:
         try:
-            app = self._invoke(factory, name)
-            is_miss = self._is_miss(app)
-            if not is_miss:
-                self._on_created(name, t.cast("WSGIApplication", app))
-        except BaseException as e:
+            if start and not self._threads.submit(lambda: self._create(key, name, creation)):
+                self._abandon(key, creation)
+                raise TenantBusy(name, f"{self._threads.limit} creations are running")
+            return self._wait(creation, name)
+        finally:
             with self._lock:
-                del self._flights[key]
-            flight.error = e
-            flight.done.set()
-            raise
+                creation.waiting -= 1
+
+    def _abandon(self, key: _Key, creation: _Creation) -> None:
+        with self._lock:
+            if self._creations.get(key) is creation:
+                del self._creations[key]
+
+    def _wait(self, creation: _Creation, name: str) -> Answer:
+        if not creation.done.wait(self.create_timeout):
+            raise TenantCreationTimeout(name, self.create_timeout)
+        if creation.error is not None:
+            raise TenantFactoryError(name) from creation.error
+        return creation.answer
+
+    def _create(self, key: _Key, name: str, creation: _Creation) -> None:
+        """Run the factory on a creation thread, then keep what it gave."""
+        creation.thread = threading.get_ident()
+        answer: Answer = None
+        try:
+            answer = self._invoke(key[0], name)
+            miss = self._is_miss(answer)
+            if not miss:
+                self._on_created(name, answer)
+        except BaseException as e:  # handed to the waiting requests
+            creation.error = e
         evicted: _Evicted = []
         with self._lock:
-            del self._flights[key]
+            if self._creations.get(key) is creation:
+                del self._creations[key]
             now = self._clock()
-            if flight.stale:
-                if not is_miss:
-                    evicted.append((name, t.cast("WSGIApplication", app), "evict"))
-            elif is_miss:
-                self._remember_miss(key, _Miss(now + self.miss_ttl, name, app), now)
+            if creation.error is not None:
+                self._failed += 1
             else:
-                created = t.cast("WSGIApplication", app)
-                entry = _Entry(created, key, name, now, self.next_use())
-                entry.via_wsgi_app = self._has_wsgi_app(created)
-                self._hold(entry)
-                while len(self._instances) > self.max_instances:
-                    self._drop(self._least_recent(), "capacity", evicted)
-        flight.app = app
-        flight.done.set()
+                self._created += 1
+                self._keep(key, name, answer, miss, creation.stale, now, evicted)
         self._notify(evicted)
-        return app
+        creation.answer = answer
+        creation.done.set()
 
-    def _remember_miss(self, key: str, miss: _Miss, now: float) -> None:
-        if self.miss_ttl <= 0 or self.max_misses <= 0:
-            return
+    def _keep(
+        self,
+        key: _Key,
+        name: str,
+        answer: Answer,
+        miss: bool,
+        stale: bool,
+        now: float,
+        evicted: _Evicted,
+    ) -> None:
+        """Hold a new app or remember a miss; call with the lock held."""
+        if stale:
+            if not miss:
+                evicted.append((name, answer, "evict"))
+        elif miss:
+            if self.miss_ttl > 0 and self.max_misses > 0:
+                self._misses[key] = (now + self.miss_ttl, answer)
+                self._misses.move_to_end(key)
+                while len(self._misses) > self.max_misses:
+                    self._misses.popitem(last=False)
+        else:
+            self._held[key] = _Held(answer, now)
+            self._held.move_to_end(key)
+            while len(self._held) > self.max_instances:
+                self._drop(next(iter(self._held)), "capacity", evicted)
+
+    def _drop(self, key: _Key, reason: EvictReason, evicted: _Evicted) -> None:
+        held = self._held.pop(key)
+        self._evictions[reason] += 1
+        evicted.append((key[1], held.app, reason))
+
+    def _expire(self, now: float, evicted: _Evicted, everything: bool = False) -> None:
+        """Drop what is past its time bounds; call with the lock held. Apps
+        past ``max_age`` are not in use order, so finding them all takes a
+        scan: only with ``everything``, otherwise at their next use."""
         misses = self._misses
         # Every miss lives equally long, so the oldest expires first.
-        while misses and next(iter(misses.values())).expires <= now:
+        while misses and next(iter(misses.values()))[0] <= now:
             misses.popitem(last=False)
-        misses[key] = miss
-        misses.move_to_end(key)
-        while len(misses) > self.max_misses:
-            misses.popitem(last=False)
-
-    def _hold(self, entry: _Entry) -> None:
-        """Hold a new entry; call with the lock held."""
-        self._instances[entry.key] = entry
-        self._name_counts[entry.name] = self._name_counts.get(entry.name, 0) + 1
-        heap = self._by_use
-        heapq.heappush(heap, (entry.used, entry))
-        if len(heap) > 2 * len(self._instances) + 16:
-            # Mostly records of evicted entries: start again from the held.
-            self._refile_all()
-
-    def _refile_all(self) -> None:
-        """One current record per held entry; call with the lock held."""
-        heap = self._by_use
-        heap[:] = [(held.used, held) for held in self._instances.values()]
-        heapq.heapify(heap)
-
-    def _least_recent(self) -> _Entry:
-        """The held entry used least recently; call with the lock held, and
-        with at least one entry held. Its record is left at the heap's top.
-
-        Use numbers only grow and each is handed out once, so a record whose
-        number is still its entry's is the entry's last use; every other
-        held entry has a record numbered at most its last use, and so at
-        least this one's. Records that are out of date are put right as they
-        reach the top: each hit costs at most one such step, here. After
-        a sixteenth of the held entries' worth of steps in one call, one
-        record per held entry is filed afresh instead: linear, where going
-        on could cost a logarithmic step for every held entry (after a long
-        run of hits without an eviction, all of them are out of date)."""
-        heap = self._by_use
-        steps = (len(self._instances) >> 4) + 16
-        while True:
-            used, entry = heap[0]
-            if entry.app is None:  # dropped by evict()
-                heapq.heappop(heap)
-                continue
-            last = entry.used
-            if last == used:
-                return entry
-            steps -= 1
-            if not steps:
-                self._refile_all()
-                return heap[0][1]
-            heapq.heapreplace(heap, (last, entry))
-
-    def _drop(self, entry: _Entry, reason: EvictReason, evicted: _Evicted) -> None:
-        """Drop a held entry (its record stays in the heap); call with the
-        lock held."""
-        del self._instances[entry.key]
-        self._forget_name(entry.name)
-        app = t.cast("WSGIApplication", entry.app)
-        # Memos that still keep the entry see it is gone, and free the app.
-        entry.app = None
-        evicted.append((entry.name, app, reason))
-
-    def _expire_idle(self, now: float, evicted: _Evicted) -> None:
-        assert self.idle_timeout is not None
-        deadline = now - self.idle_timeout
-        # Least recently used first, so stop at the first one still in use.
-        # (With an idle timeout every use stamps both, under the lock.)
-        while self._instances:
-            entry = self._least_recent()
-            if entry.last_used > deadline:
-                break
-            self._drop(entry, "idle", evicted)
-
-    def _forget_name(self, name: str) -> None:
-        count = self._name_counts[name] - 1
-        if count:
-            self._name_counts[name] = count
-        else:
-            del self._name_counts[name]
+        if self.idle_timeout is not None:
+            # Least recently used first: stop at the first one still in use.
+            while self._held:
+                key, held = next(iter(self._held.items()))
+                if now - held.used < self.idle_timeout:
+                    break
+                self._drop(key, "idle", evicted)
+        if self.max_age is not None and everything:
+            for key in [k for k, h in self._held.items() if now - h.born >= self.max_age]:
+                self._drop(key, "max_age", evicted)
 
     def _notify(self, evicted: _Evicted) -> None:
         for name, app, reason in evicted:
@@ -444,82 +406,80 @@ class TenantRegistry:
             except Exception:
                 log.exception("A tenant_evicted receiver failed for tenant %r.", name)
 
-    def evict(self, name: str) -> int:
-        """Drop every instance called ``name`` and any remembered miss for it,
-        so the next request builds it afresh. A creation of ``name`` under way
-        still serves the requests waiting on it, but is not kept. Requests
-        already inside an evicted app finish normally.
+    def expire(self) -> int:
+        """Drop the apps past ``idle_timeout`` or ``max_age`` now, and the
+        misses past ``miss_ttl``, rather than at the next lookup.
 
-        :param name: the tenant's name.
-        :return: how many instances were dropped.
+        :return: how many apps were dropped.
         """
         evicted: _Evicted = []
         with self._lock:
-            for prefix in self._prefixes.values():
-                key = prefix + name
-                entry = self._instances.get(key)
-                if entry is not None:
-                    self._drop(entry, "evict", evicted)
-                self._misses.pop(key, None)
-                flight = self._flights.get(key)
-                if flight is not None:
-                    flight.stale = True
+            self._expire(self._clock(), evicted, everything=True)
         self._notify(evicted)
         return len(evicted)
 
-    def clear(self) -> None:
-        """Drop every instance and remembered miss (reason ``"evict"``)."""
+    def evict(self, name: str) -> int:
+        """Drop every app called ``name`` and any remembered miss for it, so
+        the next request builds it afresh. A creation of ``name`` under way
+        still serves the requests waiting for it, but is not kept. Requests
+        already inside an evicted app finish normally.
+
+        :param name: the tenant's name.
+        :return: how many apps were dropped.
+        """
+        return self._evict_where(lambda key: key[1] == name)
+
+    def clear(self) -> int:
+        """Drop every app and remembered miss (reason ``"evict"``).
+
+        :return: how many apps were dropped.
+        """
+        return self._evict_where(lambda key: True)
+
+    def _evict_where(self, matches: t.Callable[[_Key], bool]) -> int:
         evicted: _Evicted = []
         with self._lock:
-            for entry in list(self._instances.values()):
-                self._drop(entry, "evict", evicted)
-            self._by_use.clear()
-            self._misses.clear()
-            for flight in self._flights.values():
-                flight.stale = True
-        self._notify(evicted)
-
-    def expire_idle(self) -> int:
-        """Drop the apps unused for ``idle_timeout`` seconds now, rather than
-        at the next lookup.
-
-        :return: how many were dropped.
-        """
-        evicted: _Evicted = []
-        if self.idle_timeout is not None:
-            with self._lock:
-                self._expire_idle(self._clock(), evicted)
+            for key in [k for k in self._held if matches(k)]:
+                self._drop(key, "evict", evicted)
+            for key in [k for k in self._misses if matches(k)]:
+                del self._misses[key]
+            for key, creation in self._creations.items():
+                if matches(key):
+                    creation.stale = True
         self._notify(evicted)
         return len(evicted)
 
     def waiting(self, name: str) -> int:
-        """How many requests are waiting on a creation of ``name`` under way
-        (not counting the one running the factory)."""
+        """How many requests wait for a creation of ``name`` under way."""
         with self._lock:
-            return sum(f.waiters for f in self._flights.values() if f.name == name)
+            return sum(c.waiting for key, c in self._creations.items() if key[1] == name)
 
-    @property
-    def miss_count(self) -> int:
-        """How many "no such tenant" answers are remembered now."""
-        return len(self._misses)
+    def stats(self) -> RegistryStats:
+        """Counts of what the registry holds and has done."""
+        with self._lock:
+            return RegistryStats(
+                held=len(self._held),
+                misses=len(self._misses),
+                hits=self._hits += 1 - self._stats_reads,
+                creations=self._created,
+                failures=self._failed,
+                evictions=dict(self._evictions),
+            )
 
     def __len__(self) -> int:
-        """How many tenant apps are held."""
-        return len(self._instances)
+        """How many apps are held."""
+        return len(self._held)
 
     def __contains__(self, name: object) -> bool:
         """Whether an app called ``name`` is held."""
-        return name in self._name_counts
+        with self._lock:
+            return any(key[1] == name for key in self._held)
 
     def __iter__(self) -> t.Iterator[str]:
         """The names held, least recently used first (a snapshot)."""
-        # sorted() copies the values in one C call before it calls the key,
-        # so a creation under way cannot change the dict during the copy.
-        entries = sorted(self._instances.values(), key=_by_use)
-        return iter(dict.fromkeys(entry.name for entry in entries))
+        with self._lock:
+            names = [key[1] for key in self._held]
+        return iter(dict.fromkeys(names))
 
     def __repr__(self) -> str:
-        return (
-            f"<{type(self).__name__} {len(self)}/{self.max_instances} instances,"
-            f" {self.miss_count} misses>"
-        )
+        return f"<{type(self).__name__} {len(self)}/{self.max_instances} held>"

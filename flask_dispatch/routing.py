@@ -1,0 +1,183 @@
+"""Where a request goes: a pure decision, with no Flask import.
+
+:class:`Router` turns the raw ``Host`` header and ``PATH_INFO`` of a request
+into a :class:`Target`: the host app, a bad host, no such tenant, a static
+mount, a subdomain tenant or a path tenant. It decides and serves nothing;
+the middleware serves what it decides.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import re
+import typing as t
+from dataclasses import dataclass, field
+
+from .hosts import canonical_host
+from .paths import find_mount
+
+
+class Kind(enum.Enum):
+    """What a :class:`Target` is."""
+
+    HOST_APP = "host app"
+    BAD_HOST = "bad host"
+    NO_TENANT = "no tenant"
+    MOUNT = "mount"
+    SUBDOMAIN = "subdomain tenant"
+    PATH = "path tenant"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one request goes. Targets are made once per host, mount or
+    path segment and shared by the requests that go there.
+
+    :param kind: what it is.
+    :param name: the tenant's name, or the mount's prefix.
+    :param script: the leading part of ``PATH_INFO`` that moves to
+        ``SCRIPT_NAME`` (``"/acme"`` for a path tenant, the prefix for a
+        mount), or ``""``.
+    :param handler: the factory of a tenant, or the WSGI app of a mount.
+    :param reason: why, in words, for the host app, a bad host or no tenant.
+    """
+
+    kind: Kind
+    name: str = ""
+    script: str = ""
+    handler: t.Any = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What routing depends on, fixed while the host app serves.
+
+    :param domains: canonical parent domains, longest first.
+    :param reserved: names that belong to the host app.
+    :param name_pattern: what a tenant name must match in full.
+    :param mounts: normalised mount prefix to WSGI app.
+    :param own_segments: first path segments of the host app's URL rules.
+    :param own_subdomains: subdomains of the host app's URL rules.
+    :param subdomain_factory: the subdomain factory, if registered.
+    :param path_factory: the path factory, if registered.
+    """
+
+    domains: tuple[str, ...] = ()
+    reserved: frozenset[str] = frozenset()
+    name_pattern: re.Pattern[str] = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+    mounts: t.Mapping[str, t.Any] = field(default_factory=dict)
+    own_segments: frozenset[str] = frozenset()
+    own_subdomains: frozenset[str] = frozenset()
+    subdomain_factory: t.Any = None
+    path_factory: t.Any = None
+
+
+#: A first path segment under which mounts must be searched by the whole path.
+_SEARCH_MOUNTS = Target(Kind.MOUNT)
+
+
+class _NotRemembered(Exception):
+    """Carries a target out of a memoised function without it being
+    remembered: ``lru_cache`` keeps results, never exceptions, so bad input
+    costs no memory."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+
+class Router:
+    """Decide where requests go under one set of :class:`Rules`.
+
+    Hosts and first path segments repeat from request to request, so each is
+    decided once and remembered in a least-recently-used memo of
+    ``memo_size`` entries: with more distinct values than that, the oldest
+    are decided again, one at a time. Malformed hosts and names the pattern
+    rejects are never remembered.
+
+    :param rules: what routing depends on.
+    :param memo_size: most hosts, and most path segments, remembered.
+    """
+
+    def __init__(self, rules: Rules, memo_size: int = 1024) -> None:
+        self.rules = rules
+        self._host = functools.lru_cache(maxsize=memo_size)(self._decide_host)
+        self._segment = functools.lru_cache(maxsize=memo_size)(self._decide_segment)
+        self._mount_targets = {m: Target(Kind.MOUNT, m, m, app) for m, app in rules.mounts.items()}
+
+    def route(self, raw_host: str, path: str) -> Target:
+        """Where a request goes.
+
+        :param raw_host: the ``Host`` header as the server passed it.
+        :param path: the WSGI ``PATH_INFO``.
+        """
+        try:
+            target = self._host(raw_host)
+            if target.kind is not Kind.HOST_APP or not path.startswith("/"):
+                return target
+            end = path.find("/", 1)
+            found = self._segment(path[1:end] if end > 0 else path[1:])
+        except _NotRemembered as e:
+            return e.target
+        if found is _SEARCH_MOUNTS:
+            mount = find_mount(path, self.rules.mounts)
+            return target if mount is None else self._mount_targets[mount]
+        return found or target
+
+    def is_tenant_name(self, name: str) -> bool:
+        """Whether ``name`` may name a tenant: it matches the pattern, is not
+        reserved, and is neither a first path segment nor a subdomain of the
+        host app's own URL rules.
+
+        :param name: a candidate tenant name.
+        """
+        rules = self.rules
+        return (
+            rules.name_pattern.fullmatch(name) is not None
+            and name not in rules.reserved
+            and name not in rules.own_segments
+            and name not in rules.own_subdomains
+        )
+
+    def _decide_host(self, raw_host: str) -> Target:
+        rules = self.rules
+        host = canonical_host(raw_host)
+        if host is None:
+            raise _NotRemembered(Target(Kind.BAD_HOST, reason="malformed Host header"))
+        for domain in rules.domains:
+            if host == domain:
+                return Target(Kind.HOST_APP, reason=f"{host} is a dispatch domain")
+            cut = len(host) - len(domain) - 1
+            # Only on a label boundary: "evilexample.com" is not under "example.com".
+            if cut > 0 and host[cut] == "." and host.endswith(domain):
+                return self._decide_subdomain(host[:cut])
+        return Target(Kind.HOST_APP, reason=f"{host} is outside the dispatch domains")
+
+    def _decide_subdomain(self, name: str) -> Target:
+        rules = self.rules
+        if name in rules.reserved:
+            return Target(Kind.HOST_APP, reason=f"{name!r} is reserved")
+        if name in rules.own_subdomains:
+            return Target(Kind.HOST_APP, reason=f"{name!r} is a subdomain of the host app's rules")
+        if rules.subdomain_factory is None:
+            return Target(Kind.HOST_APP, reason="no subdomain factory is registered")
+        if rules.name_pattern.fullmatch(name) is None:
+            reason = f"{name[:64]!r} does not match the tenant name pattern"
+            raise _NotRemembered(Target(Kind.NO_TENANT, name, reason=reason))
+        return Target(Kind.SUBDOMAIN, name, handler=rules.subdomain_factory)
+
+    def _decide_segment(self, segment: str) -> Target | None:
+        """The target a first path segment decides, if it decides one."""
+        mounts = [
+            m for m in self.rules.mounts if m == "/" + segment or m.startswith(f"/{segment}/")
+        ]
+        if mounts:
+            return self._mount_targets[mounts[0]] if mounts == ["/" + segment] else _SEARCH_MOUNTS
+        if self.rules.path_factory is None:
+            return None
+        if self.rules.name_pattern.fullmatch(segment) is None:
+            raise _NotRemembered(Target(Kind.HOST_APP, reason="no tenant name in the path"))
+        if not self.is_tenant_name(segment):
+            return None
+        return Target(Kind.PATH, segment, "/" + segment, self.rules.path_factory)
