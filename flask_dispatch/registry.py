@@ -460,7 +460,7 @@ class TenantRegistry:
             return RegistryStats(
                 held=len(self._held),
                 misses=len(self._misses),
-                hits=self._hits += 1 - self._stats_reads,
+                hits=self._hits,
                 creations=self._created,
                 failures=self._failed,
                 evictions=dict(self._evictions),
