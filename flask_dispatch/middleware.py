@@ -58,7 +58,9 @@ class DispatchMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         router = self.router or self.state.build_router()
-        raw_host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+        raw_host = environ.get("HTTP_HOST")
+        if raw_host is None:  # HTTP/1.0: the server's name stands in
+            raw_host = environ.get("SERVER_NAME", "")
         target = router.route(raw_host, environ.get("PATH_INFO", ""))
         trusted = self.config.get("TRUSTED_HOSTS")  # per request, as Flask reads it
         if trusted is not None and not host_is_trusted(raw_host, trusted):

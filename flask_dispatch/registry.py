@@ -14,7 +14,7 @@ outside this module touches its insides.
   creation too, and at most ``max_waiting`` wait at once. A creation that
   outlives the wait goes on, and its app is kept when it arrives. No lock is
   held while a factory runs, and different names are built in parallel, at
-  most ``max_creating`` at a time.
+  most ``max_creating`` at a time; more wait in line.
 - **Bounded in time.** An app unused for ``idle_timeout`` seconds, or older
   than ``max_age``, is dropped; a factory's "no such tenant" is remembered for
   ``miss_ttl`` seconds, at most ``max_misses`` of them. Failures are not
@@ -94,36 +94,33 @@ class _Creation:
 
 
 class _CreationThreads:
-    """At most ``limit`` daemon threads that run factories, started on demand
-    in the process that needs them: threads do not survive a fork, so a
-    process that finds it was forked starts its own. Daemon threads, because
-    a factory that never returns must not stop the process from exiting."""
+    """Run factories on at most ``limit`` daemon threads, with at most
+    ``16 * limit`` creations pending; the rest wait in line.
+
+    Threads start on demand in the process that needs them: threads do not
+    survive a fork, so a process that finds it was forked starts its own.
+    Daemon threads, because a factory that never returns must not stop the
+    process from exiting."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._lock = threading.Lock()
         self._pid = -1
 
-    def _reset(self) -> None:
-        self._pid = os.getpid()
-        self._jobs: queue.SimpleQueue[t.Callable[[], None]] = queue.SimpleQueue()
-        self._free = threading.BoundedSemaphore(self.limit)
-        self._idle = 0
-
     def submit(self, job: t.Callable[[], None]) -> bool:
-        """Run ``job`` on a creation thread; ``False`` if all are busy."""
+        """Run ``job`` on a creation thread; ``False`` if too many are pending."""
         with self._lock:
             if self._pid != os.getpid():
-                self._reset()
-            if not self._free.acquire(blocking=False):
+                self._pid = os.getpid()
+                self._jobs: queue.SimpleQueue[t.Callable[[], None]] = queue.SimpleQueue()
+                self._threads = self._pending = 0
+            if self._pending >= 16 * self.limit:
                 return False
-            if self._idle:
-                self._idle -= 1
-            else:
-                name = "flask_dispatch creation"
-                threading.Thread(
-                    target=self._serve, args=(self._jobs,), name=name, daemon=True
-                ).start()
+            self._pending += 1
+            # While no more jobs are pending than there are threads, one is free.
+            if self._threads < min(self.limit, self._pending):
+                self._threads += 1
+                threading.Thread(target=self._serve, args=(self._jobs,), daemon=True).start()
             self._jobs.put(job)
         return True
 
@@ -133,10 +130,9 @@ class _CreationThreads:
             try:
                 job()
             finally:
+                del job  # its creation holds an app that may be evicted meanwhile
                 with self._lock:
-                    if jobs is self._jobs:
-                        self._idle += 1
-                        self._free.release()
+                    self._pending -= 1
 
 
 def _call(factory: Factory, name: str) -> Answer:
@@ -161,7 +157,8 @@ class TenantRegistry:
     :param max_misses: most misses remembered; the oldest goes first.
     :param create_timeout: seconds any request waits for a creation.
     :param max_waiting: most requests waiting for one creation.
-    :param max_creating: most factories running at once.
+    :param max_creating: most factories running at once; up to 16 times as
+        many creations wait in line for them.
     :param invoke: calls a factory; the extension uses it to push the host
         app's context. Defaults to ``factory(name)``.
     :param is_miss: whether an answer means "no such tenant": remembered
@@ -306,7 +303,7 @@ class TenantRegistry:
         try:
             if start and not self._threads.submit(lambda: self._create(key, name, creation)):
                 self._abandon(key, creation)
-                raise TenantBusy(name, f"{self._threads.limit} creations are running")
+                raise TenantBusy(name, "too many creations are pending")
             return self._wait(creation, name)
         finally:
             with self._lock:

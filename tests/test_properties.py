@@ -251,8 +251,8 @@ class RegistryModel(RuleBasedStateMachine):
             # Idle apps leave at the next lookup; the model drops them then too.
             assert list(self.registry) == list(self.instances)
         assert len(self.registry) <= self.capacity
-        assert self.registry.miss_count == len(self.misses)
-        assert self.registry.miss_count <= self.max_misses
+        assert self.registry.stats().misses == len(self.misses)
+        assert self.registry.stats().misses <= self.max_misses
 
 
 class RegistryModelWithIdle(RegistryModel):

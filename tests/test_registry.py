@@ -481,28 +481,29 @@ def test_waiting_requests_are_bounded() -> None:
 def test_creation_threads_are_bounded() -> None:
     registry = make_registry(max_creating=2, create_timeout=0.1)
     gates = {name: Gate() for name in ("a", "b", "c")}
-    for name in ("a", "b"):
+    for name in ("a", "b", "c"):
         with pytest.raises(TenantCreationTimeout):
             registry.get(name, gates[name])
-    with pytest.raises(TenantBusy, match="2 creations are running"):
-        registry.get("c", gates["c"])
-    assert gates["c"].calls == 0
+    assert gates["c"].calls == 0  # in line: two factories run at once
     gates["a"].release.set()
-
-    def c_started() -> bool:
-        try:
-            registry.get("c", gates["c"])
-        except TenantBusy:
-            return False
-        except TenantCreationTimeout:
-            pass
-        return True
-
-    wait_for(c_started)  # a's thread is free again
-    assert gates["c"].calls == 1
+    wait_for(lambda: gates["c"].calls == 1)  # a's thread took it
     for gate in gates.values():
         gate.release.set()
     wait_for(lambda: len(registry) == 3)
+
+
+def test_creations_in_line_are_bounded() -> None:
+    registry = make_registry(max_creating=1, create_timeout=0.01)
+    gate = Gate()
+    for i in range(16):  # one running, fifteen in line
+        with pytest.raises(TenantCreationTimeout):
+            registry.get(f"t{i}", gate)
+    with pytest.raises(TenantBusy, match="too many creations are pending"):
+        registry.get("t16", gate)
+    assert gate.calls == 1
+    gate.release.set()
+    wait_for(lambda: len(registry) == 16)
+    assert isinstance(registry.get("t16", gate), NamedApp)
 
 
 def test_a_hung_factory_is_given_up_and_tried_again(caplog: pytest.LogCaptureFixture) -> None:
