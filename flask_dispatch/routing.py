@@ -114,12 +114,15 @@ class Router:
         """
         try:
             target = self._host(raw_host)
-            if target.kind is not Kind.HOST_APP or not path.startswith("/"):
-                return target
-            end = path.find("/", 1)
-            found = self._segment(path[1:end] if end > 0 else path[1:])
         except _NotRemembered as e:
             return e.target
+        if target.kind is not Kind.HOST_APP or not path.startswith("/"):
+            return target
+        end = path.find("/", 1)
+        try:
+            found = self._segment(path[1:end] if end > 0 else path[1:])
+        except _NotRemembered:
+            return target
         if found is _SEARCH_MOUNTS:
             mount = find_mount(path, self.rules.mounts)
             return target if mount is None else self._mount_targets[mount]
@@ -177,7 +180,7 @@ class Router:
         if self.rules.path_factory is None:
             return None
         if self.rules.name_pattern.fullmatch(segment) is None:
-            raise _NotRemembered(Target(Kind.HOST_APP, reason="no tenant name in the path"))
+            raise _NotRemembered(Target(Kind.HOST_APP))
         if not self.is_tenant_name(segment):
             return None
         return Target(Kind.PATH, segment, "/" + segment, self.rules.path_factory)

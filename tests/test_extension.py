@@ -27,10 +27,9 @@ def test_state_in_extensions_and_no_self_app(app: Flask) -> None:
 def test_init_app_puts_the_middleware_in_front_of_wsgi_app(app: Flask) -> None:
     before = app.wsgi_app
     Dispatch(app)
-    middleware = app.extensions["dispatch"].middleware
-    # Installed as a bound method, the way Flask's own wsgi_app is.
-    assert app.wsgi_app is middleware
+    middleware: t.Any = app.extensions["dispatch"].middleware
     assert middleware.wsgi_app == before
+    assert app.wsgi_app is middleware
     assert call(app, host="example.com").body == "host index"
 
 

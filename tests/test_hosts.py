@@ -1,4 +1,4 @@
-"""Host header parsing and classification (pure functions)."""
+"""Host header parsing (a pure function)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,7 @@ import re
 import pytest
 
 from flask_dispatch.config import DEFAULT_NAME_PATTERN
-from flask_dispatch.hosts import (
-    BAD_HOST,
-    HOST_APP,
-    NO_TENANT,
-    HostRoute,
-    canonical_host,
-    classify_host,
-    route_host,
-)
+from flask_dispatch.hosts import canonical_host
 
 PATTERN = re.compile(DEFAULT_NAME_PATTERN)
 
@@ -73,49 +65,3 @@ PATTERN = re.compile(DEFAULT_NAME_PATTERN)
 )
 def test_canonical_host(raw: str, expected: str | None) -> None:
     assert canonical_host(raw) == expected
-
-
-DOMAINS = ("app.example.com", "example.com", "example.localhost")
-
-
-@pytest.mark.parametrize(
-    ("host", "expected"),
-    [
-        pytest.param("acme.example.com", "acme", id="tenant"),
-        pytest.param("acme.example.localhost", "acme", id="second-domain"),
-        pytest.param("acme.app.example.com", "acme", id="longest-domain-first"),
-        pytest.param("app.example.com", HOST_APP, id="nested-domain-itself"),
-        pytest.param("example.com", HOST_APP, id="domain-itself"),
-        pytest.param("www.example.com", HOST_APP, id="reserved"),
-        pytest.param("evilexample.com", HOST_APP, id="no-label-boundary"),
-        pytest.param("example.com.evil.org", HOST_APP, id="domain-as-prefix"),
-        pytest.param("attacker.org", HOST_APP, id="foreign"),
-        pytest.param("localhost", HOST_APP, id="localhost"),
-        pytest.param("127.0.0.1", HOST_APP, id="ip"),
-        pytest.param("a.b.example.com", NO_TENANT, id="two-labels"),
-        pytest.param("-acme.example.com", NO_TENANT, id="leading-hyphen"),
-        pytest.param("acme-.example.com", NO_TENANT, id="trailing-hyphen"),
-        pytest.param("xn--bcher-kva.example.com", "xn--bcher-kva", id="punycode"),
-    ],
-)
-def test_route_host(host: str, expected: HostRoute) -> None:
-    assert route_host(host, DOMAINS, frozenset({"www"}), PATTERN) == expected
-
-
-def test_route_host_custom_pattern() -> None:
-    digits_only = re.compile(r"[0-9]+")
-    assert route_host("123.example.com", DOMAINS, (), digits_only) == "123"
-    assert route_host("acme.example.com", DOMAINS, (), digits_only) == NO_TENANT
-
-
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        pytest.param("ACME.example.com:8080", "acme", id="tenant"),
-        pytest.param("acme..example.com", BAD_HOST, id="bad"),
-        pytest.param("a.b.example.com", NO_TENANT, id="no-tenant"),
-        pytest.param("example.com", HOST_APP, id="host-app"),
-    ],
-)
-def test_classify_host(raw: str, expected: HostRoute) -> None:
-    assert classify_host(raw, DOMAINS, frozenset({"www"}), PATTERN) == expected

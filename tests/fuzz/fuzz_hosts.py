@@ -18,12 +18,23 @@ import atheris
 
 with atheris.instrument_imports():
     from flask_dispatch.config import DEFAULT_NAME_PATTERN
-    from flask_dispatch.hosts import BAD_HOST, HOST_APP, NO_TENANT, canonical_host, classify_host
+    from flask_dispatch.hosts import canonical_host
     from flask_dispatch.paths import find_mount, split_first_segment
+    from flask_dispatch.routing import Kind, Router, Rules
 
 PATTERN = re.compile(DEFAULT_NAME_PATTERN)
 DOMAINS = ("example.com", "example.localhost")
 MOUNTS = frozenset({"/backend", "/api/v1"})
+ROUTER = Router(
+    Rules(
+        domains=DOMAINS,
+        reserved=frozenset({"www"}),
+        name_pattern=PATTERN,
+        mounts=dict.fromkeys(MOUNTS),
+        subdomain_factory=object(),
+        path_factory=object(),
+    )
+)
 
 
 def test_one_input(data: bytes) -> None:
@@ -36,13 +47,17 @@ def test_one_input(data: bytes) -> None:
         if not host.startswith("["):
             assert ":" not in host, host
             assert all(0 < len(label) <= 63 for label in host.split(".")), host
-    route = classify_host(text, DOMAINS, frozenset({"www"}), PATTERN)
-    if isinstance(route, str):
-        assert PATTERN.fullmatch(route), (text, route)
-        assert host is not None and host.startswith(route + ".")
+    target = ROUTER.route(text, "/")
+    if target.kind is Kind.SUBDOMAIN:
+        assert PATTERN.fullmatch(target.name), (text, target)
+        assert host is not None and host.startswith(target.name + ".")
     else:
-        assert route in (HOST_APP, NO_TENANT, BAD_HOST)
-        assert (route == BAD_HOST) == (host is None)
+        assert target.kind in (Kind.HOST_APP, Kind.NO_TENANT, Kind.BAD_HOST)
+        assert (target.kind is Kind.BAD_HOST) == (host is None)
+    target = ROUTER.route("example.com", text)
+    if target.kind is Kind.PATH:
+        assert PATTERN.fullmatch(target.name) and text.startswith(target.script)
+        assert text[len(target.script) :][:1] in ("", "/")
     name, rest = split_first_segment(text)
     if name:
         assert text == f"/{name}{rest}" and "/" not in name
