@@ -143,7 +143,9 @@ class TenantClientFactory(t.Protocol):
     .. versionadded:: 0.2
     """
 
-    def __call__(self, name: str, by: By = "subdomain") -> TenantClient: ...
+    def __call__(self, name: str, by: By = "subdomain") -> TenantClient:
+        """The client for tenant ``name``, by ``"subdomain"`` or ``"path"``."""
+        ...
 
 
 @pytest.fixture
@@ -159,6 +161,8 @@ def tenant_client(app: Flask) -> TenantClientFactory:
     :raises RuntimeError: if dispatch is not registered on ``app``.
     :raises DispatchConfigError: by subdomain, if no domain is configured.
     :raises ValueError: for a ``by`` other than ``"subdomain"`` or ``"path"``.
+
+    .. versionadded:: 0.2
     """
     clients: dict[tuple[str, By], TenantClient] = {}
 
