@@ -3,8 +3,10 @@ directory, with the plugin loaded through its entry point."""
 
 from __future__ import annotations
 
+import re
 import textwrap
 import typing as t
+from pathlib import Path
 
 import pytest
 
@@ -443,3 +445,32 @@ def test_registered_by_entry_point(pytester: Pytester) -> None:
     result = run(pytester, tests, "-p", "no:flask_dispatch")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'tenant_client' not found*"])
+
+
+TESTING_PAGE = Path(__file__).parents[1] / "docs" / "testing.rst"
+
+
+def code_blocks(rst: str) -> dict[str, str]:
+    """The ``.. code-block:: python`` blocks of ``rst``, by their
+    ``:caption:`` (a file name)."""
+    blocks = {}
+    pattern = r"^\.\. code-block:: python\n    :caption: (\S+)\n\n((?:    .*\n|\n)+)"
+    for match in re.finditer(pattern, rst, re.MULTILINE):
+        blocks[match[1]] = textwrap.dedent(match[2])
+    return blocks
+
+
+def test_docs_testing_page(pytester: Pytester) -> None:
+    rst = TESTING_PAGE.read_text()
+    blocks = code_blocks(rst)
+    # Every code block on the page is one of these files: none goes unrun.
+    assert rst.count(".. code-block::") == len(blocks) == 2
+    assert not re.search(r"::\s*$", rst, re.MULTILINE), "a literal block no test runs"
+    assert set(blocks) == {"conftest.py", "test_notes.py"}
+    pytester.makeini(INI)
+    for name, source in blocks.items():
+        pytester.path.joinpath(name).write_text(source)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    tests = re.findall(r"^def (test_\w+)", blocks["test_notes.py"], re.MULTILINE)
+    assert len(tests) == 6
+    result.assert_outcomes(passed=len(tests))
