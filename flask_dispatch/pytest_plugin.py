@@ -1,0 +1,224 @@
+"""A pytest plugin for testing apps that use flask_dispatch.
+
+pytest loads it by itself wherever flask_dispatch is installed, through the
+``pytest11`` entry point named ``flask_dispatch`` (``-p no:flask_dispatch``
+turns it off). It builds on the ``app`` fixture that your project defines for
+`pytest-flask`_, and works without pytest-flask too:
+
+-   The :func:`tenant_client` fixture makes test clients whose requests reach
+    one tenant, by subdomain or by path.
+-   After each test that uses ``app``, every tenant held by that app's
+    registry, and every remembered "no such tenant" answer, is dropped, so no
+    tenant outlives the test that created it, even when ``app`` is a
+    session-scoped fixture or a module-level app.
+
+Test suites whose tests use no ``app`` fixture, or whose ``app`` does not use
+dispatch, are left alone.
+
+.. _pytest-flask: https://pytest-flask.readthedocs.io/
+
+.. versionadded:: 0.2
+"""
+
+from __future__ import annotations
+
+import typing as t
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from . import DispatchConfigError, DispatchState
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from flask.sessions import SessionMixin
+    from werkzeug.test import Cookie, TestResponse
+
+#: How a :class:`TenantClient` reaches its tenant.
+By = t.Literal["subdomain", "path"]
+
+_BY: tuple[By, ...] = ("subdomain", "path")
+
+
+class TenantClient(FlaskClient):
+    """A Flask test client whose requests go to one tenant.
+
+    By subdomain, a request with a relative URL goes to
+    ``http://<tenant>.<domain>/``. By path, ``/<tenant>`` is put in front of
+    a relative URL, so ``client.get("/notes")`` asks for ``/acme/notes`` on
+    the host the app's own test client uses (``localhost``, or
+    ``SERVER_NAME``). A full URL (``"http://..."``), an ``EnvironBuilder``,
+    an environ or a request is sent as it is, and so are redirects, which
+    already say where they go.
+
+    Made by the :func:`tenant_client` fixture, from the app's
+    ``test_client_class`` when it sets one; everything else works as on
+    ``app.test_client()``. Each client has its own cookies.
+
+    .. versionadded:: 0.2
+    """
+
+    def __init__(
+        self, *args: t.Any, tenant: str, by: By, host: str | None, **kwargs: t.Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        #: The tenant's name.
+        self.tenant = tenant
+        #: ``"subdomain"`` or ``"path"``.
+        self.by = by
+        #: The host requests go to by subdomain, e.g. ``"acme.example.com"``;
+        #: ``None`` by path.
+        self.tenant_host = host
+
+    def open(
+        self,
+        *args: t.Any,
+        buffered: bool = False,
+        follow_redirects: bool = False,
+        **kwargs: t.Any,
+    ) -> TestResponse:
+        if not args or isinstance(args[0], str):
+            path: str = args[0] if args else kwargs.pop("path", "/")
+            args = (self._tenant_url(path, kwargs), *args[1:])
+        return super().open(*args, buffered=buffered, follow_redirects=follow_redirects, **kwargs)
+
+    def _tenant_url(self, path: str, kwargs: dict[str, t.Any]) -> str:
+        """``path`` made to reach the tenant; may set ``base_url`` in
+        ``kwargs``."""
+        url = urlsplit(path)
+        if url.scheme or url.netloc:
+            return path
+        if self.tenant_host is None:
+            return f"/{self.tenant}{'' if path.startswith('/') else '/'}{path}"
+        if "base_url" not in kwargs:
+            # Flask's EnvironBuilder takes a url_scheme or a base_url, not both.
+            scheme = kwargs.pop("url_scheme", None) or "http"
+            kwargs["base_url"] = f"{scheme}://{self.tenant_host}/"
+        return path
+
+    def get_cookie(self, key: str, domain: str | None = None, path: str = "/") -> Cookie | None:
+        """Like :meth:`werkzeug.test.Client.get_cookie`; ``domain`` defaults
+        to the tenant's host by subdomain."""
+        return super().get_cookie(key, domain or self._cookie_domain, path)
+
+    def set_cookie(
+        self, key: str, value: str = "", *, domain: str | None = None, **kwargs: t.Any
+    ) -> None:
+        """Like :meth:`werkzeug.test.Client.set_cookie`; ``domain`` defaults
+        to the tenant's host by subdomain."""
+        super().set_cookie(key, value, domain=domain or self._cookie_domain, **kwargs)
+
+    def delete_cookie(self, key: str, *, domain: str | None = None, path: str = "/") -> None:
+        """Like :meth:`werkzeug.test.Client.delete_cookie`; ``domain``
+        defaults to the tenant's host by subdomain."""
+        super().delete_cookie(key, domain=domain or self._cookie_domain, path=path)
+
+    @property
+    def _cookie_domain(self) -> str:
+        # Werkzeug's default, for cookies of requests to localhost.
+        return self.tenant_host or "localhost"
+
+    @contextmanager
+    def session_transaction(self, *args: t.Any, **kwargs: t.Any) -> Iterator[SessionMixin]:
+        """Not available: Flask's ``session_transaction`` opens the host
+        app's session, not the tenant's. Log in through the tenant's own
+        views instead.
+
+        :raises NotImplementedError: always.
+        """
+        raise NotImplementedError(
+            f"session_transaction() would open the host app's session, not tenant"
+            f" {self.tenant!r}'s. Log in through the tenant's own views instead."
+        )
+        yield  # pragma: no cover (makes this a generator, like the method it replaces)
+
+
+class TenantClientFactory(t.Protocol):
+    """The type of the :func:`tenant_client` fixture, for annotations.
+
+    .. versionadded:: 0.2
+    """
+
+    def __call__(self, name: str, by: By = "subdomain") -> TenantClient:
+        """The client for tenant ``name``, by ``"subdomain"`` or ``"path"``."""
+        ...
+
+
+@pytest.fixture
+def tenant_client(app: Flask) -> TenantClientFactory:
+    """Make test clients for tenants of ``app``: ``tenant_client(name,
+    by="subdomain")`` returns a :class:`TenantClient` for tenant ``name``, by
+    ``"subdomain"`` (``http://<name>.<domain>/``, with the longest domain in
+    :data:`DISPATCH_DOMAIN`) or by ``"path"`` (``/<name>/...``).
+
+    Within one test, the same name and ``by`` give the same client; any
+    other call gives a new client, with cookies of its own.
+
+    :raises RuntimeError: if dispatch is not registered on ``app``.
+    :raises DispatchConfigError: by subdomain, if no domain is configured.
+    :raises ValueError: for a ``by`` other than ``"subdomain"`` or ``"path"``.
+
+    .. versionadded:: 0.2
+    """
+    clients: dict[tuple[str, By], TenantClient] = {}
+
+    def make(name: str, by: By = "subdomain") -> TenantClient:
+        if (name, by) not in clients:
+            clients[name, by] = _make_client(app, name, by)
+        return clients[name, by]
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _dispatch_clear_tenants(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test that uses ``app``, drop every tenant and remembered miss
+    of the app's dispatch registry."""
+    app = request.getfixturevalue("app") if "app" in request.fixturenames else None
+    yield
+    # Looked up afterwards: the test itself may have registered dispatch.
+    state = _dispatch_state(app)
+    if isinstance(app, Flask) and state is not None:
+        # In an app context, like requests that evict, for tenant_evicted receivers.
+        with app.app_context():
+            state.registry.clear()
+
+
+def _dispatch_state(app: object) -> DispatchState | None:
+    if not isinstance(app, Flask):
+        return None
+    state = app.extensions.get("dispatch")
+    return state if isinstance(state, DispatchState) else None
+
+
+def _make_client(app: Flask, name: str, by: By) -> TenantClient:
+    if by not in _BY:
+        raise ValueError(f"tenant_client(by=...) must be 'subdomain' or 'path', not {by!r}.")
+    state = _dispatch_state(app)
+    if state is None:
+        raise RuntimeError(
+            "tenant_client needs dispatch registered on the 'app' fixture's app."
+            " Did you forget to call 'Dispatch(app)' or 'dispatch.init_app(app)'?"
+        )
+    host = None
+    if by == "subdomain":
+        if not state.settings.domains:
+            raise DispatchConfigError(
+                f"tenant_client({name!r}, by='subdomain') needs DISPATCH_DOMAIN"
+                " (or SERVER_NAME) to be set, e.g."
+                " app.config['DISPATCH_DOMAIN'] = 'example.com'."
+            )
+        host = f"{name}.{state.settings.domains[0]}"
+    base = app.test_client_class
+    client_class = TenantClient if base is None or base is FlaskClient else _subclass(base)
+    return client_class(app, app.response_class, use_cookies=True, tenant=name, by=by, host=host)
+
+
+def _subclass(base: type[FlaskClient]) -> type[TenantClient]:
+    """A :class:`TenantClient` that is also the app's own
+    ``test_client_class``, so its helpers are there too."""
+    return t.cast(type[TenantClient], type(f"Tenant{base.__name__}", (TenantClient, base), {}))

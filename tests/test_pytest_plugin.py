@@ -1,0 +1,476 @@
+"""The pytest plugin, run as a user runs it: small test modules in a fresh
+directory, with the plugin loaded through its entry point."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+import typing as t
+from pathlib import Path
+
+import pytest
+
+if t.TYPE_CHECKING:
+    from _pytest.pytester import Pytester, RunResult
+
+pytest_plugins = ["pytester"]
+
+# The user's conftest: a host app with tenants "acme" and "globex" (and any
+# name added to KNOWN) by subdomain and by path.
+CONFTEST = """
+import pytest
+from flask import Flask, current_app, redirect, request, session, url_for
+
+from flask_dispatch import Dispatch, tenant_evicted
+
+KNOWN = {"acme", "globex"}
+CREATED = []
+EVICTED = []
+
+
+def make_tenant(name):
+    CREATED.append(name)
+    tenant = Flask(f"tenant_{name}")
+    tenant.secret_key = f"secret-{name}"
+
+    @tenant.get("/")
+    def index():
+        return f"{name} index"
+
+    @tenant.get("/where")
+    def where():
+        return f"{name} host={request.host} root={request.script_root} path={request.path}"
+
+    @tenant.get("/go")
+    def go():
+        return redirect(url_for("where"))
+
+    @tenant.get("/login/<user>")
+    def login(user):
+        session["user"] = user
+        return "ok"
+
+    @tenant.get("/me")
+    def me():
+        return session.get("user", "nobody")
+
+    @tenant.get("/cookie/<key>")
+    def cookie(key):
+        return request.cookies.get(key, "none")
+
+    return tenant
+
+
+def factory(name):
+    return make_tenant(name) if name in KNOWN else None
+
+
+@tenant_evicted.connect
+def record_eviction(sender, name, tenant_app, reason):
+    EVICTED.append((current_app.name, name, reason))
+
+
+def make_app(**config):
+    app = Flask("host")
+    app.config.update(config)
+
+    @app.get("/")
+    def index():
+        return "host index"
+
+    @app.errorhandler(404)
+    def not_found(e):
+        return "site 404 page", 404
+
+    return app
+
+
+def make_dispatch_app(**config):
+    app = make_app(**{"DISPATCH_DOMAIN": "example.com", **config})
+    dispatch = Dispatch(app)
+    if app.config["DISPATCH_DOMAIN"]:
+        dispatch.subdomain(factory)
+    dispatch.path(factory)
+    return app
+"""
+
+APP_FIXTURE = """
+
+@pytest.fixture
+def app():
+    return make_dispatch_app()
+"""
+
+INI = """
+[pytest]
+filterwarnings =
+    error
+"""
+
+
+def run(
+    pytester: Pytester, tests: str, *args: str, conftest: str = CONFTEST + APP_FIXTURE
+) -> RunResult:
+    """Run ``tests`` as a test module beside ``conftest``, in a fresh
+    interpreter (as a user would: the plugin comes from its entry point)."""
+    pytester.makeini(INI)
+    pytester.makeconftest(conftest)
+    pytester.makepyfile(test_user=textwrap.dedent(tests))
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+
+
+def test_subdomain_client(pytester: Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import pytest
+        from conftest import make_dispatch_app
+
+        def test_acme(tenant_client):
+            acme = tenant_client("acme")
+            assert acme.tenant == "acme" and acme.by == "subdomain"
+            assert acme.tenant_host == "acme.example.com"
+            assert acme.get("/where").text == "acme host=acme.example.com root= path=/where"
+            assert acme.get().text == "acme index"
+            assert acme.get("/go", follow_redirects=True).text.startswith("acme host=acme.")
+            assert acme.get("/", url_scheme="https").request.url == "https://acme.example.com/"
+            assert acme.get("/", base_url="http://acme.example.com:8000/").text == "acme index"
+            assert tenant_client("globex").get("/").text == "globex index"
+
+        def test_full_url_is_sent_as_given(tenant_client):
+            assert tenant_client("acme").get("http://example.com/").text == "host index"
+
+        class TestTwoDomains:
+            @pytest.fixture
+            def app(self):
+                return make_dispatch_app(DISPATCH_DOMAIN=["example.com", "Tenants.Example.ORG."])
+
+            def test_the_longest_is_used(self, tenant_client):
+                acme = tenant_client("acme")
+                assert acme.tenant_host == "acme.tenants.example.org"
+                assert acme.get("/where").text.startswith("acme host=acme.tenants.example.org ")
+        """,
+    )
+    result.assert_outcomes(passed=3)
+
+
+def test_path_client(pytester: Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        def test_acme(tenant_client):
+            acme = tenant_client("acme", by="path")
+            assert acme.tenant == "acme" and acme.by == "path" and acme.tenant_host is None
+            assert acme.get("/where").text == "acme host=localhost root=/acme path=/where"
+            assert acme.get("where").text == "acme host=localhost root=/acme path=/where"
+            assert acme.get("/").text == "acme index"
+            assert acme.get().text == "acme index"
+            assert acme.get(path="/where?x=1").text.endswith("root=/acme path=/where")
+            assert acme.get("/go", follow_redirects=True).text.endswith("root=/acme path=/where")
+            assert acme.post("/where").status_code == 405
+            assert tenant_client("globex", "path").get("/").text == "globex index"
+
+        def test_full_url_is_sent_as_given(tenant_client):
+            assert tenant_client("acme", by="path").get("http://localhost/").text == "host index"
+        """,
+    )
+    result.assert_outcomes(passed=2)
+
+
+def test_cookies_per_tenant(pytester: Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        def test_sessions(tenant_client):
+            acme, globex = tenant_client("acme"), tenant_client("globex")
+            acme_by_path = tenant_client("acme", by="path")
+            assert acme.get("/login/alice").text == "ok"
+            assert acme.get("/me").text == "alice"
+            assert globex.get("/me").text == "nobody"
+            assert acme_by_path.get("/me").text == "nobody"
+            assert acme.get_cookie("session") is not None
+            assert globex.get_cookie("session") is None
+            acme.delete_cookie("session")
+            assert acme.get("/me").text == "nobody"
+
+        def test_set_cookie_reaches_the_tenant(tenant_client):
+            acme = tenant_client("acme")
+            acme.set_cookie("theme", "dark")
+            assert acme.get("/cookie/theme").text == "dark"
+            assert tenant_client("globex").get("/cookie/theme").text == "none"
+        """,
+    )
+    result.assert_outcomes(passed=2)
+
+
+def test_same_client_on_repeat(pytester: Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        SEEN = []
+
+        def test_one(tenant_client):
+            acme = tenant_client("acme")
+            assert tenant_client("acme") is acme
+            assert tenant_client("acme", by="subdomain") is acme
+            assert tenant_client("acme", by="path") is tenant_client("acme", by="path")
+            assert tenant_client("acme", by="path") is not acme
+            assert tenant_client("globex") is not acme
+            SEEN.append(acme)
+
+        def test_two(tenant_client):
+            assert tenant_client("acme") is not SEEN[0]
+        """,
+    )
+    result.assert_outcomes(passed=2)
+
+
+CLEANUP_TESTS = """
+import pytest
+from conftest import CREATED, EVICTED, KNOWN
+
+def test_one(app, tenant_client):
+    assert tenant_client("acme").get("/").text == "acme index"
+    assert tenant_client("initech").get("/").status_code == 404
+    assert "acme" in app.extensions["dispatch"].registry
+    assert CREATED == ["acme"]
+
+def test_two(app, tenant_client):
+    registry = app.extensions["dispatch"].registry
+    assert len(registry) == 0 and registry.miss_count == 0
+    assert EVICTED == [("host", "acme", "evict")]
+    KNOWN.add("initech")  # a signup: no remembered miss stands in the way
+    assert tenant_client("initech").get("/").text == "initech index"
+    assert tenant_client("acme").get("/").text == "acme index"
+    assert CREATED == ["acme", "initech", "acme"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("scope", "args"),
+    [
+        pytest.param('scope="session"', (), id="session-scoped-app"),
+        pytest.param('scope="module"', (), id="module-scoped-app"),
+        # No request context pushed by pytest-flask around the cleanup.
+        pytest.param('scope="session"', ("-p", "no:flask"), id="without-pytest-flask"),
+    ],
+)
+def test_cleanup_between_tests(pytester: Pytester, scope: str, args: tuple[str, ...]) -> None:
+    conftest = CONFTEST + APP_FIXTURE.replace("@pytest.fixture", f"@pytest.fixture({scope})")
+    result = run(pytester, CLEANUP_TESTS, *args, conftest=conftest)
+    result.assert_outcomes(passed=2)
+
+
+def test_cleanup_of_module_level_app(pytester: Pytester) -> None:
+    # The app fixture returns an app made at import time, as many projects do.
+    conftest = CONFTEST + textwrap.dedent(
+        """
+        APP = make_dispatch_app()
+
+        @pytest.fixture
+        def app():
+            return APP
+        """
+    )
+    result = run(pytester, CLEANUP_TESTS, conftest=conftest)
+    result.assert_outcomes(passed=2)
+
+
+def test_cleanup_when_the_test_registers_dispatch(pytester: Pytester) -> None:
+    conftest = CONFTEST + textwrap.dedent(
+        """
+        HOST = make_app(DISPATCH_DOMAIN="example.com")
+
+        @pytest.fixture
+        def bare_app():
+            return HOST
+        """
+    )
+    result = run(
+        pytester,
+        """
+        import pytest
+        from flask_dispatch import Dispatch
+        from conftest import CREATED, factory
+
+        @pytest.fixture
+        def app(bare_app):
+            return bare_app
+
+        def test_one(app, tenant_client):
+            Dispatch(app).subdomain(factory)
+            assert tenant_client("acme").get("/").text == "acme index"
+
+        def test_two(app):
+            assert len(app.extensions["dispatch"].registry) == 0
+        """,
+        conftest=conftest,
+    )
+    result.assert_outcomes(passed=2)
+
+
+def test_errors(pytester: Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import pytest
+        from flask_dispatch import DispatchConfigError
+        from conftest import make_app, make_dispatch_app
+
+        class TestNoDomain:
+            @pytest.fixture
+            def app(self):
+                return make_dispatch_app(DISPATCH_DOMAIN=None)
+
+            def test_subdomain(self, tenant_client):
+                with pytest.raises(DispatchConfigError, match=r"DISPATCH_DOMAIN \\(or SERVER"):
+                    tenant_client("acme")
+
+            def test_path_still_works(self, tenant_client):
+                assert tenant_client("acme", by="path").get("/").text == "acme index"
+
+        class TestNoDispatch:
+            @pytest.fixture
+            def app(self):
+                return make_app(DISPATCH_DOMAIN="example.com")
+
+            @pytest.mark.parametrize("by", ["subdomain", "path"])
+            def test_error(self, tenant_client, by):
+                with pytest.raises(RuntimeError, match=r"forget to call 'Dispatch\\(app\\)'"):
+                    tenant_client("acme", by=by)
+
+        def test_bad_by(tenant_client):
+            with pytest.raises(ValueError, match="'subdomain' or 'path', not 'host'"):
+                tenant_client("acme", by="host")
+
+        def test_session_transaction(tenant_client):
+            with pytest.raises(NotImplementedError, match="tenant 'acme'"):
+                with tenant_client("acme").session_transaction():
+                    pass
+        """,
+    )
+    result.assert_outcomes(passed=6)
+
+
+def test_unknown_tenant_is_404(pytester: Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.parametrize("by", ["subdomain", "path"])
+        def test_unknown(tenant_client, by):
+            response = tenant_client("initech", by=by).get("/")
+            assert response.status_code == 404
+            assert response.text == "site 404 page"
+        """,
+    )
+    result.assert_outcomes(passed=2)
+
+
+def test_app_test_client_class(pytester: Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        from flask.testing import FlaskClient
+        from flask_dispatch.pytest_plugin import TenantClient
+
+        class MyClient(FlaskClient):
+            def login(self, user):
+                return self.get(f"/login/{user}")
+
+        def test_helpers_are_kept(app, tenant_client):
+            app.test_client_class = MyClient
+            acme = tenant_client("acme")
+            assert isinstance(acme, MyClient) and isinstance(acme, TenantClient)
+            assert acme.login("alice").text == "ok"
+            assert acme.get("/me").text == "alice"
+        """,
+    )
+    result.assert_outcomes(passed=1)
+
+
+def test_without_pytest_flask(pytester: Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        def test_acme(pytestconfig, tenant_client):
+            assert not pytestconfig.pluginmanager.has_plugin("flask")
+            assert tenant_client("acme").get("/").text == "acme index"
+        """,
+        "-p",
+        "no:flask",
+    )
+    result.assert_outcomes(passed=1)
+
+
+PLUGIN_IS_LOADED = """
+def test_plugin_is_loaded(pytestconfig):
+    assert pytestconfig.pluginmanager.has_plugin("flask_dispatch")
+"""
+
+
+@pytest.mark.parametrize(
+    ("conftest", "tests", "args"),
+    [
+        pytest.param("", "def test_plain():\n    pass\n", (), id="no-app-fixture"),
+        pytest.param("", "def test_plain():\n    pass\n", ("-p", "no:flask"), id="no-pytest-flask"),
+        pytest.param(
+            "import pytest\nfrom flask import Flask\n\n"
+            "@pytest.fixture\ndef app():\n    app = Flask('plain')\n"
+            "    app.get('/')(lambda: 'plain')\n    return app\n",
+            "def test_client(client):\n    assert client.get('/').text == 'plain'\n",
+            (),
+            id="app-without-dispatch",
+        ),
+        pytest.param(
+            "import pytest\n\n@pytest.fixture\ndef app():\n    return object()\n",
+            "def test_other(app):\n    assert app is not None\n",
+            # pytest-flask itself needs a Flask app: a project without it.
+            ("-p", "no:flask"),
+            id="app-not-flask",
+        ),
+    ],
+)
+def test_leaves_other_suites_alone(
+    pytester: Pytester, conftest: str, tests: str, args: tuple[str, ...]
+) -> None:
+    result = run(pytester, tests + PLUGIN_IS_LOADED, *args, conftest=conftest)
+    result.assert_outcomes(passed=2)
+
+
+def test_registered_by_entry_point(pytester: Pytester) -> None:
+    tests = "def test_acme(tenant_client):\n    tenant_client('acme')\n"
+    run(pytester, tests).assert_outcomes(passed=1)
+    result = run(pytester, tests, "-p", "no:flask_dispatch")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*fixture 'tenant_client' not found*"])
+
+
+TESTING_PAGE = Path(__file__).parents[1] / "docs" / "testing.rst"
+
+
+def code_blocks(rst: str) -> dict[str, str]:
+    """The ``.. code-block:: python`` blocks of ``rst``, by their
+    ``:caption:`` (a file name)."""
+    blocks = {}
+    pattern = r"^\.\. code-block:: python\n    :caption: (\S+)\n\n((?:    .*\n|\n)+)"
+    for match in re.finditer(pattern, rst, re.MULTILINE):
+        blocks[match[1]] = textwrap.dedent(match[2])
+    return blocks
+
+
+def test_docs_testing_page(pytester: Pytester) -> None:
+    rst = TESTING_PAGE.read_text()
+    blocks = code_blocks(rst)
+    # Every code block on the page is one of these files: none goes unrun.
+    assert rst.count(".. code-block::") == len(blocks) == 2
+    assert not re.search(r"::\s*$", rst, re.MULTILINE), "a literal block no test runs"
+    assert set(blocks) == {"conftest.py", "test_notes.py"}
+    pytester.makeini(INI)
+    for name, source in blocks.items():
+        pytester.path.joinpath(name).write_text(source)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    tests = re.findall(r"^def (test_\w+)", blocks["test_notes.py"], re.MULTILINE)
+    assert len(tests) == 6
+    result.assert_outcomes(passed=len(tests))
