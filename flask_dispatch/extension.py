@@ -19,6 +19,7 @@ from .config import DispatchConfigError, DispatchSettings
 from .middleware import DispatchMiddleware, raise_dispatch_error
 from .paths import normalize_mount_prefix
 from .registry import EvictReason, Factory, TenantRegistry
+from .sessions import scope_session  # sessions hook (merge)
 from .signals import tenant_created, tenant_evicted
 
 if t.TYPE_CHECKING:
@@ -104,10 +105,13 @@ class Dispatch:
         if self.subdomain_factory is not None and not settings.domains:
             raise _no_domain_error()
 
+        # sessions hook (merge): DISPATCH_SCOPE_SESSIONS, read once.
+        scope_sessions = app.config.setdefault("DISPATCH_SCOPE_SESSIONS", True)
+
         def invoke(factory: Factory, name: str) -> WSGIApplication | None:
             with app.app_context():
                 try:
-                    return factory(name)
+                    tenant_app = factory(name)
                 except Exception as e:
                     e.add_note(
                         f"flask_dispatch: raised by tenant factory"
@@ -115,6 +119,9 @@ class Dispatch:
                         f" for tenant {name!r}"
                     )
                     raise
+            if scope_sessions and isinstance(tenant_app, Flask):  # sessions hook (merge)
+                scope_session(tenant_app, name, app)
+            return tenant_app
 
         def on_created(name: str, tenant_app: WSGIApplication) -> None:
             tenant_created.send(app, name=name, tenant_app=tenant_app)
