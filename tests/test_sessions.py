@@ -5,14 +5,18 @@ host app: as issued, under the other app's cookie name, on another path; by
 path and by subdomain, with a shared ``SECRET_KEY`` and one per tenant.
 Raw WSGI calls show the ``Set-Cookie`` header the test client would hide; the
 test client shows what a browser would send back. Then the tenants and
-settings left alone, and the switch.
+settings left alone, the switch, and the code on ``docs/sessions.rst``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import textwrap
+import time
+import types
 import typing as t
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -22,7 +26,7 @@ from flask_dispatch import Dispatch
 from flask_dispatch.sessions import SALT_PREFIX, TenantSessionInterface, scope_session
 
 from .conftest import NamedApp, call, make_host_app
-from .sessions_app import add_login, create
+from .sessions_app import HOST_KEY, add_login, create
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -455,3 +459,127 @@ def test_switch_off_gives_back_flasks_sessions(app: Flask, case: Case) -> None:
         assert me(app, case.by, target, f"session={cookie.value}") == "user-of-acme"
     for tenant in app.extensions["sessions_test.tenants"].values():
         assert tenant.session_interface is Flask.session_interface
+
+
+# -- The code on docs/sessions.rst ---------------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "sessions.rst"
+
+
+def code_blocks() -> list[str]:
+    """The ``.. code-block:: python`` blocks of the page, dedented."""
+    lines = DOCS.read_text(encoding="utf-8").splitlines()
+    blocks = []
+    for i, line in enumerate(lines):
+        if line.strip() != ".. code-block:: python":
+            continue
+        indent = len(line) - len(line.lstrip()) + 4
+        body = []
+        for text in lines[i + 1 :]:
+            if text.strip() and len(text) - len(text.lstrip()) < indent:
+                break
+            body.append(text)
+        blocks.append(textwrap.dedent("\n".join(body)).strip() + "\n")
+    return blocks
+
+
+def run_block(index: int) -> dict[str, t.Any]:
+    """Execute code block ``index`` of the page; return its namespace."""
+    namespace: dict[str, t.Any] = {"__name__": "sessions_docs"}
+    exec(compile(code_blocks()[index], f"{DOCS}:block{index}", "exec"), namespace)
+    return namespace
+
+
+def test_every_code_block_on_the_page_is_run() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    # Every block is a python code-block: no "::" literal blocks, no others.
+    assert not re.search(r"::\s*$", text.replace(".. code-block:: python", ""), re.MULTILINE)
+    assert len(code_blocks()) == 4  # one test_docs_block_* each, below
+
+
+def _host_with(factory: t.Callable[[str], Flask], **config: t.Any) -> Flask:
+    """A host app with a login, whose path tenants ``factory`` builds."""
+    host = Flask("docs_host")
+    host.config.update(SECRET_KEY=HOST_KEY, **config)
+    add_login(host, "host")
+
+    def tenant(name: str) -> Flask:
+        app = factory(name)
+        add_login(app, name)
+        return app
+
+    Dispatch(host).path(tenant)
+    return host
+
+
+def test_docs_block_0_derived_tenant_keys() -> None:
+    create_tenant = run_block(0)["create_tenant"]
+    # With scoping off, the tenant's own key alone refuses another's cookie.
+    host = _host_with(create_tenant, DISPATCH_SCOPE_SESSIONS=False)
+    cookie = issued(call(host, "/acme/login"))
+    assert call(host, "/acme/me", HTTP_COOKIE=f"session={cookie.value}").body == "user-of-acme"
+    assert call(host, "/globex/me", HTTP_COOKIE=f"session={cookie.value}").body == "anonymous"
+    assert call(host, "/me", HTTP_COOKIE=f"session={cookie.value}").body == "anonymous"
+
+
+def test_docs_block_1_switch_off() -> None:
+    namespace = run_block(1)
+    app: Flask = namespace["app"]
+    tenants: dict[str, Flask] = {}
+
+    def factory(name: str) -> Flask:
+        tenants[name] = tenant = Flask(name)
+        tenant.config["SECRET_KEY"] = app.config.get("SECRET_KEY") or "shared"
+        add_login(tenant, name)
+        return tenant
+
+    namespace["dispatch"].path(factory)
+    cookie = issued(call(app, "/acme/login"))
+    assert (cookie.name, cookie.attributes["path"]) == ("session", "/")
+    assert call(app, "/globex/me", HTTP_COOKIE=f"session={cookie.value}").body == "user-of-acme"
+    assert tenants["acme"].session_interface is Flask.session_interface
+
+
+def test_docs_block_2_one_tenant_left_alone() -> None:
+    create_tenant = run_block(2)["create_tenant"]
+
+    def factory(name: str) -> Flask:
+        tenant: Flask = create_tenant(name) if name == "globex" else Flask(name)
+        tenant.config["SECRET_KEY"] = HOST_KEY
+        return tenant
+
+    host = _host_with(factory)
+    assert issued(call(host, "/acme/login")).name == "session_acme"
+    cookie = issued(call(host, "/globex/login"))
+    assert (cookie.name, cookie.attributes["path"]) == ("session", "/")
+    # Left alone, globex takes any cookie signed with the shared key.
+    host_cookie = issued(call(host, "/login"))
+    assert host_cookie.name == "session"
+    assert call(host, "/globex/me", HTTP_COOKIE=f"session={host_cookie.value}").body == (
+        "user-of-host"
+    )
+
+
+def test_docs_block_3_single_sign_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    app: Flask = run_block(3)["app"]
+    client = app.test_client()
+    assert client.get("/go/acme").status_code == 401  # signed out
+    client.post("/login", data={"user": "alice"})
+    assert client.get("/").text == "host: alice"
+    assert client.get("/go/nobody").status_code == 404
+    go = client.get("/go/acme")
+    assert go.status_code == 302 and go.location.startswith("/acme/sso?ticket=")
+    ticket = go.location.partition("=")[2]
+    landed = client.get(go.location, follow_redirects=True)
+    assert landed.request.path == "/acme/" and landed.text == "acme: alice"
+    assert client.get_cookie("session_acme", path="/acme") is not None
+    assert client.get("/globex/").text == "globex: anonymous"
+    # A ticket for acme is no good at globex, forged or late is no good anywhere.
+    assert client.get(f"/globex/sso?ticket={ticket}").status_code == 400
+    assert client.get(f"/acme/sso?ticket={ticket[:-2]}xx").status_code == 400
+    assert client.get("/acme/sso").status_code == 400
+    late = time.time() + 61
+    monkeypatch.setattr("itsdangerous.timed.time", types.SimpleNamespace(time=lambda: late))
+    other = app.test_client()
+    assert other.get(f"/acme/sso?ticket={ticket}").status_code == 400
+    assert other.get("/acme/").text == "acme: anonymous"
