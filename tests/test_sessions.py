@@ -265,6 +265,22 @@ def test_settings_shared_with_the_host_become_the_tenants(
     assert me(app, case.by, "acme", f"{cookie}={issued_cookie.value}") == "user-of-acme"
 
 
+@pytest.mark.parametrize(
+    ("host", "path", "cookie_path"),
+    [
+        pytest.param("example.com", "/acme/login", "/app/acme", id="path"),
+        pytest.param("acme.example.com", "/login", "/app", id="subdomain"),
+    ],
+)
+def test_cookie_path_is_the_script_root_under_a_mounted_site(
+    app: Flask, host: str, path: str, cookie_path: str
+) -> None:
+    # The whole site served under /app (a server's SCRIPT_NAME): one app
+    # serves both addresses, so the path is taken from each request.
+    cookie = issued(call(app, path, host=host, script_name="/app"))
+    assert (cookie.name, cookie.attributes["path"]) == ("session_acme", cookie_path)
+
+
 class ServerSideSessions(SecureCookieSessionInterface):
     """Stands for a session extension's own interface."""
 
