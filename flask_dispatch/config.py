@@ -37,6 +37,8 @@ CREATE_TIMEOUT = "DISPATCH_CREATE_TIMEOUT"
 MAX_WAITING = "DISPATCH_MAX_WAITING"
 #: Most factories running at once in one process (each on its own thread).
 MAX_CREATING = "DISPATCH_MAX_CREATING"
+#: Whether Flask tenants get sessions of their own (see :doc:`/sessions`).
+SCOPE_SESSIONS = "DISPATCH_SCOPE_SESSIONS"
 
 #: One lowercase DNS label.
 DEFAULT_NAME_PATTERN = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -64,6 +66,7 @@ _DEFAULTS: dict[str, object] = {
     CREATE_TIMEOUT: DEFAULT_CREATE_TIMEOUT,
     MAX_WAITING: DEFAULT_MAX_WAITING,
     MAX_CREATING: DEFAULT_MAX_CREATING,
+    SCOPE_SESSIONS: True,
 }
 
 
@@ -86,6 +89,7 @@ class DispatchSettings:
     :param create_timeout: seconds a request waits for a creation.
     :param max_waiting: most requests waiting for one creation.
     :param max_creating: most creations running at once.
+    :param scope_sessions: whether Flask tenants get sessions of their own.
     """
 
     domains: tuple[str, ...]
@@ -99,6 +103,7 @@ class DispatchSettings:
     create_timeout: float
     max_waiting: int
     max_creating: int
+    scope_sessions: bool
 
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any]) -> DispatchSettings:
@@ -119,6 +124,7 @@ class DispatchSettings:
             create_timeout=_number(config, CREATE_TIMEOUT),
             max_waiting=int(_number(config, MAX_WAITING, integer=True)),
             max_creating=int(_number(config, MAX_CREATING, integer=True)),
+            scope_sessions=_flag(config, SCOPE_SESSIONS),
         )
 
 
@@ -181,6 +187,12 @@ def _number(
     if math.isnan(value) or math.isinf(value) or value < 0 or (value == 0 and not allow_zero):
         raise DispatchConfigError(f"{key} must be a finite positive number, got {value!r}.")
     return value if integer else float(value)
+
+
+def _flag(config: t.Mapping[str, t.Any], key: str) -> bool:
+    if not isinstance(config[key], bool):
+        raise DispatchConfigError(f"{key} must be True or False, got {config[key]!r}.")
+    return t.cast(bool, config[key])
 
 
 def _optional_number(config: t.Mapping[str, t.Any], key: str) -> float | None:

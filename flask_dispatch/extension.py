@@ -26,6 +26,7 @@ from .middleware import ERROR_KEY, DispatchMiddleware, fresh_copy
 from .paths import normalize_mount_prefix, rule_first_segments
 from .registry import Answer, EvictReason, Factory, TenantRegistry
 from .routing import Router, Rules
+from .sessions import scope_session
 from .signals import tenant_created, tenant_evicted
 
 if t.TYPE_CHECKING:
@@ -341,6 +342,8 @@ def _invoker(app: Flask, state: DispatchState) -> t.Callable[[Factory, str], Ans
             raise TypeError(
                 f"The factory of tenant {name!r} returned {answer!r}, which is not a WSGI app."
             )
+        if isinstance(answer, Flask) and state.settings.scope_sessions:
+            scope_session(answer, name, app)
         return answer
 
     return invoke

@@ -67,7 +67,8 @@ def factory(name):
 
 @tenant_evicted.connect
 def record_eviction(sender, name, tenant_app, reason):
-    EVICTED.append((current_app.name, name, reason))
+    # Inside the tenant's own app context, itself inside the host app's.
+    EVICTED.append((current_app.name, sender.name, name, reason))
 
 
 def make_app(**config):
@@ -188,9 +189,10 @@ def test_cookies_per_tenant(pytester: Pytester) -> None:
             assert acme.get("/me").text == "alice"
             assert globex.get("/me").text == "nobody"
             assert acme_by_path.get("/me").text == "nobody"
-            assert acme.get_cookie("session") is not None
-            assert globex.get_cookie("session") is None
-            acme.delete_cookie("session")
+            # dispatch names each tenant's session cookie after it
+            assert acme.get_cookie("session_acme") is not None
+            assert globex.get_cookie("session_globex") is None
+            acme.delete_cookie("session_acme")
             assert acme.get("/me").text == "nobody"
 
         def test_set_cookie_reaches_the_tenant(tenant_client):
@@ -237,8 +239,8 @@ def test_one(app, tenant_client):
 
 def test_two(app, tenant_client):
     registry = app.extensions["dispatch"].registry
-    assert len(registry) == 0 and registry.miss_count == 0
-    assert EVICTED == [("host", "acme", "evict")]
+    assert len(registry) == 0 and registry.stats().misses == 0
+    assert EVICTED == [("tenant_acme", "host", "acme", "evict")]
     KNOWN.add("initech")  # a signup: no remembered miss stands in the way
     assert tenant_client("initech").get("/").text == "initech index"
     assert tenant_client("acme").get("/").text == "acme index"

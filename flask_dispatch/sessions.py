@@ -1,0 +1,107 @@
+"""Session cookies scoped to their tenant.
+
+Path tenants share the host name, and Flask signs its ``Path=/`` session
+cookie with ``SECRET_KEY`` alone: a tenant with the host app's key and cookie
+settings would accept a login made in any other tenant, or on the host app.
+When dispatch creates a Flask tenant app, :func:`scope_session` gives it a
+:class:`TenantSessionInterface`, so its session cookie is signed for that
+tenant only, and named and sent so that tenants do not overwrite each other's.
+:data:`DISPATCH_SCOPE_SESSIONS` turns this off; :doc:`/sessions` has the rules.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from flask import Flask, request
+from flask.sessions import SecureCookieSessionInterface
+
+#: What the signing salt of a tenant's session cookie starts with; the
+#: tenant's name follows. (Flask's own salt is ``"cookie-session"``.)
+SALT_PREFIX = "flask_dispatch.session:"
+
+# Cookie names browsers refuse unless Path=/ (RFC 6265bis).
+_HOST_PREFIX = "__Host-"
+
+
+class TenantSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie session, bound to one tenant.
+
+    The tenant's name is part of the signing salt, so a cookie signed by
+    another tenant or by the host app fails the signature check even under
+    the same ``SECRET_KEY``, whatever name or path it is sent with. When
+    ``SESSION_COOKIE_PATH`` is not set, the cookie's path is the script root
+    of the request (``/acme`` for a tenant by path, ``/`` by subdomain)
+    instead of ``APPLICATION_ROOT``: one app may serve both addresses.
+
+    :param tenant: the tenant's name.
+
+    .. versionadded:: 0.2
+    """
+
+    def __init__(self, tenant: str) -> None:
+        #: The tenant's name.
+        self.tenant = tenant
+        self.salt = SALT_PREFIX + tenant
+
+    def get_cookie_path(self, app: Flask) -> str:
+        """``SESSION_COOKIE_PATH`` if set, else the request's script root
+        (``/`` for a ``__Host-`` cookie, which browsers refuse on other
+        paths)."""
+        path: str | None = app.config["SESSION_COOKIE_PATH"]
+        if path:
+            return path
+        if self.get_cookie_name(app).startswith(_HOST_PREFIX):
+            return "/"
+        return request.root_path or "/"
+
+
+def scope_session(tenant_app: Flask, name: str, host_app: Flask) -> None:
+    """Scope the session of ``tenant_app`` to tenant ``name``, unless the
+    tenant has a session interface of its own. Dispatch calls it for each
+    Flask app a factory returns, unless :data:`DISPATCH_SCOPE_SESSIONS` is
+    false.
+
+    A tenant that keeps Flask's own session interface gets a
+    :class:`TenantSessionInterface`. Its cookie settings that are Flask's
+    defaults or the same as the host app's become the tenant's own:
+
+    - ``SESSION_COOKIE_NAME`` gets ``_<name>`` appended (``session_acme``),
+      with characters a cookie name may not hold percent-encoded;
+    - ``SESSION_COOKIE_PATH`` becomes ``None``: the request's script root;
+    - ``SESSION_COOKIE_DOMAIN`` becomes ``None``: the cookie is sent to the
+      tenant's own host only.
+
+    A setting the tenant gave another value is kept; the signature is bound
+    to the tenant in every case.
+
+    :param tenant_app: the app a factory returned.
+    :param name: the tenant's name.
+    :param host_app: the host app, whose settings a factory may have copied.
+    :raises RuntimeError: if the app is already scoped to another tenant (a
+        factory returned one app object for two names).
+
+    .. versionadded:: 0.2
+    """
+    current = tenant_app.session_interface
+    if isinstance(current, TenantSessionInterface):
+        if current.tenant != name:
+            raise RuntimeError(
+                f"The tenant app for {name!r} is already scoped to tenant"
+                f" {current.tenant!r}: a session cannot be bound to both. Return one"
+                " app per tenant, give the app its own session_interface, or set"
+                " DISPATCH_SCOPE_SESSIONS = False."
+            )
+        return  # the factory returned an app it had built before
+    if current is not Flask.session_interface:
+        return  # the tenant's own sessions: left alone
+    config, host = tenant_app.config, host_app.config
+    cookie_name: str = config["SESSION_COOKIE_NAME"]
+    if cookie_name in (Flask.default_config["SESSION_COOKIE_NAME"], host["SESSION_COOKIE_NAME"]):
+        # quote() leaves only letters, digits, "_.-~" and "%XX": all allowed
+        # in a cookie name, and no two names give the same result.
+        config["SESSION_COOKIE_NAME"] = f"{cookie_name}_{quote(name, safe='')}"
+    for key in ("SESSION_COOKIE_PATH", "SESSION_COOKIE_DOMAIN"):
+        if config[key] == host[key]:
+            config[key] = None
+    tenant_app.session_interface = TenantSessionInterface(name)
