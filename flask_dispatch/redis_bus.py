@@ -1,0 +1,315 @@
+"""Evictions that reach every process sharing one Redis and prefix.
+
+Each process holds an :class:`EvictionBus`. :meth:`~EvictionBus.publish` adds
+an entry to the Redis Stream ``<prefix>:evictions``; a daemon thread in every
+process reads that stream and calls ``on_evict(name)``, or ``on_evict(None)``
+for "drop everything". Imported only when Redis is configured.
+
+Delivery is at least once to every process that serves. A process reads on
+from the last entry it saw, so one cut off from Redis replays what it missed
+when it is back. Where it cannot show that nothing was missed (Redis
+restarted: its ``run_id`` changed; or entries after its position were trimmed
+or deleted) it calls ``on_evict(None)`` and goes on from the stream's end.
+Replay is chosen over dropping everything on each reconnect so that a brief
+network blip does not make every process rebuild every tenant at once.
+
+The listener starts at the first :meth:`~EvictionBus.ensure_started` in the
+process that serves (after any fork: a forked child gets its own id and
+listener), and reads from when the bus was made, less a second for clock
+steps: an eviction written while it was connecting is not missed. Entries a
+process wrote itself are skipped: it applied them already. An entry's
+fields are ``origin`` (a random id per process) and either ``name`` (UTF-8)
+or ``all`` (``1``); any other entry is logged and skipped. A restart of
+Redis makes every process drop every tenant once.
+
+While Redis is unreachable, requests go on, :meth:`~EvictionBus.publish`
+keeps evictions pending (a bounded list that collapses into one "drop
+everything") until it is back, the outage is logged once and the listener
+retries with backoff capped at half a second. Needs Redis 7.0 or newer (the
+stream counters that show continuity). Not covered: someone deleting the
+stream key while a process is away.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import reprlib
+import secrets
+import threading
+import time
+import typing as t
+import weakref
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from redis.typing import EncodableT, FieldT
+
+#: Entries the stream keeps (trimmed approximately): how far behind a
+#: process may fall and still replay instead of dropping everything.
+MAXLEN = 10_000
+#: Evictions kept while Redis is unreachable; more collapse into one "all".
+MAX_PENDING = 1_000
+#: Longest tenant name carried, in bytes; a longer one is sent as "all".
+MAX_NAME = 1_024
+#: How long one read waits for entries (ms): also how often the listener
+#: retries pending evictions and notices :meth:`EvictionBus.close`.
+BLOCK_MS = 1_000
+#: First and longest wait between reconnection attempts (s). The cap keeps
+#: delivery within a second of Redis coming back.
+BACKOFF = (0.05, 0.5)
+
+_StreamId = tuple[int, int]
+#: What XREAD answers (RESP2, bytes): ``[(key, [(entry id, fields), ...])]``.
+_Reply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
+
+
+class EvictionBus:
+    """Publish evictions to, and apply them from, the other processes.
+
+    :param url_or_client: a ``redis://`` URL, or a client made with
+        ``decode_responses=False`` and RESP2 whose ``socket_timeout`` is
+        ``None`` or longer than :data:`BLOCK_MS`.
+    :param prefix: the key prefix shared by every process of one site.
+    :param on_evict: called from the listener thread with a tenant name, or
+        ``None`` to drop every tenant.
+    :param logger: where outages and malformed entries are logged.
+    :param maxlen: entries the stream keeps.
+    """
+
+    def __init__(
+        self,
+        url_or_client: str | redis.Redis,
+        prefix: str,
+        on_evict: Callable[[str | None], None],
+        *,
+        logger: logging.Logger | None = None,
+        maxlen: int = MAXLEN,
+    ) -> None:
+        if isinstance(url_or_client, str):
+            # No retries inside redis-py: the listener's own backoff decides.
+            options: dict[str, t.Any] = {"socket_connect_timeout": 1.0, "protocol": 2}
+            options["retry"] = Retry(NoBackoff(), 0)
+            self._reader = redis.Redis.from_url(
+                url_or_client, socket_timeout=BLOCK_MS / 1000 + 5, **options
+            )
+            self._writer = redis.Redis.from_url(url_or_client, socket_timeout=1.0, **options)
+        else:
+            given = url_or_client.get_connection_kwargs()
+            if given.get("decode_responses") or str(given.get("protocol") or 2) != "2":
+                raise ValueError("EvictionBus needs a client with decode_responses=False and RESP2")
+            self._reader = self._writer = url_or_client
+        self._key = f"{prefix}:evictions"
+        self._on_evict = on_evict
+        self._log = logger or logging.getLogger(__name__)
+        self._maxlen = maxlen
+        # What this process holds dates from here on: a fresh listener reads from then.
+        self._anchor = time.monotonic()
+        self._last_id: _StreamId | None = None
+        self._run_id: str | None = None
+        self._closed = False
+        self._after_fork()
+        hook = weakref.WeakMethod(self._after_fork)
+        os.register_at_fork(after_in_child=lambda: (method := hook()) is not None and method())
+
+    def _after_fork(self) -> None:
+        """Set up what belongs to one process; a forked child runs it first."""
+        self._origin = secrets.token_hex(8).encode()
+        self._lock = threading.Lock()  # guards _pending and _thread
+        self._send_lock = threading.Lock()  # one sender at a time keeps order
+        self._pending: list[bytes | None] = []  # encoded names, None for "all"
+        self._thread: threading.Thread | None = None
+        self._healthy = True  # connected: publish sends at once
+        self._outage = False  # logged, and no read has succeeded since
+        self._closing = threading.Event()
+        if self._closed:
+            self._closing.set()
+
+    def ensure_started(self) -> None:
+        """Start this process's listener unless it runs; cheap per request."""
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(
+                    target=self._run, name="flask_dispatch-evictions", daemon=True
+                )
+                self._thread.start()
+
+    def publish(self, name: str | None) -> None:
+        """Tell the other processes to drop tenant ``name`` (``None``: all).
+        Never raises for Redis being down: what cannot be sent now is sent
+        when it is back.
+        """
+        try:
+            encoded = None if name is None else name.encode()
+        except UnicodeEncodeError:  # (lone surrogates) dropping all is always safe
+            encoded = None
+        if encoded is not None and len(encoded) > MAX_NAME:
+            encoded = None
+        with self._lock:
+            self._pending.append(encoded)
+            if len(self._pending) > MAX_PENDING:
+                self._pending = [None]
+        self.ensure_started()  # its listener retries what is not sent here
+        if self._healthy:
+            try:
+                self._flush()
+            except redis.RedisError as e:
+                self._log.debug("Eviction kept pending: %s", e)
+
+    def close(self) -> None:
+        """Send what is pending if Redis is reachable, stop the listener."""
+        self._closed = True
+        self._closing.set()
+        try:
+            if self._healthy:
+                self._flush()
+        except redis.RedisError as e:
+            self._log.warning("%d evictions not sent: %s", len(self._pending), e)
+        owned = self._reader is not self._writer
+        deadline = time.monotonic() + BLOCK_MS / 1000 + 1
+        while self._thread is not None and self._thread.is_alive() and time.monotonic() < deadline:
+            if owned:  # wake its read; again, as it may have begun one since
+                self._reader.close()
+            self._thread.join(0.05)
+        if owned:
+            self._writer.close()
+
+    def _flush(self) -> None:
+        with self._send_lock:
+            with self._lock:
+                batch, self._pending = self._pending, []
+            if not batch:
+                return
+            try:
+                with self._writer.pipeline(transaction=False) as pipe:
+                    for name in batch:
+                        fields: dict[FieldT, EncodableT] = {b"origin": self._origin}
+                        fields.update({b"all": b"1"} if name is None else {b"name": name})
+                        pipe.xadd(self._key, fields, maxlen=self._maxlen, approximate=True)
+                    pipe.execute()
+            except BaseException:
+                with self._lock:  # resent whole: at least once
+                    self._pending = batch + self._pending
+                    if len(self._pending) > MAX_PENDING:
+                        self._pending = [None]
+                raise
+
+    def _run(self) -> None:
+        delay = BACKOFF[0]
+        while not self._closing.is_set():
+            try:
+                self._connect()
+                while not self._closing.is_set():
+                    if self._pending:
+                        self._flush()
+                    self._read()
+                    if self._outage:
+                        self._log.info("Redis reachable again; evictions flow")
+                        self._outage = False
+                    delay = BACKOFF[0]
+            except Exception as e:  # never let the listener die: back off, retry
+                self._healthy = False
+                if self._closing.is_set():
+                    break
+                if not self._outage:
+                    self._outage = True
+                    self._log.warning(
+                        "Redis unreachable, serving on; evictions wait until it is back: %s",
+                        e,
+                        exc_info=not isinstance(e, redis.RedisError),
+                    )
+                self._closing.wait(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, BACKOFF[1])
+
+    def _connect(self) -> None:
+        server = self._reader.info("server")
+        if int(str(server["redis_version"]).split(".")[0]) < 7:
+            raise redis.RedisError("the eviction bus needs Redis 7.0 or newer")
+        if self._last_id is None:
+            seconds, micros = self._reader.time()
+            # Taken after TIME answered, so the start is not late; a second
+            # more covers clock steps. Replaying a few old entries is harmless.
+            behind = time.monotonic() - self._anchor + 1.0
+            self._last_id = (max(0, int((seconds + micros / 1e6 - behind) * 1000)), 0)
+            self._run_id = server["run_id"]
+        restarted = server["run_id"] != self._run_id
+        self._run_id = server["run_id"]
+        self._catch_up(self._last_id, "Redis restarted" if restarted else None)
+        self._healthy = True
+
+    def _catch_up(self, since: _StreamId, reason: str | None = None) -> bool:
+        """If entries after ``since`` may be lost (or ``reason`` says so),
+        drop everything and go on from the stream's end."""
+        try:
+            info = self._reader.xinfo_stream(self._key)
+        except redis.ResponseError as e:
+            if "no such key" not in str(e):
+                raise
+            info = None  # nothing written yet, or deleted (not covered)
+        if reason is None and (info is None or not _lost(info, since)):
+            return False
+        self._log.warning("Dropping every tenant: %s", reason or "evictions were missed")
+        self._call(None)
+        self._last_id = (0, 0) if info is None else _parse_id(info["last-generated-id"])
+        return True
+
+    def _read(self) -> None:
+        assert self._last_id is not None
+        since = self._last_id
+        start = f"{since[0]}-{since[1]}"
+        reply = t.cast(_Reply, self._reader.xread({self._key: start}, count=1000, block=BLOCK_MS))
+        entries = [entry for _key, batch in reply or () for entry in batch]
+        if not entries or self._catch_up(since):
+            return
+        for entry_id, fields in entries:
+            try:
+                origin, name = _parse_entry(fields)
+            except ValueError:
+                self._log.warning(
+                    "Ignored malformed eviction %r: %s", entry_id, reprlib.repr(fields)
+                )
+            else:
+                if origin != self._origin:
+                    self._call(name)
+            self._last_id = _parse_id(entry_id)
+
+    def _call(self, name: str | None) -> None:
+        try:
+            self._on_evict(name)
+        except Exception:
+            self._log.exception("on_evict(%r) failed", name)
+
+
+def _parse_id(raw: bytes) -> _StreamId:
+    ms, _, seq = raw.partition(b"-")
+    return int(ms), int(seq)
+
+
+def _parse_entry(fields: dict[bytes, bytes]) -> tuple[bytes, str | None]:
+    """``(origin, name)`` of a well-formed entry; :exc:`ValueError` else."""
+    keys = set(fields)
+    if keys == {b"origin", b"all"} and fields[b"all"] == b"1":
+        return fields[b"origin"], None
+    if keys == {b"origin", b"name"} and len(fields[b"name"]) <= MAX_NAME:
+        return fields[b"origin"], fields[b"name"].decode()  # UnicodeDecodeError is a ValueError
+    raise ValueError("malformed")
+
+
+def _lost(info: dict[str, t.Any], since: _StreamId) -> bool:
+    """Whether entries after ``since`` may have been deleted: XDEL shows in
+    ``max-deleted-entry-id``; trimming (of the oldest) as fewer entries than
+    were ever added, with the oldest left newer than ``since``."""
+    if _parse_id(info["max-deleted-entry-id"]) > since:
+        return True
+    if info["length"] == info["entries-added"]:
+        return False
+    oldest = info["recorded-first-entry-id"] if info["length"] else info["last-generated-id"]
+    return _parse_id(oldest) > since

@@ -1,0 +1,467 @@
+"""The eviction bus against a real ``redis-server`` on loopback: buses stand
+for processes; outages are the server stopped and started again, or one
+bus's Redis user switched off.
+
+Skipped when ``redis-server`` or redis-py is missing, unless
+``FLASK_DISPATCH_REQUIRE_REDIS=1`` (CI) turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+import typing as t
+
+import pytest
+
+from .conftest import wait_for
+from .redis_server import RedisServer, missing, started
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    import redis
+
+    from flask_dispatch.redis_bus import EvictionBus
+
+pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
+
+OUTAGE = "Redis unreachable"
+BACK = "Redis reachable again"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    reason = missing()
+    if reason is not None:
+        if os.environ.get("FLASK_DISPATCH_REQUIRE_REDIS") == "1":
+            pytest.fail(f"Redis tests required but cannot run: {reason}")
+        pytest.skip(reason)
+    server = started(tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def admin(server: RedisServer) -> Iterator[redis.Redis]:
+    """A plain client, for what a stranger (or an operator) would do."""
+    import redis
+
+    client = redis.Redis.from_url(server.url)
+    yield client
+    client.close()
+
+
+class Recorder:
+    """An ``on_evict`` that records its calls and lets a test wait for one."""
+
+    def __init__(self) -> None:
+        self.calls: list[str | None] = []
+        self._changed = threading.Condition()
+
+    def __call__(self, name: str | None) -> None:
+        with self._changed:
+            self.calls.append(name)
+            self._changed.notify_all()
+
+    def wait_for(self, name: str | None, timeout: float = 5.0) -> None:
+        with self._changed:
+            found = self._changed.wait_for(lambda: name in self.calls, timeout)
+        assert found, f"{name!r} not received in {timeout} s; got {self.calls}"
+
+
+class Process(t.NamedTuple):
+    """A bus standing for one process, and what it was told to evict."""
+
+    bus: EvictionBus
+    got: Recorder
+
+
+class Processes:
+    """Makes buses (one per pretend process) and closes them after the test."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.server = server
+        self.made: list[EvictionBus] = []
+
+    def __call__(
+        self,
+        prefix: str = "site",
+        on_evict: t.Callable[[str | None], None] | None = None,
+        *,
+        url: str | None = None,
+        start: bool = True,
+        logger: str = "test.bus",
+        **options: t.Any,
+    ) -> Process:
+        from flask_dispatch.redis_bus import EvictionBus
+
+        recorder = Recorder()
+        bus = EvictionBus(
+            url or self.server.url,
+            prefix,
+            on_evict or recorder,
+            logger=logging.getLogger(logger),
+            **options,
+        )
+        self.made.append(bus)
+        if start:
+            bus.ensure_started()
+        return Process(bus, recorder)
+
+
+@pytest.fixture
+def processes(server: RedisServer) -> Iterator[Processes]:
+    made = Processes(server)
+    yield made
+    for bus in made.made:
+        bus.close()
+
+
+def listeners() -> int:
+    return sum(th.name == "flask_dispatch-evictions" for th in threading.enumerate())
+
+
+def logged(caplog: pytest.LogCaptureFixture, text: str, logger: str = "test.bus") -> int:
+    return sum(r.name == logger and text in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("acme", id="one tenant"),
+        pytest.param("bücher", id="non-ASCII name"),
+        pytest.param(None, id="all tenants"),
+    ],
+)
+def test_every_other_process_receives_an_eviction(processes: Processes, name: str | None) -> None:
+    a = processes()
+    b = processes()
+    c = processes()
+    a.bus.publish(name)
+    b.got.wait_for(name)
+    c.got.wait_for(name)
+    # Entries are read in order: once ``a`` has the marker it has passed its own.
+    c.bus.publish("marker")
+    a.got.wait_for("marker")
+    b.got.wait_for("marker")
+    assert a.got.calls == ["marker"], "a process applies its own eviction locally, not again"
+    assert b.got.calls == [name, "marker"]
+
+
+def test_other_prefixes_are_other_sites(processes: Processes) -> None:
+    a = processes("site")
+    other = processes("other-site")
+    b = processes("site")
+    other.bus.publish("acme")
+    other.bus.publish(None)
+    b.bus.publish("marker")
+    a.got.wait_for("marker")
+    assert a.got.calls == ["marker"]
+    assert other.got.calls == []
+
+
+def test_an_eviction_before_the_listener_connects_is_not_missed(processes: Processes) -> None:
+    # A process may build a tenant in its first request while its listener
+    # is still connecting: the listener starts from when the bus was made.
+    late = processes(start=False)
+    a = processes()
+    a.bus.publish("acme")
+    late.bus.ensure_started()
+    late.got.wait_for("acme")
+
+
+def test_ensure_started_starts_one_listener_per_process(processes: Processes) -> None:
+    before = listeners()
+    bus = processes(start=False).bus
+    barrier = threading.Barrier(8)
+
+    def start() -> None:
+        barrier.wait()
+        for _ in range(100):
+            bus.ensure_started()
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert listeners() == before + 1
+    bus.close()
+    assert listeners() == before
+
+
+def test_a_cut_off_process_replays_what_it_missed(
+    processes: Processes, server: RedisServer, admin: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    admin.acl_setuser("b", enabled=True, passwords=["+secret"], keys=["*"], commands=["+@all"])
+    a = processes()
+    b = processes(url=f"redis://b:secret@127.0.0.1:{server.port}/0", logger="test.b")
+    a.bus.publish("hello")
+    b.got.wait_for("hello")
+    admin.acl_setuser("b", enabled=False)
+    admin.client_kill_filter(user="b")
+    wait_for(lambda: logged(caplog, OUTAGE, "test.b") == 1)
+    a.bus.publish("acme")
+    admin.acl_setuser("b", enabled=True)
+    b.got.wait_for("acme")
+    assert b.got.calls == ["hello", "acme"], "same server: replayed, not dropped"
+
+
+def test_a_cut_off_process_sends_its_evictions_when_back(
+    processes: Processes, server: RedisServer, admin: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    admin.acl_setuser("a", enabled=True, passwords=["+secret"], keys=["*"], commands=["+@all"])
+    a = processes(url=f"redis://a:secret@127.0.0.1:{server.port}/0", logger="test.a")
+    b = processes()
+    admin.acl_setuser("a", enabled=False)
+    admin.client_kill_filter(user="a")
+    wait_for(lambda: logged(caplog, OUTAGE, "test.a") == 1)
+    for name in ("acme", "globex"):
+        a.bus.publish(name)
+    admin.acl_setuser("a", enabled=True)
+    b.got.wait_for("globex")
+    assert b.got.calls == ["acme", "globex"]
+
+
+def test_after_a_redis_restart_every_process_drops_everything_within_a_second(
+    processes: Processes, server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = processes()
+    b = processes()
+    a.bus.publish("hello")
+    b.got.wait_for("hello")
+    server.stop()
+    wait_for(lambda: logged(caplog, OUTAGE) == 2)
+    started_at = time.monotonic()
+    server.start()
+    a.bus.publish("acme")
+    # Nothing survives a restart without persistence: both start afresh
+    # (``b`` may also get "acme", depending on who reconnects first).
+    b.got.wait_for(None, timeout=1.0)
+    a.got.wait_for(None, timeout=1.0)
+    assert time.monotonic() - started_at < 1.0
+    assert b.got.calls[:2] == ["hello", None]
+
+
+def test_publishing_while_redis_is_down_neither_raises_nor_waits(
+    processes: Processes, server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = processes()
+    # Made before the evictions but listening only after the restart: it
+    # can get them only from the new server's stream.
+    b = processes(start=False)
+    server.stop()
+    for name in ("acme", "globex"):
+        started_at = time.monotonic()
+        a.bus.publish(name)
+        assert time.monotonic() - started_at < 0.5
+        # The first is published before the listener noticed, the second after.
+        wait_for(lambda: logged(caplog, OUTAGE) == 1)
+    server.start()
+    b.bus.ensure_started()
+    b.got.wait_for("globex")
+    assert b.got.calls == ["acme", "globex"]
+
+
+def test_an_outage_is_logged_once_and_the_recovery_once(
+    processes: Processes, server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="test.bus")
+    a = processes()
+    b = processes(logger="test.other")
+    server.stop()
+    wait_for(lambda: logged(caplog, OUTAGE) == 1)
+    for i in range(20):
+        a.bus.publish(f"t{i}")
+    # The outage itself is what is tested: long enough for several retries.
+    time.sleep(1.5)
+    server.start()
+    b.got.wait_for(None)  # the restart
+    wait_for(lambda: logged(caplog, BACK) == 1)
+    assert logged(caplog, OUTAGE) == 1
+    assert [r.levelname for r in caplog.records if r.name == "test.bus"] == [
+        "WARNING",  # unreachable
+        "WARNING",  # dropping every tenant: Redis restarted
+        "INFO",  # reachable again
+    ]
+
+
+def test_a_key_of_the_wrong_type_is_an_outage_not_a_crash(
+    processes: Processes, admin: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    admin.set("site:evictions", "not a stream")
+    a = processes()
+    b = processes(logger="test.b")
+    a.bus.publish("acme")
+    wait_for(lambda: logged(caplog, OUTAGE, "test.b") == 1)
+    admin.delete("site:evictions")
+    a.bus.publish("globex")
+    b.got.wait_for("globex")
+    assert b.got.calls == ["acme", "globex"]
+    assert logged(caplog, OUTAGE, "test.b") == 1
+
+
+def test_missed_entries_that_were_trimmed_drop_everything(
+    processes: Processes, admin: redis.Redis
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+    got: list[str | None] = []
+
+    def slow(name: str | None) -> None:
+        got.append(name)
+        if name == "first":
+            entered.set()
+            release.wait(10)
+
+    a = processes(maxlen=10)
+    processes(on_evict=slow)
+    a.bus.publish("first")
+    assert entered.wait(5)
+    for i in range(300):
+        a.bus.publish(f"t{i}")
+    assert admin.xlen("site:evictions") < 300, "trimmed"
+    release.set()
+    wait_for(lambda: None in got)
+    assert got == ["first", None]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({b"foo": b"bar"}, id="unknown field"),
+        pytest.param({b"name": b"acme"}, id="no origin"),
+        pytest.param({b"origin": b"x"}, id="origin only"),
+        pytest.param({b"origin": b"x", b"name": b"acme", b"all": b"1"}, id="name and all"),
+        pytest.param({b"origin": b"x", b"all": b"yes"}, id="all is not 1"),
+        pytest.param({b"origin": b"x", b"name": b"\xff\xfe\x00junk"}, id="binary name"),
+        pytest.param({b"origin": b"x", b"name": b"a" * 100_000}, id="huge name"),
+        pytest.param({b"\x00\xff": b"\xff" * 10_000}, id="binary field"),
+    ],
+)
+def test_malformed_entries_are_logged_and_skipped(
+    processes: Processes,
+    admin: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+    fields: dict[bytes, bytes],
+) -> None:
+    a = processes()
+    b = processes()
+    admin.xadd("site:evictions", fields)  # type: ignore[arg-type]
+    a.bus.publish("acme")
+    b.got.wait_for("acme")
+    assert b.got.calls == ["acme"]
+    wait_for(lambda: logged(caplog, "Ignored malformed") == 2)  # one per listening bus
+    warnings = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
+    assert all(len(w) < 500 for w in warnings), "junk is shortened in the log"
+
+
+def test_a_failing_on_evict_is_logged_and_the_listener_goes_on(
+    processes: Processes, caplog: pytest.LogCaptureFixture
+) -> None:
+    got: list[str | None] = []
+
+    def fails_once(name: str | None) -> None:
+        got.append(name)
+        if name == "bad":
+            raise RuntimeError("boom")
+
+    a = processes()
+    processes(on_evict=fails_once)
+    a.bus.publish("bad")
+    a.bus.publish("good")
+    wait_for(lambda: "good" in got)
+    assert got == ["bad", "good"]
+    assert logged(caplog, "on_evict('bad') failed") == 1
+
+
+@pytest.mark.parametrize(
+    "started_in_parent",
+    [pytest.param(False, id="made before fork"), pytest.param(True, id="started before fork")],
+)
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_bus_made_before_fork_works_in_the_child(
+    processes: Processes, started_in_parent: bool
+) -> None:
+    context = multiprocessing.get_context("fork")
+    received: multiprocessing.Queue[tuple[int, str | None]] = context.Queue()
+    done = context.Event()
+    inherited = processes(
+        on_evict=lambda name: received.put((os.getpid(), name)), start=started_in_parent
+    )
+    other = processes()
+    if started_in_parent:
+        other.bus.publish("before fork")
+        assert received.get(timeout=5) == (os.getpid(), "before fork")
+
+    def child() -> None:
+        inherited.bus.ensure_started()
+        inherited.bus.publish("from child")
+        done.wait(20)
+        inherited.bus.close()
+
+    process = context.Process(target=child)
+    process.start()
+    try:
+        other.got.wait_for("from child")
+        other.bus.publish("from parent")
+        wanted = {(process.pid, "from parent")}
+        if started_in_parent:
+            # The child writes as itself (a new origin): the parent's copy applies it.
+            wanted.add((os.getpid(), "from child"))
+        seen: set[tuple[int | None, str | None]] = set()
+        deadline = time.monotonic() + 10
+        while not wanted <= seen:
+            seen.add(received.get(timeout=max(0.0, deadline - time.monotonic())))
+        # One queue per process keeps order: its own entry would have come first.
+        assert (process.pid, "from child") not in seen, "the child skips its own"
+        done.set()
+        process.join(10)
+        assert process.exitcode == 0
+    finally:
+        done.set()
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+        received.close()
+        received.join_thread()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"decode_responses": True}, id="decoded responses"),
+        pytest.param({"protocol": 3}, id="RESP3"),
+    ],
+)
+def test_a_client_that_cannot_carry_junk_is_refused(
+    server: RedisServer, options: dict[str, t.Any]
+) -> None:
+    import redis
+
+    from flask_dispatch.redis_bus import EvictionBus
+
+    client = redis.Redis.from_url(server.url, **options)
+    with pytest.raises(ValueError, match="decode_responses=False and RESP2"):
+        EvictionBus(client, "site", print)
+    client.close()
+
+
+def test_a_bus_can_share_a_given_client(processes: Processes, server: RedisServer) -> None:
+    import redis
+
+    from flask_dispatch.redis_bus import EvictionBus
+
+    client = redis.Redis.from_url(server.url, socket_timeout=10)
+    got = Recorder()
+    bus = EvictionBus(client, "site", got)
+    bus.ensure_started()
+    a = processes()
+    a.bus.publish("acme")
+    got.wait_for("acme")
+    bus.close()
+    client.close()
