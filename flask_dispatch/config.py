@@ -39,6 +39,10 @@ MAX_WAITING = "DISPATCH_MAX_WAITING"
 MAX_CREATING = "DISPATCH_MAX_CREATING"
 #: Whether Flask tenants get sessions of their own (see :doc:`/sessions`).
 SCOPE_SESSIONS = "DISPATCH_SCOPE_SESSIONS"
+#: Redis that carries evictions to every process, or ``None``.
+REDIS_URL = "DISPATCH_REDIS_URL"
+#: Prefix of dispatch's Redis keys, so several sites can share one Redis.
+REDIS_PREFIX = "DISPATCH_REDIS_PREFIX"
 
 #: One lowercase DNS label.
 DEFAULT_NAME_PATTERN = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -67,6 +71,8 @@ _DEFAULTS: dict[str, object] = {
     MAX_WAITING: DEFAULT_MAX_WAITING,
     MAX_CREATING: DEFAULT_MAX_CREATING,
     SCOPE_SESSIONS: True,
+    REDIS_URL: None,
+    REDIS_PREFIX: "flask_dispatch",
 }
 
 
@@ -90,6 +96,8 @@ class DispatchSettings:
     :param max_waiting: most requests waiting for one creation.
     :param max_creating: most creations running at once.
     :param scope_sessions: whether Flask tenants get sessions of their own.
+    :param redis_url: the Redis that carries evictions, or ``None``.
+    :param redis_prefix: prefix of dispatch's Redis keys.
     """
 
     domains: tuple[str, ...]
@@ -104,6 +112,8 @@ class DispatchSettings:
     max_waiting: int
     max_creating: int
     scope_sessions: bool
+    redis_url: str | None
+    redis_prefix: str
 
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any]) -> DispatchSettings:
@@ -125,6 +135,8 @@ class DispatchSettings:
             max_waiting=int(_number(config, MAX_WAITING, integer=True)),
             max_creating=int(_number(config, MAX_CREATING, integer=True)),
             scope_sessions=_flag(config, SCOPE_SESSIONS),
+            redis_url=_text(config, REDIS_URL, optional=True),
+            redis_prefix=t.cast(str, _text(config, REDIS_PREFIX)),
         )
 
 
@@ -187,6 +199,13 @@ def _number(
     if math.isnan(value) or math.isinf(value) or value < 0 or (value == 0 and not allow_zero):
         raise DispatchConfigError(f"{key} must be a finite positive number, got {value!r}.")
     return value if integer else float(value)
+
+
+def _text(config: t.Mapping[str, t.Any], key: str, optional: bool = False) -> str | None:
+    value = config[key]
+    if (value is None and optional) or (isinstance(value, str) and value):
+        return value
+    raise DispatchConfigError(f"{key} must be a non-empty string, got {value!r}.")
 
 
 def _flag(config: t.Mapping[str, t.Any], key: str) -> bool:

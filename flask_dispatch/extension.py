@@ -10,6 +10,7 @@ hooks that raise dispatch's own errors inside the host app.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import types
@@ -33,7 +34,10 @@ if t.TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
     from flask.wrappers import Response
 
+    from .redis_bus import EvictionBus
+
 F = t.TypeVar("F", bound=Factory)
+N = t.TypeVar("N", bound=t.Callable[[], t.Iterable[str]])
 
 _EXTENSION_KEY = "dispatch"
 
@@ -44,11 +48,19 @@ class DispatchState:
     :param extension: the :class:`Dispatch` that was registered.
     :param app: the host app.
     :param settings: the app's checked ``DISPATCH_*`` settings.
+    :param redis: a Redis client to carry evictions, in place of
+        :data:`DISPATCH_REDIS_URL`.
 
     .. versionadded:: 0.1
     """
 
-    def __init__(self, extension: Dispatch, app: Flask, settings: DispatchSettings) -> None:
+    def __init__(
+        self,
+        extension: Dispatch,
+        app: Flask,
+        settings: DispatchSettings,
+        redis: t.Any = None,
+    ) -> None:
         self.extension = extension
         self.settings = settings
         self.config = app.config
@@ -61,6 +73,19 @@ class DispatchState:
         )
         self._lock = threading.Lock()
         self._housekeeper_pid = -1
+        #: The :class:`~flask_dispatch.redis_bus.EvictionBus` that carries
+        #: evictions to the other processes, or ``None`` without Redis.
+        self.bus: EvictionBus | None = None
+        redis = redis if redis is not None else settings.redis_url
+        if redis is not None:
+            from .redis_bus import EvictionBus  # redis is an optional dependency
+
+            self.bus = EvictionBus(
+                redis,
+                settings.redis_prefix,
+                self._evicted_elsewhere,
+                logger=logging.getLogger("flask_dispatch"),
+            )
         self.registry = TenantRegistry(
             max_instances=settings.max_instances,
             idle_timeout=settings.idle_timeout,
@@ -74,7 +99,15 @@ class DispatchState:
             is_miss=_is_miss,
             on_created=lambda name, tenant: _send_created(app, name, tenant),
             on_evicted=lambda name, tenant, reason: _send_evicted(app, name, tenant, reason),
+            broadcast=_ignore if self.bus is None else self.bus.publish,
         )
+
+    def _evicted_elsewhere(self, name: str | None) -> None:
+        """Apply an eviction another process published."""
+        if name is None:
+            self.registry.clear(everywhere=False)
+        else:
+            self.registry.evict(name, everywhere=False)
 
     def build_router(self) -> Router:
         """Build the router from what is registered and from the host app's
@@ -110,10 +143,13 @@ class DispatchState:
             memo_size=max(1024, 2 * settings.max_instances),
         )
 
-    def start_housekeeping(self) -> None:
-        """Start this process's thread that drops idle and aged tenants
-        without waiting for traffic. Called at each creation, so it starts
-        after a fork, in the process that holds the tenants."""
+    def start_background(self) -> None:
+        """Start this process's background work: the Redis listener, and the
+        thread that drops idle and aged tenants without waiting for traffic.
+        Called at each factory call, so both start after a fork, in the
+        process that holds tenants (a reloader parent never does)."""
+        if self.bus is not None:
+            self.bus.ensure_started()
         settings = self.settings
         if (settings.idle_timeout is None and settings.max_age is None) or (
             self._housekeeper_pid == os.getpid()
@@ -156,21 +192,29 @@ class Dispatch:
             return create_tenant_app(name) if tenant_exists(name) else None
 
     :param app: the host app; or call :meth:`init_app` later.
+    :param redis: a Redis client to carry evictions to every process, in
+        place of :data:`DISPATCH_REDIS_URL` (see :doc:`/workers`).
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+        The ``redis`` parameter.
     """
 
-    def __init__(self, app: Flask | None = None) -> None:
+    def __init__(self, app: Flask | None = None, *, redis: t.Any = None) -> None:
         #: The factory registered with :meth:`subdomain`, or ``None``.
         self.subdomain_factory: Factory | None = None
         #: The factory registered with :meth:`path`, or ``None``.
         self.path_factory: Factory | None = None
+        #: The generator of every tenant name registered with
+        #: :meth:`tenant_names`, or ``None``.
+        self.tenant_names_function: t.Callable[[], t.Iterable[str]] | None = None
         self._mounts: dict[str, WSGIApplication] = {}
         self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
+        self._redis = redis
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Flask) -> None:
+    def init_app(self, app: Flask, *, redis: t.Any = None) -> None:
         """Read the ``DISPATCH_*`` config, create the app's registry and put
         dispatch in front of ``app.wsgi_app``.
 
@@ -179,6 +223,7 @@ class Dispatch:
         whichever order they were applied in.
 
         :param app: the host app.
+        :param redis: as for :class:`Dispatch`.
         :raises RuntimeError: if dispatch is already registered on ``app``.
         :raises DispatchConfigError: if a setting is invalid, or a subdomain
             factory is registered and no domain is configured.
@@ -192,7 +237,7 @@ class Dispatch:
         settings = DispatchSettings.from_config(app.config)
         if self.subdomain_factory is not None and not settings.domains:
             raise _no_domain_error()
-        state = DispatchState(self, app, settings)
+        state = DispatchState(self, app, settings, redis if redis is not None else self._redis)
         app.extensions[_EXTENSION_KEY] = state
         state.middleware = _install(app, state)
         app.url_value_preprocessors.setdefault(None, []).insert(0, _route_dispatch_error)
@@ -248,6 +293,19 @@ class Dispatch:
         self._mounts = {**self._mounts, prefix: wsgi_app}
         self._reroute()
 
+    def tenant_names(self, function: N) -> N:
+        """Register the function that yields the name of every tenant, for
+        commands that act on all of them (``flask dispatch run --all``).
+        Returns ``function`` unchanged.
+
+        :param function: ``() -> iterable of names``, called in the host
+            app's context.
+
+        .. versionadded:: 0.2
+        """
+        self.tenant_names_function = function
+        return function
+
     @property
     def mounts(self) -> t.Mapping[str, WSGIApplication]:
         """The static mounts, normalised prefix to WSGI app (read-only)."""
@@ -279,7 +337,8 @@ class Dispatch:
     def evict(self, name: str) -> int:
         """Drop every instance of tenant ``name`` and any remembered "no such
         tenant" answer for it, so the next request builds it afresh (call it
-        after a signup or a settings change).
+        after a signup or a settings change). With Redis configured, every
+        other process sharing it does the same (see :doc:`/workers`).
 
         It works wherever it is called: in the host app's context it evicts
         from that app; anywhere else (a tenant's own request, a thread with no
@@ -287,7 +346,7 @@ class Dispatch:
         inside the evicted app finish normally.
 
         :param name: the tenant's name.
-        :return: how many instances were dropped.
+        :return: how many instances were dropped in this process.
         """
         return sum(state.registry.evict(name) for state in self._states())
 
@@ -329,7 +388,7 @@ def _invoker(app: Flask, state: DispatchState) -> t.Callable[[Factory, str], Ans
     WSGI app is an error."""
 
     def invoke(factory: Factory, name: str) -> Answer:
-        state.start_housekeeping()
+        state.start_background()
         with app.app_context():
             try:
                 answer: object = factory(name)
@@ -347,6 +406,10 @@ def _invoker(app: Flask, state: DispatchState) -> t.Callable[[Factory, str], Ans
         return answer
 
     return invoke
+
+
+def _ignore(name: str | None) -> None:
+    pass
 
 
 def _is_miss(answer: Answer) -> bool:

@@ -164,6 +164,12 @@ class EvictionBus:
             except redis.RedisError as e:
                 self._log.debug("Eviction kept pending: %s", e)
 
+    @property
+    def pending(self) -> int:
+        """How many evictions wait to be sent (Redis was unreachable)."""
+        with self._lock:
+            return len(self._pending)
+
     def close(self) -> None:
         """Send what is pending if Redis is reachable, stop the listener."""
         self._closed = True

@@ -167,6 +167,8 @@ class TenantRegistry:
         before the app is held. An exception fails the creation.
     :param on_evicted: called with ``(name, app, reason)`` after an app left
         the registry, outside the lock. Exceptions are logged.
+    :param broadcast: called with the name (``None`` for all) after
+        :meth:`evict` or :meth:`clear`, to tell the other processes.
     :param clock: monotonic clock in seconds, replaceable in tests.
 
     .. versionchanged:: 0.2
@@ -189,6 +191,7 @@ class TenantRegistry:
         is_miss: t.Callable[[Answer], bool] = _is_none,
         on_created: t.Callable[[str, WSGIApplication], None] = _ignore,
         on_evicted: t.Callable[[str, WSGIApplication, EvictReason], None] = _ignore,
+        broadcast: t.Callable[[str | None], None] = _ignore,
         clock: t.Callable[[], float] = time.monotonic,
     ) -> None:
         if max_instances < 1:
@@ -204,6 +207,7 @@ class TenantRegistry:
         self._is_miss = is_miss
         self._on_created = on_created
         self._on_evicted = on_evicted
+        self._broadcast = broadcast
         self._clock = clock
         self._lock = threading.Lock()
         self._held: OrderedDict[_Key, _Held] = OrderedDict()  # least recently used first
@@ -415,23 +419,31 @@ class TenantRegistry:
         self._notify(evicted)
         return len(evicted)
 
-    def evict(self, name: str) -> int:
+    def evict(self, name: str, *, everywhere: bool = True) -> int:
         """Drop every app called ``name`` and any remembered miss for it, so
         the next request builds it afresh. A creation of ``name`` under way
         still serves the requests waiting for it, but is not kept. Requests
         already inside an evicted app finish normally.
 
         :param name: the tenant's name.
-        :return: how many apps were dropped.
+        :param everywhere: also tell the other processes (see ``broadcast``).
+        :return: how many apps were dropped in this process.
         """
-        return self._evict_where(lambda key: key[1] == name)
+        dropped = self._evict_where(lambda key: key[1] == name)
+        if everywhere:
+            self._broadcast(name)
+        return dropped
 
-    def clear(self) -> int:
+    def clear(self, *, everywhere: bool = True) -> int:
         """Drop every app and remembered miss (reason ``"evict"``).
 
-        :return: how many apps were dropped.
+        :param everywhere: also tell the other processes (see ``broadcast``).
+        :return: how many apps were dropped in this process.
         """
-        return self._evict_where(lambda key: True)
+        dropped = self._evict_where(lambda key: True)
+        if everywhere:
+            self._broadcast(None)
+        return dropped
 
     def _evict_where(self, matches: t.Callable[[_Key], bool]) -> int:
         evicted: _Evicted = []
