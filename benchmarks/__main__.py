@@ -2,12 +2,12 @@
 
 ``python -m benchmarks`` (or ``tox -e bench``) from a checkout, after
 ``pip install -e ".[bench]"``. ``--quick`` runs a short version; ``--only
-hot`` picks sections. The hot path is timed by pyperf, whose options work
+hot,eviction`` picks sections. The hot path is timed by pyperf, whose options work
 too (``python -m benchmarks --help``); e.g. ``-o hot.json`` keeps its
 results for ``python -m pyperf compare_to``.
 
-The sections, each in its own module: :mod:`~benchmarks.hotpath`. The exit
-status is 1 if a budget line fails.
+The sections, each in its own module: :mod:`~benchmarks.hotpath`,
+:mod:`~benchmarks.eviction`. The exit status is 1 if a budget line fails.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 # pyperf has no type hints, and the typing env (CI's) does not install it.
 import pyperf  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-from . import hotpath, mixes
+from . import eviction, hotpath, mixes
 from .common import machine, table
 
-SECTIONS = ("hot",)
+SECTIONS = ("hot", "eviction")
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,12 @@ class Effort:
 
     #: pyperf worker processes per hot-path benchmark (3 values each).
     processes: int
+    #: Timed creations in each state of the eviction section.
+    creations: int
 
 
-FULL = Effort(processes=12)
-QUICK = Effort(processes=3)
+FULL = Effort(processes=12, creations=2_000)
+QUICK = Effort(processes=3, creations=300)
 
 
 def main() -> int:
@@ -68,6 +70,10 @@ def main() -> int:
         )
         text, found = hotpath.report(hotpath.run(runner))
         print("\nOverhead per request over calling the tenant directly\n" + text)
+        figures.update(found)
+    if "eviction" in only:
+        text, found = eviction.run(effort.creations)
+        print("\n2. A creation in a full registry (subdomain tenants)\n" + text)
         figures.update(found)
 
     rows = budget(figures)
