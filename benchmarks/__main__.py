@@ -2,12 +2,13 @@
 
 ``python -m benchmarks`` (or ``tox -e bench``) from a checkout, after
 ``pip install -e ".[bench]"``. ``--quick`` runs a short version; ``--only
-hot,eviction`` picks sections. The hot path is timed by pyperf, whose options work
+hot,eviction,threads`` picks sections. The hot path is timed by pyperf, whose options work
 too (``python -m benchmarks --help``); e.g. ``-o hot.json`` keeps its
 results for ``python -m pyperf compare_to``.
 
 The sections, each in its own module: :mod:`~benchmarks.hotpath`,
-:mod:`~benchmarks.eviction`. The exit status is 1 if a budget line fails.
+:mod:`~benchmarks.eviction`, :mod:`~benchmarks.threads`. The exit status is
+1 if a budget line fails.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from dataclasses import dataclass
 # pyperf has no type hints, and the typing env (CI's) does not install it.
 import pyperf  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-from . import eviction, hotpath, mixes
+from . import eviction, hotpath, mixes, threads
 from .common import machine, table
 
-SECTIONS = ("hot", "eviction")
+SECTIONS = ("hot", "eviction", "threads")
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,13 @@ class Effort:
     processes: int
     #: Timed creations in each state of the eviction section.
     creations: int
+    #: Requests per measurement, and rounds, in the threads section.
+    thread_requests: int
+    thread_rounds: int
 
 
-FULL = Effort(processes=12, creations=2_000)
-QUICK = Effort(processes=3, creations=300)
+FULL = Effort(processes=12, creations=2_000, thread_requests=320_000, thread_rounds=5)
+QUICK = Effort(processes=3, creations=300, thread_requests=64_000, thread_rounds=2)
 
 
 def main() -> int:
@@ -74,6 +78,10 @@ def main() -> int:
     if "eviction" in only:
         text, found = eviction.run(effort.creations)
         print("\n2. A creation in a full registry (subdomain tenants)\n" + text)
+        figures.update(found)
+    if "threads" in only:
+        text, found = threads.run(effort.thread_requests, effort.thread_rounds)
+        print("\n3. Threads: uniform subdomain mix through dispatch, 10,000 held\n" + text)
         figures.update(found)
 
     rows = budget(figures)
