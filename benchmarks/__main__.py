@@ -2,13 +2,13 @@
 
 ``python -m benchmarks`` (or ``tox -e bench``) from a checkout, after
 ``pip install -e ".[bench]"``. ``--quick`` runs a short version; ``--only
-hot,eviction,threads`` picks sections. The hot path is timed by pyperf, whose options work
-too (``python -m benchmarks --help``); e.g. ``-o hot.json`` keeps its
-results for ``python -m pyperf compare_to``.
+hot,eviction,threads,server`` picks sections. The hot path is timed by
+pyperf, whose options work too (``python -m benchmarks --help``); e.g.
+``-o hot.json`` keeps its results for ``python -m pyperf compare_to``.
 
 The sections, each in its own module: :mod:`~benchmarks.hotpath`,
-:mod:`~benchmarks.eviction`, :mod:`~benchmarks.threads`. The exit status is
-1 if a budget line fails.
+:mod:`~benchmarks.eviction`, :mod:`~benchmarks.threads`,
+:mod:`~benchmarks.server`. The exit status is 1 if a budget line fails.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 # pyperf has no type hints, and the typing env (CI's) does not install it.
 import pyperf  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-from . import eviction, hotpath, mixes, threads
+from . import eviction, hotpath, mixes, server, threads
 from .common import machine, table
 
-SECTIONS = ("hot", "eviction", "threads")
+SECTIONS = ("hot", "eviction", "threads", "server")
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,27 @@ class Effort:
     #: Requests per measurement, and rounds, in the threads section.
     thread_requests: int
     thread_rounds: int
+    #: Seconds per load, and rounds, in the server section.
+    server_seconds: int
+    server_rounds: int
 
 
-FULL = Effort(processes=12, creations=2_000, thread_requests=320_000, thread_rounds=5)
-QUICK = Effort(processes=3, creations=300, thread_requests=64_000, thread_rounds=2)
+FULL = Effort(
+    processes=12,
+    creations=2_000,
+    thread_requests=320_000,
+    thread_rounds=5,
+    server_seconds=5,
+    server_rounds=5,
+)
+QUICK = Effort(
+    processes=3,
+    creations=300,
+    thread_requests=64_000,
+    thread_rounds=2,
+    server_seconds=2,
+    server_rounds=2,
+)
 
 
 def main() -> int:
@@ -83,6 +100,15 @@ def main() -> int:
         text, found = threads.run(effort.thread_requests, effort.thread_rounds)
         print("\n3. Threads: uniform subdomain mix through dispatch, 10,000 held\n" + text)
         figures.update(found)
+    if "server" in only:
+        print("\n4. End to end: gunicorn + wrk, Flask tenant apps, 1,000 tenants")
+        reason = server.missing()
+        if reason is None:
+            text, found = server.run(effort.server_seconds, effort.server_rounds)
+            print(text)
+            figures.update(found)
+        else:
+            print(f"skipped: {reason}")
 
     rows = budget(figures)
     print("\nBudget\n" + table(["check", "measured", "limit", "result"], rows))
