@@ -47,8 +47,8 @@ FULL = Effort(
     creations=2_000,
     thread_requests=320_000,
     thread_rounds=5,
-    server_seconds=5,
-    server_rounds=5,
+    server_seconds=4,
+    server_rounds=8,
 )
 QUICK = Effort(
     processes=3,
