@@ -1,31 +1,38 @@
-"""WSGI targets for the server benchmark: the example project's tenant app,
-served through dispatch and on its own. Configured by the same ``FLASK_*``
-environment variables as the example."""
+"""WSGI targets for the end-to-end section, one per gunicorn: a host app
+with dispatch whose tenants are small Flask apps, and one such tenant app on
+its own."""
 
 from __future__ import annotations
 
-import os
-from typing import TYPE_CHECKING
+from flask import Flask
 
-from example_project import create_app
-from example_project.directory import get_tenant
-from example_project.tenant import create_tenant_app
+from flask_dispatch import Dispatch
 
-if TYPE_CHECKING:
-    from flask import Flask
+#: Tenants the load is spread over (``t0000.localhost`` ... ``t0999.localhost``).
+TENANTS = 1_000
+
+
+def tenant_app(name: str) -> Flask:
+    """A tenant: a Flask app with one view, built afresh for each tenant."""
+    app = Flask(__name__)
+    app.config["TENANT"] = name
+
+    @app.get("/notes/<int:number>")
+    def note(number: int) -> str:
+        return f"note {number}"
+
+    return app
 
 
 def dispatched() -> Flask:
-    """The example host app; the tenant is reached through dispatch."""
-    return create_app({"LOG_LEVEL": "WARNING"})
+    """The host app: every tenant reached through dispatch, by subdomain of
+    ``localhost``, all of them held."""
+    host = Flask(__name__)
+    host.config.update(DISPATCH_DOMAIN="localhost", DISPATCH_MAX_INSTANCES=TENANTS)
+    Dispatch(host).subdomain(tenant_app)
+    return host
 
 
 def direct() -> Flask:
-    """Tenant ``acme`` of the same example, served without dispatch."""
-    host = create_app({"LOG_LEVEL": "WARNING"})
-    with host.app_context():
-        tenant = get_tenant(os.environ.get("BENCH_TENANT", "acme"))
-    assert tenant is not None
-    return create_tenant_app(
-        tenant, data_dir=host.config["TENANT_DATA_DIR"], secret_key=host.config["SECRET_KEY"]
-    )
+    """One tenant app, served without dispatch."""
+    return tenant_app("direct")
