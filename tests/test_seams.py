@@ -1,0 +1,439 @@
+"""Where dispatch meets Flask: HTTP errors from factories, the contexts
+signals run in, the host app's own URL space, evict() from anywhere, error
+pages, ProxyFix in either place, and idle expiry without traffic."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+import typing as t
+import weakref
+
+import pytest
+from flask import Flask, abort, current_app, g, render_template_string, request, url_for
+from werkzeug.exceptions import Forbidden, NotFound
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from flask_dispatch import Dispatch, tenant_created, tenant_evicted
+
+from .conftest import NamedApp, RecordingFactory, call, make_host_app, run_workers, wait_for
+
+if t.TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+
+def raises_abort(name: str) -> WSGIApplication | None:
+    abort(404)
+
+
+def raises_not_found(name: str) -> WSGIApplication | None:
+    raise NotFound(f"no tenant {name}")
+
+
+def returns_forbidden(name: str) -> WSGIApplication | None:
+    return Forbidden()  # type: ignore[return-value]
+
+
+def first_or_404(name: str) -> WSGIApplication | None:
+    from flask_sqlalchemy import SQLAlchemy
+
+    directory = Flask("directory")
+    directory.config["SQLALCHEMY_DATABASE_URI"] = "sqlite://"
+    db = SQLAlchemy(directory)
+    with directory.app_context():
+        db.first_or_404(db.select(db.literal(1)).where(db.false()))
+    return None
+
+
+# 1. An HTTPException from a factory is that request's answer, and is
+# remembered like a miss.
+@pytest.mark.parametrize(
+    ("factory", "status"),
+    [
+        pytest.param(raises_abort, 404, id="abort-404"),
+        pytest.param(raises_not_found, 404, id="raise-not-found"),
+        pytest.param(returns_forbidden, 403, id="return-forbidden"),
+        pytest.param(first_or_404, 404, id="flask-sqlalchemy-first-or-404"),
+    ],
+)
+def test_http_error_from_factory_is_the_answer_and_remembered(
+    factory: t.Callable[[str], WSGIApplication | None], status: int
+) -> None:
+    app = make_host_app(DISPATCH_MAX_WAITING=64)
+    calls: list[str] = []
+    release = threading.Event()
+
+    def slow(name: str) -> WSGIApplication | None:
+        calls.append(name)
+        assert release.wait(10)
+        return factory(name)
+
+    Dispatch(app).subdomain(slow)
+    statuses: list[int] = []
+
+    def work(i: int) -> None:
+        statuses.append(call(app, host="acme.example.com").status)
+
+    herd = threading.Thread(target=run_workers, args=(8, work))
+    herd.start()
+    with app.app_context():
+        wait_for(lambda: app.extensions["dispatch"].registry.waiting("acme") == 8)
+    release.set()
+    herd.join(30)
+    # The request that ran it and every request that waited on it.
+    assert statuses == [status] * 8
+    for _ in range(20):
+        assert call(app, host="acme.example.com").status == status
+    assert calls == ["acme"]  # remembered for DISPATCH_MISS_TTL
+
+
+def test_remembered_http_error_does_not_keep_requests_alive() -> None:
+    app = make_host_app()
+    module_level = NotFound()  # one instance, as a module-level constant would be
+
+    @Dispatch(app).subdomain
+    def factory(name: str) -> WSGIApplication | None:
+        raise module_level
+
+    class Marker:
+        pass
+
+    alive: list[weakref.ref[Marker]] = []
+
+    @app.before_request
+    def mark() -> None:
+        marker = Marker()
+        request.environ["test.marker"] = marker
+        alive.append(weakref.ref(marker))
+
+    for _ in range(30):
+        assert call(app, host="acme.example.com").status == 404
+    gc.collect()
+    assert [ref for ref in alive if ref() is not None] == []
+    assert module_level.__traceback__ is None or len(_frames(module_level)) < 10
+
+
+def _frames(error: BaseException) -> list[t.Any]:
+    frames, tb = [], error.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    return frames
+
+
+def test_factory_returning_not_an_app_is_a_logged_500(caplog: pytest.LogCaptureFixture) -> None:
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    dispatch.subdomain(lambda name: "not an app")  # type: ignore[arg-type,return-value]
+    assert call(app, host="acme.example.com").body == "site 500 page"
+    assert "tenant 'acme'" in caplog.text and "not a WSGI app" in caplog.text
+    with app.app_context():
+        assert len(dispatch.registry) == 0
+
+
+# 2. Signals run where receivers need them. No context is pushed by the
+# test: raw WSGI calls, as a server makes them.
+def test_created_receiver_runs_in_the_host_app_context() -> None:
+    # Not the ``app`` fixture: pytest-flask pushes a context for tests that
+    # use it, which would hide a missing one.
+    app = make_host_app()
+    Dispatch(app).subdomain(RecordingFactory())
+    seen: list[str] = []
+
+    def receiver(sender: Flask, name: str, tenant_app: WSGIApplication) -> None:
+        seen.append(current_app.name)
+
+    with tenant_created.connected_to(receiver, app):
+        assert call(app, host="acme.example.com").status == 200
+    assert seen == ["host"]
+
+
+@pytest.mark.parametrize(
+    "evict",
+    [
+        pytest.param(lambda app, d: call(app, host="b.example.com"), id="capacity"),
+        pytest.param(lambda app, d: d.evict("a"), id="evict-outside-any-context"),
+    ],
+)
+def test_evicted_receiver_runs_in_host_and_tenant_contexts(
+    evict: t.Callable[[Flask, Dispatch], object],
+) -> None:
+    app = make_host_app(DISPATCH_MAX_INSTANCES=1)
+    dispatch = Dispatch(app)
+
+    @dispatch.subdomain
+    def factory(name: str) -> WSGIApplication:
+        tenant = Flask(f"tenant_{name}")
+        tenant.config["OWNER"] = name
+        return tenant
+
+    seen: list[tuple[str, str]] = []
+
+    def receiver(sender: Flask, name: str, tenant_app: Flask, reason: str) -> None:
+        seen.append((current_app.name, current_app.config["OWNER"]))
+
+    assert call(app, host="a.example.com").status == 404  # the tenant has no routes
+    with tenant_evicted.connected_to(receiver, app):
+        evict(app, dispatch)
+    assert seen == [("tenant_a", "a")]
+
+
+def test_quickstart_dispose_receiver_with_flask_sqlalchemy(
+    tmp_path: t.Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from flask_sqlalchemy import SQLAlchemy
+
+    app = make_host_app(DISPATCH_MAX_INSTANCES=1)
+    dispatch = Dispatch(app)
+    disposed: list[str] = []
+
+    @dispatch.path
+    def tenant_for_prefix(name: str) -> WSGIApplication:
+        tenant = Flask(f"tenant_{name}")
+        tenant.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / name}.db"
+        db = SQLAlchemy(tenant)
+
+        @tenant.route("/count")
+        def count() -> str:
+            return str(db.session.execute(db.select(db.literal(1))).scalar())
+
+        return tenant
+
+    # The quickstart's receiver, as written there.
+    def close_tenant(sender: Flask, name: str, tenant_app: Flask, reason: str) -> None:
+        tenant_app.extensions["sqlalchemy"].engine.dispose()
+        disposed.append(reason)
+
+    with tenant_evicted.connected_to(close_tenant):
+        assert call(app, "/a/count").body == "1"
+        assert call(app, "/b/count").body == "1"  # evicts a: capacity
+        with app.app_context():
+            dispatch.evict("b")
+    assert disposed == ["capacity", "evict"]
+    assert "receiver failed" not in caplog.text
+
+
+# 3. The host app's own URL space is never handed to a factory.
+@pytest.mark.parametrize(
+    "config",
+    [
+        pytest.param({"SERVER_NAME": "example.com"}, id="domain-from-server-name"),
+        pytest.param({"SERVER_NAME": "example.com", "DISPATCH_DOMAIN": "example.com"}, id="both"),
+    ],
+)
+def test_host_subdomain_rule_is_never_a_tenant(config: dict[str, t.Any]) -> None:
+    app = Flask("host", subdomain_matching=True)
+    app.config.update(config)
+    factory = RecordingFactory()
+    dispatch = Dispatch(app)
+    dispatch.subdomain(factory)
+    app.add_url_rule("/", "admin", lambda: "host admin", subdomain="admin")
+    assert call(app, host="admin.example.com").body == "host admin"
+    assert call(app, host="acme.example.com").body.startswith("acme|")
+    assert factory.calls == ["acme"]
+    with app.app_context():
+        assert not dispatch.is_tenant_name("admin") and dispatch.is_tenant_name("acme")
+
+
+# 4. evict() wherever a user calls it.
+def test_a_tenant_evicts_itself_from_its_own_request() -> None:
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    built: list[Flask] = []
+
+    @dispatch.path
+    def factory(name: str) -> WSGIApplication:
+        tenant = Flask(f"tenant_{name}")
+
+        @tenant.route("/settings", methods=["POST"])
+        def save_settings() -> str:
+            return f"saved, dropped {dispatch.evict(name)}"
+
+        built.append(tenant)
+        return tenant
+
+    assert call(app, "/acme/settings", REQUEST_METHOD="POST").body == "saved, dropped 1"
+    assert call(app, "/acme/settings", REQUEST_METHOD="POST").status == 200
+    assert len(built) == 2  # built afresh after the eviction
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        pytest.param("view", id="host-view"),
+        pytest.param("cli", id="cli-command"),
+        pytest.param("thread", id="thread-in-host-context"),
+    ],
+)
+def test_evict_from_the_host_app(where: str) -> None:
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    factory = RecordingFactory()
+    dispatch.subdomain(factory)
+
+    @app.route("/evict/<name>")
+    def evict_view(name: str) -> str:
+        return str(dispatch.evict(name))
+
+    @app.cli.command("evict-acme")
+    def evict_command() -> None:
+        print(dispatch.evict("acme"))
+
+    call(app, host="acme.example.com")
+    if where == "view":
+        assert call(app, "/evict/acme").body == "1"
+    elif where == "cli":
+        assert app.test_cli_runner().invoke(args=["evict-acme"]).output == "1\n"
+    else:
+
+        def in_context() -> None:
+            with app.app_context():
+                assert dispatch.evict("acme") == 1
+
+        assert run_workers(1, lambda i: in_context()) == []
+    call(app, host="acme.example.com")
+    assert factory.calls == ["acme", "acme"]
+
+
+# 5. Dispatch's own errors behave like the host app's own.
+@pytest.mark.parametrize(
+    ("host", "path", "status"),
+    [
+        pytest.param("nobody.example.com", "/login", 404, id="unknown-tenant"),
+        pytest.param("-x.example.com", "/login", 404, id="pattern-rejects"),
+        pytest.param("acme..example.com", "/login", 400, id="malformed-host"),
+    ],
+)
+def test_dispatch_errors_run_before_request_with_no_endpoint(
+    app: Flask, host: str, path: str, status: int
+) -> None:
+    Dispatch(app).subdomain(RecordingFactory(known=()))
+    seen: list[object] = []
+
+    @app.before_request
+    def load_user() -> None:
+        g.user = "someone"
+        seen.append(request.endpoint)
+
+    @app.errorhandler(404)
+    @app.errorhandler(400)
+    def page(error: Exception) -> tuple[str, int]:
+        return f"{g.user} {request.endpoint}", t.cast(int, getattr(error, "code", 500))
+
+    response = call(app, path, host=host)
+    assert (response.status, response.body) == (status, "someone None")
+    assert seen == [None]
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        pytest.param("acme..localhost", id="empty-label"),
+        pytest.param(".localhost", id="leading-dot"),
+        pytest.param("localhost..", id="two-trailing-dots"),
+        pytest.param("a" * 64 + ".localhost", id="64-character-label"),
+    ],
+)
+def test_error_templates_may_use_url_for_on_malformed_hosts(
+    host: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = Flask("host")
+    app.config["DISPATCH_DOMAIN"] = ["localhost", "example.localhost"]
+    Dispatch(app).subdomain(RecordingFactory())
+
+    @app.route("/")
+    def index() -> str:
+        return "home"
+
+    @app.errorhandler(400)
+    def bad_request(error: Exception) -> tuple[str, int]:
+        page = '<a href="{{ url_for("index") }}">home</a> {{ url_for("index", _external=True) }}'
+        return render_template_string(page), 400
+
+    response = call(app, host=host)
+    assert response.status == 400
+    assert response.body.startswith('<a href="/">home</a> http://')
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_503_keeps_retry_after_through_the_sites_own_handler() -> None:
+    app = make_host_app(DISPATCH_CREATE_TIMEOUT=0.05)
+    release = threading.Event()
+
+    @Dispatch(app).subdomain
+    def slow(name: str) -> WSGIApplication:
+        release.wait(10)
+        return NamedApp(name)
+
+    try:
+        response = call(app, host="acme.example.com")
+    finally:
+        release.set()
+    assert (response.status, response.body) == (503, "site 503 page")  # the site's handler
+    assert response.headers["Retry-After"] == "1"
+
+
+# 6. ProxyFix in either place.
+@pytest.mark.parametrize(
+    "order", [pytest.param("before", id="before-init-app"), pytest.param("after", id="after")]
+)
+def test_proxy_fix_in_either_place_routes_by_the_forwarded_host(order: str) -> None:
+    app = make_host_app()
+    if order == "before":
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_host=1, x_proto=1)  # type: ignore[method-assign]
+    dispatch = Dispatch(app)
+    dispatch.subdomain(RecordingFactory())
+    if order == "after":
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_host=1, x_proto=1)  # type: ignore[method-assign]
+    client = app.test_client()
+    forwarded = {"X-Forwarded-Host": "acme.example.com", "X-Forwarded-Proto": "https"}
+    response = client.get("/x", headers=forwarded, base_url="http://backend.internal")
+    assert response.text == "acme||/x|acme"
+    raw = call(app, "/x", host="internal:8000", HTTP_X_FORWARDED_HOST="globex.example.com")
+    assert raw.body == "globex||/x|globex"
+
+
+# 7. Idle tenants leave without traffic.
+def test_idle_tenants_leave_without_traffic() -> None:
+    app = make_host_app(DISPATCH_IDLE_TIMEOUT=0.5)
+    Dispatch(app).subdomain(RecordingFactory())
+    left = threading.Event()
+    reasons: list[str] = []
+
+    def receiver(sender: Flask, name: str, tenant_app: WSGIApplication, reason: str) -> None:
+        reasons.append(reason)
+        left.set()
+
+    with tenant_evicted.connected_to(receiver, app):
+        assert call(app, host="acme.example.com").status == 200
+        start = time.monotonic()
+        assert left.wait(5)  # no request arrives meanwhile
+    assert time.monotonic() - start < 0.5 + 1
+    assert reasons == ["idle"]
+    with app.app_context():
+        assert len(app.extensions["dispatch"].registry) == 0
+
+
+@pytest.mark.parametrize(
+    "forwarded",
+    [pytest.param("acme.example.com", id="subdomain"), pytest.param("example.com", id="host")],
+)
+def test_url_for_in_a_tenant_uses_the_forwarded_host(forwarded: str) -> None:
+    app = make_host_app()
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_host=1, x_proto=1)  # type: ignore[method-assign]
+    dispatch = Dispatch(app)
+
+    @dispatch.subdomain
+    def factory(name: str) -> WSGIApplication:
+        tenant = Flask(f"tenant_{name}")
+        tenant.add_url_rule("/", "home", lambda: url_for("home", _external=True))
+        return tenant
+
+    headers = {"X-Forwarded-Host": forwarded, "X-Forwarded-Proto": "https"}
+    response = app.test_client().get("/", headers=headers, base_url="http://internal")
+    if forwarded == "acme.example.com":
+        assert response.text == "https://acme.example.com/"
+    else:
+        assert response.text == "host index"
