@@ -13,6 +13,7 @@ from .errors import (
     TenantUnavailable,
 )
 from .extension import Dispatch, DispatchState
+from .links import current_tenant
 from .registry import RegistryStats, TenantRegistry
 from .signals import tenant_created, tenant_evicted
 
@@ -30,6 +31,7 @@ __all__ = [
     "TenantRecursionError",
     "TenantRegistry",
     "TenantUnavailable",
+    "current_tenant",
     "tenant_created",
     "tenant_evicted",
 ]

@@ -21,8 +21,9 @@ from flask import Flask, current_app, has_app_context, request
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import config
+from . import config, links
 from .config import DispatchConfigError, DispatchSettings
+from .domains import DomainAnswers, Resolver
 from .middleware import ERROR_KEY, DispatchMiddleware, fresh_copy
 from .paths import normalize_mount_prefix, rule_first_segments
 from .registry import Answer, EvictReason, Factory, TenantRegistry
@@ -34,10 +35,12 @@ if t.TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
     from flask.wrappers import Response
 
+    from .links import By
     from .redis_bus import EvictionBus
 
 F = t.TypeVar("F", bound=Factory)
 N = t.TypeVar("N", bound=t.Callable[[], t.Iterable[str]])
+R = t.TypeVar("R", bound=Resolver)
 
 _EXTENSION_KEY = "dispatch"
 
@@ -67,6 +70,9 @@ class DispatchState:
         self.url_map = app.url_map
         #: The middleware whose ``__call__`` runs before the host app's.
         self.middleware: DispatchMiddleware
+        #: The remembered answers of the custom domain resolver, if any.
+        self.domains: DomainAnswers | None = None
+        self._app_context = app.app_context
         #: The host dispatch puts in place of a malformed or untrusted one.
         self.fallback_host: str = app.config.get("SERVER_NAME") or (
             settings.domains[0] if settings.domains else "localhost"
@@ -102,12 +108,18 @@ class DispatchState:
             broadcast=_ignore if self.bus is None else self.bus.publish,
         )
 
+    def evict(self, name: str | None, *, everywhere: bool = True) -> int:
+        """Drop tenant ``name`` (``None``: every tenant) with its remembered
+        misses and custom domains; see :meth:`Dispatch.evict`."""
+        if self.domains is not None:
+            self.domains.forget(name)
+        if name is None:
+            return self.registry.clear(everywhere=everywhere)
+        return self.registry.evict(name, everywhere=everywhere)
+
     def _evicted_elsewhere(self, name: str | None) -> None:
         """Apply an eviction another process published."""
-        if name is None:
-            self.registry.clear(everywhere=False)
-        else:
-            self.registry.evict(name, everywhere=False)
+        self.evict(name, everywhere=False)
 
     def build_router(self) -> Router:
         """Build the router from what is registered and from the host app's
@@ -116,8 +128,21 @@ class DispatchState:
         """
         with self._lock:
             if self.middleware.router is None:
-                self.middleware.router = self.current_router()
+                self.middleware.router = router = self.current_router()
+                resolver = self.extension.domain_resolver
+                self.domains = None
+                if resolver is not None:
+                    self.domains = DomainAnswers(
+                        lambda host: self._in_context(resolver, host),
+                        router.is_tenant_name,
+                        self.settings.miss_ttl,
+                        self.settings.max_misses,
+                    )
             return self.middleware.router
+
+    def _in_context(self, resolver: Resolver, host: str) -> str | None:
+        with self._app_context():
+            return resolver(host)
 
     def current_router(self) -> Router:
         """The router as things stand, without keeping it."""
@@ -138,6 +163,7 @@ class DispatchState:
                 ),
                 subdomain_factory=extension.subdomain_factory,
                 path_factory=extension.path_factory,
+                custom_domains=extension.domain_resolver is not None,
             ),
             # Room for every held tenant under two spellings of its host.
             memo_size=max(1024, 2 * settings.max_instances),
@@ -205,6 +231,8 @@ class Dispatch:
         self.subdomain_factory: Factory | None = None
         #: The factory registered with :meth:`path`, or ``None``.
         self.path_factory: Factory | None = None
+        #: The resolver registered with :meth:`domain`, or ``None``.
+        self.domain_resolver: Resolver | None = None
         #: The generator of every tenant name registered with
         #: :meth:`tenant_names`, or ``None``.
         self.tenant_names_function: t.Callable[[], t.Iterable[str]] | None = None
@@ -293,6 +321,23 @@ class Dispatch:
         self._mounts = {**self._mounts, prefix: wsgi_app}
         self._reroute()
 
+    def domain(self, resolver: R) -> R:
+        """Register the resolver of custom domains: ``(host) -> tenant name
+        or None``, called with a canonical host outside
+        :data:`DISPATCH_DOMAIN` (``acme.com``), inside the host app's app
+        context. A name it gives is served by the subdomain factory's
+        instance of that tenant. Its answers are remembered like misses
+        (:data:`DISPATCH_MISS_TTL`, :data:`DISPATCH_MAX_MISSES`), and
+        :meth:`evict` forgets a tenant's. Returns ``resolver`` unchanged.
+
+        :param resolver: ``(host: str) -> str | None``.
+
+        .. versionadded:: 0.2
+        """
+        self.domain_resolver = resolver
+        self._reroute()
+        return resolver
+
     def tenant_names(self, function: N) -> N:
         """Register the function that yields the name of every tenant, for
         commands that act on all of them (``flask dispatch run --all``).
@@ -348,7 +393,47 @@ class Dispatch:
         :param name: the tenant's name.
         :return: how many instances were dropped in this process.
         """
-        return sum(state.registry.evict(name) for state in self._states())
+        return sum(state.evict(name) for state in self._states())
+
+    def tenant_url(
+        self,
+        name: str,
+        path: str = "/",
+        *,
+        by: By | None = None,
+        _external: bool = True,
+    ) -> str:
+        """The URL of a page of tenant ``name``, for links from the host app:
+        ``https://acme.example.com/notes`` by subdomain, or
+        ``https://example.com/acme/notes`` by path. It has the scheme and port
+        of the current request (outside one: ``SERVER_NAME`` and
+        ``PREFERRED_URL_SCHEME``) and the dispatch domain it came in on.
+
+        :param name: the tenant's name.
+        :param path: the path inside the tenant.
+        :param by: ``"subdomain"`` or ``"path"``; by default the subdomain
+            when a subdomain factory is registered.
+        :param _external: ``False`` gives a path-only URL (by path only).
+        :raises ValueError: ``name`` is not a tenant name, or no factory of
+            that kind is registered.
+
+        .. versionadded:: 0.2
+        """
+        return links.tenant_url(_state(current_app), name, path, by, _external)
+
+    def url_for(self, name: str, endpoint: str, *, by: By | None = None, **values: t.Any) -> str:
+        """Build a URL through tenant ``name``'s own URL map, like
+        :func:`flask.url_for` inside it; the tenant is created if need be.
+
+        :param name: the tenant's name.
+        :param endpoint: an endpoint of the tenant app.
+        :param by: as for :meth:`tenant_url`.
+        :param values: the rule's arguments, and query arguments.
+        :raises LookupError: the tenant is not a Flask app, or not found.
+
+        .. versionadded:: 0.2
+        """
+        return links.tenant_url_for(_state(current_app), name, endpoint, by, values)
 
     def _states(self) -> list[DispatchState]:
         if has_app_context():

@@ -38,6 +38,7 @@ ERROR_KEY = "flask_dispatch.error"
 ORIGINAL_HOST_KEY = "flask_dispatch.original_host"
 
 _SUBDOMAIN, _PATH, _HOST_APP, _MOUNT = Kind.SUBDOMAIN, Kind.PATH, Kind.HOST_APP, Kind.MOUNT
+_DOMAIN = Kind.DOMAIN
 
 
 class DispatchMiddleware:
@@ -66,6 +67,9 @@ class DispatchMiddleware:
         if trusted is not None and not host_is_trusted(raw_host, trusted):
             return self.fail(environ, start_response, BadRequest("Untrusted Host header."), True)
         kind = target.kind
+        if kind is _DOMAIN:
+            target = self._custom_domain(target, router, environ.get("PATH_INFO", ""))
+            kind = target.kind
         if kind is _SUBDOMAIN or kind is _PATH:
             try:
                 app = self.registry.get(target.name, target.handler)
@@ -89,6 +93,13 @@ class DispatchMiddleware:
         if kind is not _MOUNT:
             environ[TENANT_KEY] = target.name
         return app(environ, start_response)  # type: ignore[no-any-return]
+
+    def _custom_domain(self, target: Target, router: Router, path: str) -> Target:
+        """The tenant whose custom domain the host is, else the host app's
+        side by path."""
+        domains = self.state.domains
+        name = None if domains is None else domains.name_for(target.name)
+        return router.route_path(path) if name is None else router.tenant_target(name)
 
     def _no_tenant(
         self,

@@ -27,6 +27,9 @@ class Kind(enum.Enum):
     MOUNT = "mount"
     SUBDOMAIN = "subdomain tenant"
     PATH = "path tenant"
+    #: A host outside the dispatch domains that a custom domain resolver
+    #: may know; :attr:`Target.name` is the canonical host.
+    DOMAIN = "custom domain"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,8 @@ class Rules:
     :param own_subdomains: subdomains of the host app's URL rules.
     :param subdomain_factory: the subdomain factory, if registered.
     :param path_factory: the path factory, if registered.
+    :param custom_domains: whether hosts outside ``domains`` are looked up
+        as custom domains of subdomain tenants.
     """
 
     domains: tuple[str, ...] = ()
@@ -72,10 +77,12 @@ class Rules:
     own_subdomains: frozenset[str] = frozenset()
     subdomain_factory: t.Any = None
     path_factory: t.Any = None
+    custom_domains: bool = False
 
 
 #: A first path segment under which mounts must be searched by the whole path.
 _SEARCH_MOUNTS = Target(Kind.MOUNT)
+_HOST_SIDE = Target(Kind.HOST_APP)
 
 
 class _NotRemembered(Exception):
@@ -116,7 +123,18 @@ class Router:
             target = self._host(raw_host)
         except _NotRemembered as e:
             return e.target
-        if target.kind is not Kind.HOST_APP or not path.startswith("/"):
+        if target.kind is not Kind.HOST_APP:
+            return target
+        return self.route_path(path, target)
+
+    def route_path(self, path: str, target: Target = _HOST_SIDE) -> Target:
+        """Where a request on the host app's side goes by its path: a mount,
+        a path tenant, or ``target``.
+
+        :param path: the WSGI ``PATH_INFO``.
+        :param target: where it goes if the path decides nothing.
+        """
+        if not path.startswith("/"):
             return target
         end = path.find("/", 1)
         try:
@@ -127,6 +145,10 @@ class Router:
             mount = find_mount(path, self.rules.mounts)
             return target if mount is None else self._mount_targets[mount]
         return found or target
+
+    def tenant_target(self, name: str) -> Target:
+        """The target of subdomain tenant ``name``, reached by a custom domain."""
+        return Target(Kind.SUBDOMAIN, name, handler=self.rules.subdomain_factory)
 
     def is_tenant_name(self, name: str) -> bool:
         """Whether ``name`` may name a tenant: it matches the pattern, is not
@@ -155,6 +177,8 @@ class Router:
             # Only on a label boundary: "evilexample.com" is not under "example.com".
             if cut > 0 and host[cut] == "." and host.endswith(domain):
                 return self._decide_subdomain(host[:cut])
+        if rules.custom_domains and rules.subdomain_factory is not None:
+            return Target(Kind.DOMAIN, host)
         return Target(Kind.HOST_APP, reason=f"{host} is outside the dispatch domains")
 
     def _decide_subdomain(self, name: str) -> Target:

@@ -1,0 +1,77 @@
+"""Customer domains: the answers of the user's ``@dispatch.domain`` resolver.
+
+``acme.com`` and ``www.acme.com`` may both name tenant ``acme``. Answers,
+names and "not ours" alike, are remembered for ``ttl`` seconds, at most
+``max_size`` of them (the oldest goes first), and a tenant's are forgotten
+when it is evicted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import typing as t
+from collections import OrderedDict
+
+log = logging.getLogger("flask_dispatch")
+
+#: A custom domain resolver: takes a canonical host, returns a tenant name
+#: or ``None``.
+Resolver = t.Callable[[str], str | None]
+
+
+class DomainAnswers:
+    """Remembered answers of a resolver.
+
+    :param resolve: calls the user's resolver (in the host app's context).
+    :param is_tenant_name: whether an answer is a valid tenant name.
+    :param ttl: seconds an answer is remembered.
+    :param max_size: most answers remembered.
+    :param clock: monotonic clock in seconds.
+
+    .. versionadded:: 0.2
+    """
+
+    def __init__(
+        self,
+        resolve: Resolver,
+        is_tenant_name: t.Callable[[str], bool],
+        ttl: float,
+        max_size: int,
+        clock: t.Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._resolve = resolve
+        self._is_tenant_name = is_tenant_name
+        self._ttl = ttl
+        self._max_size = max(1, max_size)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._answers: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
+
+    def name_for(self, host: str) -> str | None:
+        """The tenant that ``host`` belongs to, or ``None``.
+
+        :param host: a canonical host outside the dispatch domains.
+        """
+        now = self._clock()
+        with self._lock:
+            answer = self._answers.get(host)
+        if answer is not None and answer[0] > now:
+            return answer[1]
+        name = self._resolve(host)
+        if name is not None and not (isinstance(name, str) and self._is_tenant_name(name)):
+            log.warning("The domain resolver gave %r for host %r: not a tenant name.", name, host)
+            name = None
+        with self._lock:
+            self._answers[host] = (now + self._ttl, name)
+            self._answers.move_to_end(host)
+            while len(self._answers) > self._max_size:
+                self._answers.popitem(last=False)
+        return name
+
+    def forget(self, name: str | None) -> None:
+        """Forget the domains of tenant ``name``, or every answer (``None``)."""
+        with self._lock:
+            for host in [h for h, (_, n) in self._answers.items() if name is None or n == name]:
+                del self._answers[host]

@@ -1,0 +1,243 @@
+"""Custom domains, links from the host app into tenants, and the name of the
+current tenant."""
+
+from __future__ import annotations
+
+import threading
+import typing as t
+
+import pytest
+from flask import Flask, url_for
+
+from flask_dispatch import Dispatch, current_tenant
+
+from .conftest import RecordingFactory, call, make_host_app
+
+if t.TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+
+def flask_tenant(name: str) -> WSGIApplication:
+    tenant = Flask(f"tenant_{name}")
+
+    @tenant.route("/")
+    def home() -> str:
+        return f"{current_tenant} {url_for('home', _external=True)}"
+
+    @tenant.route("/notes/<int:note>")
+    def note(note: int) -> str:
+        return str(note)
+
+    return tenant
+
+
+class Domains:
+    """A resolver over a table, counting its calls."""
+
+    def __init__(self, table: dict[str, str]) -> None:
+        self.table = table
+        self.calls: list[str] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, host: str) -> str | None:
+        with self._lock:
+            self.calls.append(host)
+        return self.table.get(host)
+
+
+@pytest.fixture
+def domains() -> Domains:
+    return Domains({"acme.com": "acme", "www.acme.com": "acme", "bad.com": "Not A Name"})
+
+
+@pytest.fixture
+def built() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def site(domains: Domains, built: list[str]) -> Flask:
+    app = make_host_app()
+    dispatch = Dispatch(app)
+
+    @dispatch.subdomain
+    def factory(name: str) -> WSGIApplication:
+        built.append(name)
+        return flask_tenant(name)
+
+    dispatch.domain(domains)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("host", "body"),
+    [
+        pytest.param("acme.com", "acme http://acme.com/", id="domain"),
+        pytest.param("WWW.Acme.com:8080", "acme http://www.acme.com:8080/", id="www-spelling"),
+        pytest.param("acme.example.com", "acme http://acme.example.com/", id="subdomain"),
+    ],
+)
+def test_a_domain_and_the_subdomain_share_one_instance(
+    site: Flask, built: list[str], host: str, body: str
+) -> None:
+    assert call(site, host="acme.example.com").status == 200
+    assert call(site, host=host).body == body
+    assert built == ["acme"]
+
+
+@pytest.mark.parametrize(
+    ("host", "status", "body"),
+    [
+        pytest.param("unknown.org", 200, "host index", id="unknown-domain-is-the-host-app"),
+        pytest.param("bad.com", 200, "host index", id="resolver-gives-no-tenant-name"),
+        pytest.param("acme..com", 400, "site 400 page", id="malformed"),
+    ],
+)
+def test_hosts_the_resolver_does_not_claim(
+    site: Flask, domains: Domains, host: str, status: int, body: str
+) -> None:
+    response = call(site, host=host)
+    assert (response.status, response.body) == (status, body)
+    assert domains.calls == ([] if status == 400 else [host])
+
+
+def test_answers_are_remembered_and_evict_forgets_them(
+    site: Flask, domains: Domains, built: list[str]
+) -> None:
+    for _ in range(5):
+        call(site, host="acme.com")
+        call(site, host="unknown.org")
+    assert domains.calls == ["acme.com", "unknown.org"]
+    domains.table["acme.com"] = "globex"  # the customer moved the domain
+    with site.app_context():
+        site.extensions["dispatch"].extension.evict("acme")
+    assert call(site, host="acme.com").body.startswith("globex ")
+    assert domains.calls == ["acme.com", "unknown.org", "acme.com"]
+    assert built == ["acme", "globex"]
+
+
+def test_malformed_hosts_never_reach_the_resolver(site: Flask, domains: Domains) -> None:
+    for i in range(200):
+        assert call(site, host=f"x{i}..com").status == 400
+    assert domains.calls == []
+
+
+def test_answers_are_bounded() -> None:
+    app = make_host_app(DISPATCH_MAX_MISSES=10)
+    dispatch = Dispatch(app)
+    dispatch.subdomain(RecordingFactory())
+    resolver = Domains({})
+    dispatch.domain(resolver)
+    for i in range(50):
+        call(app, host=f"d{i}.org")
+    call(app, host="d0.org")  # long forgotten: asked again
+    call(app, host="d49.org")  # still remembered
+    assert resolver.calls.count("d0.org") == 2 and resolver.calls.count("d49.org") == 1
+
+
+def test_resolver_runs_in_the_host_app_context() -> None:
+    app = make_host_app()
+    app.config["CUSTOMER_DOMAINS"] = {"acme.com": "acme"}
+    dispatch = Dispatch(app)
+    dispatch.subdomain(RecordingFactory())
+
+    @dispatch.domain
+    def resolve(host: str) -> str | None:
+        from flask import current_app
+
+        return t.cast("str | None", current_app.config["CUSTOMER_DOMAINS"].get(host))
+
+    assert call(app, host="acme.com").body.startswith("acme|")
+
+
+# Links from the host app, and the current tenant.
+@pytest.mark.parametrize(
+    ("register", "base_url", "kwargs", "expected"),
+    [
+        pytest.param(
+            "both", "http://example.com", {}, "http://acme.example.com/notes", id="subdomain"
+        ),
+        pytest.param(
+            "both",
+            "https://example.com:8443",
+            {},
+            "https://acme.example.com:8443/notes",
+            id="scheme-and-port",
+        ),
+        pytest.param(
+            "both", "http://example.com", {"by": "path"}, "http://example.com/acme/notes", id="by"
+        ),
+        pytest.param("path", "http://example.com", {}, "http://example.com/acme/notes", id="path"),
+        pytest.param(
+            "path", "http://example.com/site", {}, "http://example.com/site/acme/notes", id="root"
+        ),
+        pytest.param("path", "http://example.com", {"_external": False}, "/acme/notes", id="rel"),
+        pytest.param(
+            "both",
+            "http://x.example.com",
+            {},
+            "http://acme.example.com/notes",
+            id="from-a-tenant-subdomain",
+        ),
+    ],
+)
+def test_tenant_url(register: str, base_url: str, kwargs: dict[str, t.Any], expected: str) -> None:
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    if register == "both":
+        dispatch.subdomain(flask_tenant)
+    dispatch.path(flask_tenant)
+    with app.test_request_context("/", base_url=base_url):
+        assert dispatch.tenant_url("acme", "/notes", **kwargs) == expected
+
+
+def test_tenant_url_outside_a_request_uses_server_name() -> None:
+    app = make_host_app(SERVER_NAME="example.com:5000", PREFERRED_URL_SCHEME="https")
+    dispatch = Dispatch(app)
+    dispatch.subdomain(flask_tenant)
+    with app.app_context():
+        assert dispatch.tenant_url("acme") == "https://acme.example.com:5000/"
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "error"),
+    [
+        pytest.param("Not A Name", {}, "not a tenant name", id="bad-name"),
+        pytest.param("login", {"by": "path"}, "not a tenant name", id="host-segment"),
+        pytest.param("acme", {"_external": False}, "always external", id="relative-subdomain"),
+    ],
+)
+def test_tenant_url_errors(name: str, kwargs: dict[str, t.Any], error: str) -> None:
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    dispatch.subdomain(flask_tenant)
+    dispatch.path(flask_tenant)
+    with app.test_request_context("/"), pytest.raises(ValueError, match=error):
+        dispatch.tenant_url(name, **kwargs)
+
+
+def test_url_for_builds_through_the_tenants_url_map() -> None:
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    dispatch.subdomain(flask_tenant)
+    dispatch.path(flask_tenant)
+    with app.test_request_context("/", base_url="https://example.com"):
+        assert dispatch.url_for("acme", "note", note=17) == "https://acme.example.com/notes/17"
+        assert dispatch.url_for("acme", "note", by="path", note=3, q="x") == (
+            "https://example.com/acme/notes/3?q=x"
+        )
+
+
+def test_current_tenant() -> None:
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    dispatch.subdomain(flask_tenant)
+
+    @app.route("/whoami")
+    def whoami() -> str:
+        return f"{current_tenant!s} {bool(current_tenant)} {current_tenant == None}"  # noqa: E711
+
+    assert call(app, host="acme.example.com").body == "acme http://acme.example.com/"
+    assert call(app, "/whoami").body == "None False True"
+    with app.app_context():
+        assert not current_tenant
