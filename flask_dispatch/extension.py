@@ -81,17 +81,7 @@ class DispatchState:
         self._housekeeper_pid = -1
         #: The :class:`~flask_dispatch.redis_bus.EvictionBus` that carries
         #: evictions to the other processes, or ``None`` without Redis.
-        self.bus: EvictionBus | None = None
-        redis = redis if redis is not None else settings.redis_url
-        if redis is not None:
-            from .redis_bus import EvictionBus  # redis is an optional dependency
-
-            self.bus = EvictionBus(
-                redis,
-                settings.redis_prefix,
-                self._evicted_elsewhere,
-                logger=logging.getLogger("flask_dispatch"),
-            )
+        self.bus = self._bus(redis if redis is not None else settings.redis_url)
         self.registry = TenantRegistry(
             max_instances=settings.max_instances,
             idle_timeout=settings.idle_timeout,
@@ -106,6 +96,16 @@ class DispatchState:
             on_created=lambda name, tenant: _send_created(app, name, tenant),
             on_evicted=lambda name, tenant, reason: _send_evicted(app, name, tenant, reason),
             broadcast=_ignore if self.bus is None else self.bus.publish,
+        )
+
+    def _bus(self, redis: t.Any) -> EvictionBus | None:
+        if redis is None:
+            return None
+        from .redis_bus import EvictionBus  # redis is an optional dependency
+
+        logger = logging.getLogger("flask_dispatch")
+        return EvictionBus(
+            redis, self.settings.redis_prefix, self._evicted_elsewhere, logger=logger
         )
 
     def evict(self, name: str | None, *, everywhere: bool = True) -> int:
