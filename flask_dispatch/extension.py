@@ -65,6 +65,7 @@ class DispatchState:
         redis: t.Any = None,
     ) -> None:
         self.extension = extension
+        #: The app's checked ``DISPATCH_*`` settings.
         self.settings = settings
         self.config = app.config
         self.url_map = app.url_map
@@ -82,6 +83,7 @@ class DispatchState:
         #: The :class:`~flask_dispatch.redis_bus.EvictionBus` that carries
         #: evictions to the other processes, or ``None`` without Redis.
         self.bus = self._bus(redis if redis is not None else settings.redis_url)
+        #: The app's :class:`TenantRegistry`.
         self.registry = TenantRegistry(
             max_instances=settings.max_instances,
             idle_timeout=settings.idle_timeout,
