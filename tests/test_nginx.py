@@ -212,7 +212,23 @@ def test_plain_http_moves_to_https(site: Site, host: str) -> None:
 )
 def test_other_hosts_get_no_answer(site: Site, host: str, https: bool, sni: str | None) -> None:
     with pytest.raises((http.client.RemoteDisconnected, ssl.SSLError, ConnectionResetError)):
-        fetch(site, host, https=https, sni=sni)
+        # Not the client's check of the name: the server must refuse.
+        fetch(site, host, https=https, sni=sni, verify=False)
+
+
+@pytest.mark.parametrize("https", [pytest.param(False, id="http"), pytest.param(True, id="https")])
+def test_requests_without_a_name_get_no_answer(site: Site, https: bool) -> None:
+    # HTTP/1.0 without a Host header; TLS without a server name (SNI).
+    port = site.https if https else site.http
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        if https:
+            context = ssl.create_default_context(cafile=str(site.ca))
+            context.check_hostname = False
+            with pytest.raises(ssl.SSLError):
+                context.wrap_socket(sock)
+        else:
+            sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert sock.recv(65536) == b""
 
 
 @pytest.fixture(scope="module")
