@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config
+from .cli import dispatch_cli  # cli hook (merge)
 from .config import DispatchConfigError, DispatchSettings
 from .middleware import ERROR_KEY, DispatchMiddleware, fresh_copy
 from .paths import normalize_mount_prefix, rule_first_segments
@@ -242,6 +243,7 @@ class Dispatch:
         state.middleware = _install(app, state)
         app.url_value_preprocessors.setdefault(None, []).insert(0, _route_dispatch_error)
         app.after_request(_keep_retry_after)
+        app.cli.add_command(dispatch_cli)  # cli hook (merge)
         self._apps.add(app)
 
     def subdomain(self, factory: F) -> F:
