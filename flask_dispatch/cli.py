@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import re
 import traceback
+import types
 import typing as t
 from urllib.parse import unquote_to_bytes
 
@@ -32,7 +33,7 @@ if t.TYPE_CHECKING:
 
     from .extension import DispatchState
     from .registry import Factory
-    from .routing import Router
+    from .routing import Router, Target
 
 #: The ``flask dispatch`` command group.
 dispatch_cli = AppGroup(
@@ -105,34 +106,42 @@ def check_command(url: str, build: bool, method: str) -> None:
         details.append(_match(current_app, environ))
     else:
         summary = f"{kind.value} {target.name!r}"
-        child = _child_environ(environ, target.script)
-        if kind is Kind.MOUNT:
-            details.append(("app", repr(target.handler)))
-        details += [
-            ("SCRIPT_NAME", repr(_text(child["SCRIPT_NAME"]))),
-            ("PATH_INFO", repr(_text(child["PATH_INFO"]))),
-        ]
-        app = target.handler if kind is Kind.MOUNT else None
-        if kind is not Kind.MOUNT and not build:
-            details.append(("factory", "not called (--build calls it)"))
-        elif kind is not Kind.MOUNT:
-            app, why, error = _build(state, target.name, target.handler)
-            if app is None:
-                status = 1
-                details.append(("not built", why))
-                if kind is Kind.PATH and why == _NONE:
-                    details.append(("then", "the host app handles the URL unchanged"))
-                    details.append(_match(current_app, environ, "host app endpoint"))
-            else:
-                details.append(("built", repr(app)))
-        if isinstance(app, Flask):
-            details.append(_match(app, child))
+        status, error = _explain_served(state, target, environ, build, details)
     click.echo(summary)
     width = max((len(label) for label, _ in details), default=0)
     for label, value in details:
         click.echo(f"  {label + ':':<{width + 1}} {value}")
     _echo_traceback(error)
     click.get_current_context().exit(status)
+
+
+def _explain_served(
+    state: DispatchState, target: Target, environ: WSGIEnvironment, build: bool, details: _Details
+) -> tuple[int, BaseException | None]:
+    """Add what a tenant or a mount sees to ``details``, building the tenant
+    if asked; the exit status, and the exception if its factory raised."""
+    kind = target.kind
+    child = _child_environ(environ, target.script)
+    if kind is Kind.MOUNT:
+        details.append(("app", _name_app(target.handler)))
+    details.append(("SCRIPT_NAME", repr(_text(child["SCRIPT_NAME"]))))
+    details.append(("PATH_INFO", repr(_text(child["PATH_INFO"]))))
+    app, status, error = target.handler if kind is Kind.MOUNT else None, 0, None
+    if kind is not Kind.MOUNT and not build:
+        details.append(("factory", "not called (--build calls it)"))
+    elif kind is not Kind.MOUNT:
+        app, why, error = _build(state, target.name, target.handler)
+        if app is None:
+            status = 1
+            details.append(("not built", why))
+            if kind is Kind.PATH and why == _NONE:
+                details.append(("then", "the host app handles the URL unchanged"))
+                details.append(_match(current_app, environ, "host app endpoint"))
+        else:
+            details.append(("built", _name_app(app)))
+    if isinstance(app, Flask):
+        details.append(_match(app, child))
+    return status, error
 
 
 def _split_url(url: str) -> tuple[str, str, str, str, bool]:
@@ -163,6 +172,13 @@ def _child_environ(environ: WSGIEnvironment, script: str) -> WSGIEnvironment:
     child["SCRIPT_NAME"] = script
     child["PATH_INFO"] = environ["PATH_INFO"][len(script) :]
     return child
+
+
+def _name_app(app: object) -> str:
+    """A function by its import path (its repr shows an address), else its repr."""
+    if isinstance(app, types.FunctionType):
+        return f"{app.__module__}.{app.__qualname__}"
+    return repr(app)
 
 
 def _text(wsgi: str) -> str:
@@ -317,7 +333,7 @@ def _tenant(state: DispatchState, name: str, by: str | None, needs: str) -> Flas
         raise click.ClickException(f"Tenant {name!r}: {why}.")
     if not isinstance(app, Flask):
         raise click.ClickException(
-            f"Tenant {name!r} is {app!r}, not a Flask app: it has no {needs}."
+            f"Tenant {name!r} is {_name_app(app)}, not a Flask app: it has no {needs}."
         )
     return app
 
@@ -357,17 +373,15 @@ def run(all_tenants: bool, by: str | None, args: tuple[str, ...]) -> None:
     """
     ctx = click.get_current_context()
     state = _state()
-    if all_tenants:
-        names, command = _tenant_names(state), list(args)
-    else:
-        names, command = list(args[:1]), list(args[1:])
-        if not names:
-            raise click.UsageError("Name a tenant, or give --all.")
+    if not all_tenants and not args:
+        raise click.UsageError("Name a tenant, or give --all.")
+    command = list(args if all_tenants else args[1:])
     if not command:
         raise click.UsageError("Give the command to run, e.g. '-- routes'.")
     if not all_tenants:
-        tenant = _tenant(state, names[0], by, "commands")
-        ctx.exit(_run(tenant, f"{ctx.command_path} {names[0]} --", command))
+        tenant = _tenant(state, args[0], by, "commands")
+        ctx.exit(_run(tenant, f"{ctx.command_path} {args[0]} --", command))
+    names = _tenant_names(state)
     if not names:
         click.echo("No tenants: @dispatch.tenant_names named none.")
         return
