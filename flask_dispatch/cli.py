@@ -344,7 +344,7 @@ def _tenant(state: DispatchState, name: str, by: str | None, needs: str) -> Flas
 @dispatch_cli.command("routes", params=list(routes_command.params))
 @click.argument("name")
 @_by_option
-def routes(name: str, by: str | None, **options: t.Any) -> None:
+def tenant_routes_command(name: str, by: str | None, **options: t.Any) -> None:
     """Build tenant NAME and show its routes, as 'flask routes' does."""
     tenant = _tenant(_state(), name, by, "routes")
     with tenant.app_context():
@@ -363,7 +363,7 @@ def routes(name: str, by: str | None, **options: t.Any) -> None:
 )
 @_by_option
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[NAME] [--] COMMAND [ARGS]...")
-def run(all_tenants: bool, by: str | None, args: tuple[str, ...]) -> None:
+def run_tenant_command(all_tenants: bool, by: str | None, args: tuple[str, ...]) -> None:
     """Run one of tenant NAME's own 'flask' commands (from its app.cli, or
     Flask's and plugins' commands) in its app context. Put '--' before the
     command when it has options: 'flask dispatch run acme -- db upgrade'.
@@ -426,11 +426,9 @@ def _tenant_names(state: DispatchState) -> list[str]:
 
 
 def _run(tenant: Flask, prog_name: str, args: list[str]) -> int:
-    """Run ``flask ARGS`` for ``tenant`` in its app context; its exit status.
-
-    The same as ``flask --app tenant ARGS`` in a new process, except that an
-    abort (Ctrl-C) stops every tenant, not just this one.
-    """
+    """Run ``flask ARGS`` for ``tenant`` alone, in its app context, and
+    return the exit status. An abort (Ctrl-C, or a prompt aborted) is left to
+    the host's command, so that it stops ``--all`` too."""
     group = FlaskGroup(
         create_app=lambda: tenant,
         add_version_option=False,
@@ -467,7 +465,7 @@ def _run(tenant: Flask, prog_name: str, args: list[str]) -> int:
 @dispatch_cli.command("evict")
 @click.argument("name", required=False)
 @click.option("--all", "all_tenants", is_flag=True, help="Evict every tenant.")
-def evict(name: str | None, all_tenants: bool) -> None:
+def evict_command(name: str | None, all_tenants: bool) -> None:
     """Make every process that serves the site drop tenant NAME (or, with
     --all, every tenant), so that its next request builds it afresh. Needs
     Redis (DISPATCH_REDIS_URL): without it, or with Redis unreachable, it
