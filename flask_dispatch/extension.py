@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config, links
+from .cli import dispatch_cli
 from .config import DispatchConfigError, DispatchSettings
 from .domains import DomainAnswers, Resolver
 from .middleware import ERROR_KEY, DispatchMiddleware, fresh_copy
@@ -272,6 +273,7 @@ class Dispatch:
         state.middleware = _install(app, state)
         app.url_value_preprocessors.setdefault(None, []).insert(0, _route_dispatch_error)
         app.after_request(_keep_retry_after)
+        app.cli.add_command(dispatch_cli)
         self._apps.add(app)
 
     def subdomain(self, factory: F) -> F:
