@@ -30,7 +30,7 @@ def rst_blocks(page: str) -> list[str]:
 def run(blocks: list[str]) -> dict[str, t.Any]:
     namespace: dict[str, t.Any] = {"__name__": "snippet"}
     for block in blocks:
-        exec(compile(block, "<snippet>", "exec"), namespace)  # noqa: S102
+        exec(compile(block, "<snippet>", "exec"), namespace)
     return namespace
 
 
@@ -62,7 +62,7 @@ def test_quickstart_snippets() -> None:
 
 
 def run_in(namespace: dict[str, t.Any], block: str) -> None:
-    exec(compile(block, "<snippet>", "exec"), namespace)  # noqa: S102
+    exec(compile(block, "<snippet>", "exec"), namespace)
 
 
 @pytest.mark.parametrize("page", ["README.md", "docs/quickstart.rst"])
