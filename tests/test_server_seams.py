@@ -5,13 +5,15 @@ with and without --preload."""
 from __future__ import annotations
 
 import http.client
-import pathlib
 import time
 import typing as t
 
 import pytest
 
 from .servers import gunicorn
+
+if t.TYPE_CHECKING:
+    import pathlib
 
 pytestmark = pytest.mark.server
 
