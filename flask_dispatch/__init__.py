@@ -13,6 +13,7 @@ from .errors import (
     TenantUnavailable,
 )
 from .extension import Dispatch, DispatchState
+from .logs import TenantFilter
 from .registry import RegistryStats, TenantRegistry
 from .signals import tenant_created, tenant_evicted
 
@@ -27,6 +28,7 @@ __all__ = [
     "TenantCreationTimeout",
     "TenantError",
     "TenantFactoryError",
+    "TenantFilter",
     "TenantRecursionError",
     "TenantRegistry",
     "TenantUnavailable",

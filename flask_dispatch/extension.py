@@ -23,6 +23,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config
 from .config import DispatchConfigError, DispatchSettings
+from .logs import name_tenant_in_logs  # logging hook (merge)
 from .middleware import ERROR_KEY, DispatchMiddleware, fresh_copy
 from .paths import normalize_mount_prefix, rule_first_segments
 from .registry import Answer, EvictReason, Factory, TenantRegistry
@@ -403,6 +404,8 @@ def _invoker(app: Flask, state: DispatchState) -> t.Callable[[Factory, str], Ans
             )
         if isinstance(answer, Flask) and state.settings.scope_sessions:
             scope_session(answer, name, app)
+        if isinstance(answer, Flask):  # logging hook (merge)
+            name_tenant_in_logs(answer)
         return answer
 
     return invoke
