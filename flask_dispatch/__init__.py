@@ -14,6 +14,7 @@ from .errors import (
 )
 from .extension import Dispatch, DispatchState
 from .links import current_tenant
+from .logs import TenantFilter
 from .registry import RegistryStats, TenantRegistry
 from .signals import tenant_created, tenant_evicted
 
@@ -28,6 +29,7 @@ __all__ = [
     "TenantCreationTimeout",
     "TenantError",
     "TenantFactoryError",
+    "TenantFilter",
     "TenantRecursionError",
     "TenantRegistry",
     "TenantUnavailable",

@@ -25,6 +25,7 @@ from . import config, links
 from .cli import dispatch_cli
 from .config import DispatchConfigError, DispatchSettings
 from .domains import DomainAnswers, Resolver
+from .logs import name_tenant_in_logs
 from .middleware import ERROR_KEY, DispatchMiddleware, fresh_copy
 from .paths import normalize_mount_prefix, rule_first_segments
 from .registry import Answer, EvictReason, Factory, TenantRegistry
@@ -492,6 +493,8 @@ def _invoker(app: Flask, state: DispatchState) -> t.Callable[[Factory, str], Ans
             )
         if isinstance(answer, Flask) and state.settings.scope_sessions:
             scope_session(answer, name, app)
+        if isinstance(answer, Flask):
+            name_tenant_in_logs(answer)
         return answer
 
     return invoke
