@@ -55,7 +55,9 @@ DEFAULT_MAX_MISSES = 1000
 #: Well under the 30 s after which gunicorn kills a worker, and long enough
 #: for a factory that opens a database and runs a small migration.
 DEFAULT_CREATE_TIMEOUT = 10.0
-DEFAULT_MAX_WAITING = 16
+#: Below the threads of a gunicorn gthread worker, so that requests waiting for
+#: one slow tenant leave threads for the others.
+DEFAULT_MAX_WAITING = 4
 DEFAULT_MAX_CREATING = 8
 
 _DEFAULTS: dict[str, object] = {

@@ -5,16 +5,22 @@ built, keyed by ``(factory, name)``. It has no Flask import, and nothing
 outside this module touches its insides.
 
 - **Eviction policy: exact least-recently-used.** Held apps live in one
-  ``OrderedDict`` in order of use; every hit moves its app to the end under
-  the registry's lock, and a creation beyond ``max_instances`` evicts from
-  the front. Each step is O(1), whatever the number held.
-- **Single flight.** The first request for a name starts its factory on a
-  creation thread; later requests for the name wait for that result. Every
-  request waits at most ``create_timeout`` seconds, the one that started the
-  creation too, and at most ``max_waiting`` wait at once. A creation that
-  outlives the wait goes on, and its app is kept when it arrives. No lock is
-  held while a factory runs, and different names are built in parallel, at
-  most ``max_creating`` at a time; more wait in line.
+  ``OrderedDict`` in order of use; every hit moves its app to the end (an
+  atomic step, so hits take no lock), and a creation beyond
+  ``max_instances`` evicts from the front. Each step is O(1), whatever the
+  number held.
+- **Single flight, bounded waits.** The first request for a name starts its
+  factory on a creation thread; later requests for the name wait for that
+  result. At most ``max_waiting`` requests wait up to ``create_timeout``
+  seconds, the one that started the creation too; more wait at most
+  :data:`OVERFLOW_WAIT`, and once a creation has outlived the timeout, new
+  requests are answered at once. So a slow factory holds at most
+  ``max_waiting`` of the server's threads. The creation goes on, and its app
+  is kept when it arrives. No lock is held while a factory runs, and
+  different names are built in parallel, at most ``max_creating`` at a
+  time; more wait in line. A factory still running after four times the
+  timeout is given up and a new attempt starts; its thread is set aside,
+  at most ``max_creating`` of them.
 - **Bounded in time.** An app unused for ``idle_timeout`` seconds, or older
   than ``max_age``, is dropped; a factory's "no such tenant" is remembered for
   ``miss_ttl`` seconds, at most ``max_misses`` of them. Failures are not
@@ -37,6 +43,11 @@ if t.TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
 log = logging.getLogger("flask_dispatch")
+
+#: Seconds a request waits for a creation that ``max_waiting`` requests wait
+#: for already: long enough for a burst of requests to a tenant that is quick
+#: to build, short enough that a burst to a slow one frees its threads.
+OVERFLOW_WAIT = 0.5
 
 #: A tenant factory: takes the tenant's name, returns a WSGI app or ``None``.
 Factory = t.Callable[[str], t.Optional["WSGIApplication"]]
@@ -80,7 +91,7 @@ class _Held:
 class _Creation:
     """One factory call under way; requests wait on ``done``."""
 
-    __slots__ = ("answer", "done", "error", "stale", "started", "thread", "waiting")
+    __slots__ = ("answer", "done", "error", "set_aside", "stale", "started", "thread", "waiting")
 
     def __init__(self, started: float) -> None:
         self.started = started
@@ -91,12 +102,17 @@ class _Creation:
         self.thread: int | None = None
         # Evicted or given up while running: serve the waiters, keep nothing.
         self.stale = False
+        # Given up, and no longer counted against the creation threads.
+        self.set_aside = False
 
 
 class _CreationThreads:
     """Run factories on at most ``limit`` daemon threads, with at most
     ``16 * limit`` creations pending; the rest wait in line.
 
+    A creation given up on (its factory hangs) may be set aside: it stops
+    counting against the limit, so other tenants can still be created, and
+    at most ``limit`` are set aside at once, so threads stay bounded.
     Threads start on demand in the process that needs them: threads do not
     survive a fork, so a process that finds it was forked starts its own.
     Daemon threads, because a factory that never returns must not stop the
@@ -107,32 +123,50 @@ class _CreationThreads:
         self._lock = threading.Lock()
         self._pid = -1
 
-    def submit(self, job: t.Callable[[], None]) -> bool:
-        """Run ``job`` on a creation thread; ``False`` if too many are pending."""
+    def submit(self, creation: _Creation, run: t.Callable[[], None]) -> bool:
+        """Run ``run`` on a creation thread; ``False`` if too many are pending."""
         with self._lock:
             if self._pid != os.getpid():
                 self._pid = os.getpid()
-                self._jobs: queue.SimpleQueue[t.Callable[[], None]] = queue.SimpleQueue()
-                self._threads = self._pending = 0
+                self._jobs: queue.SimpleQueue[tuple[_Creation, t.Callable[[], None]]]
+                self._jobs = queue.SimpleQueue()
+                self._threads = self._pending = self._set_aside = 0
             if self._pending >= 16 * self.limit:
                 return False
             self._pending += 1
-            # While no more jobs are pending than there are threads, one is free.
-            if self._threads < min(self.limit, self._pending):
+            # While no more jobs are pending than there are threads not
+            # stuck in a set-aside job, one of them is free.
+            if self._threads - self._set_aside < min(self.limit, self._pending):
                 self._threads += 1
                 threading.Thread(target=self._serve, args=(self._jobs,), daemon=True).start()
-            self._jobs.put(job)
+            self._jobs.put((creation, run))
         return True
 
-    def _serve(self, jobs: queue.SimpleQueue[t.Callable[[], None]]) -> None:
+    def set_aside(self, creation: _Creation) -> bool:
+        """Stop counting ``creation`` against the limit; ``False`` if
+        ``limit`` creations are set aside already."""
+        with self._lock:
+            if creation.set_aside or self._set_aside >= self.limit:
+                return False
+            creation.set_aside = True
+            self._set_aside += 1
+            self._pending -= 1
+            return True
+
+    def _serve(self, jobs: queue.SimpleQueue[tuple[_Creation, t.Callable[[], None]]]) -> None:
         while True:
-            job = jobs.get()
+            creation, run = jobs.get()
             try:
-                job()
+                run()
             finally:
-                del job  # its creation holds an app that may be evicted meanwhile
                 with self._lock:
-                    self._pending -= 1
+                    if jobs is self._jobs:
+                        if creation.set_aside:
+                            self._set_aside -= 1
+                        else:
+                            self._pending -= 1
+                # Its creation holds an app that may be evicted meanwhile.
+                del creation, run
 
 
 def _call(factory: Factory, name: str) -> Answer:
@@ -185,7 +219,7 @@ class TenantRegistry:
         miss_ttl: float = 5.0,
         max_misses: int = 1000,
         create_timeout: float = 10.0,
-        max_waiting: int = 16,
+        max_waiting: int = 4,
         max_creating: int = 8,
         invoke: t.Callable[[Factory, str], Answer] = _call,
         is_miss: t.Callable[[Answer], bool] = _is_none,
@@ -277,48 +311,57 @@ class TenantRegistry:
                         self._hits += 1
                         return miss[1]
                     del self._misses[key]
-                creation, start = self._join(key, name, now)
+                creation, start, overflow = self._join(key, name, now)
         finally:
             self._notify(evicted)
         try:
-            if start and not self._threads.submit(lambda: self._create(key, name, creation)):
+            if start and not self._threads.submit(
+                creation, lambda: self._create(key, name, creation)
+            ):
                 self._abandon(key, creation)
                 raise TenantBusy(name, "too many creations are pending")
-            return self._wait(creation, name)
+            return self._wait(creation, name, overflow)
         finally:
             with self._lock:
                 creation.waiting -= 1
 
-    def _join(self, key: _Key, name: str, now: float) -> tuple[_Creation, bool]:
-        """The creation of ``key`` to wait for, and whether it is new; call
-        with the lock held."""
+    def _join(self, key: _Key, name: str, now: float) -> tuple[_Creation, bool, bool]:
+        """The creation of ``key`` to wait for, whether it is new, and whether
+        ``max_waiting`` requests wait for it already; call with the lock held."""
         creation = self._creations.get(key)
-        if creation is not None and creation.thread == threading.get_ident():
-            raise TenantRecursionError(name)
-        if creation is not None and now - creation.started > 4 * self.create_timeout:
-            log.error(
-                "The factory for tenant %r has run for %.0f s; giving up on it and"
-                " starting a new creation (its result will not be kept).",
-                name,
-                now - creation.started,
-            )
-            creation.stale = True
-            creation = None
+        if creation is not None:
+            if creation.thread == threading.get_ident():
+                raise TenantRecursionError(name)
+            age = now - creation.started
+            if age > 4 * self.create_timeout and self._threads.set_aside(creation):
+                log.error(
+                    "The factory for tenant %r has run for %.0f s; giving up on it and"
+                    " starting a new creation (its result will not be kept).",
+                    name,
+                    age,
+                )
+                creation.stale = True
+                creation = None
+            elif age > self.create_timeout:
+                # Waiting would only tie up a thread until the timeout again.
+                raise TenantBusy(name, f"its creation has run for {age:.0f} s")
         start = creation is None
         if creation is None:
             creation = self._creations[key] = _Creation(now)
-        elif creation.waiting >= self.max_waiting:
-            raise TenantBusy(name, f"{self.max_waiting} requests already wait for it")
+        overflow = creation.waiting >= self.max_waiting
         creation.waiting += 1
-        return creation, start
+        return creation, start, overflow
 
     def _abandon(self, key: _Key, creation: _Creation) -> None:
         with self._lock:
             if self._creations.get(key) is creation:
                 del self._creations[key]
 
-    def _wait(self, creation: _Creation, name: str) -> Answer:
-        if not creation.done.wait(self.create_timeout):
+    def _wait(self, creation: _Creation, name: str, overflow: bool) -> Answer:
+        if overflow:
+            if not creation.done.wait(min(OVERFLOW_WAIT, self.create_timeout)):
+                raise TenantBusy(name, f"{self.max_waiting} requests already wait for it")
+        elif not creation.done.wait(self.create_timeout):
             raise TenantCreationTimeout(name, self.create_timeout)
         if creation.error is not None:
             raise TenantFactoryError(name) from creation.error
@@ -326,6 +369,9 @@ class TenantRegistry:
 
     def _create(self, key: _Key, name: str, creation: _Creation) -> None:
         """Run the factory on a creation thread, then keep what it gave."""
+        if creation.stale and creation.set_aside:  # given up before it started
+            creation.done.set()
+            return
         creation.thread = threading.get_ident()
         answer: Answer = None
         try:

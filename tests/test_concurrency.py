@@ -151,7 +151,7 @@ def test_randomly_failing_factories() -> None:
 
 
 def test_failing_herd_shares_one_failure() -> None:
-    app = make_host_app()
+    app = make_host_app(DISPATCH_MAX_WAITING=16)
     dispatch = Dispatch(app)
     entered, release = threading.Event(), threading.Event()
     calls = []

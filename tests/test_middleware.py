@@ -14,7 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from flask_dispatch import Dispatch, TenantFactoryError, TenantRecursionError
 
-from .conftest import NamedApp, RecordingFactory, call, make_host_app
+from .conftest import NamedApp, RecordingFactory, call, make_host_app, wait_for
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
@@ -357,7 +357,8 @@ def test_creation_timeout_is_503_then_recovers(handler: bool, body: str | None) 
     finally:
         slow.release.set()
         first.join(10)
-    assert call(app, host="acme.example.com").status == 200
+    # Until the creation lands, requests get a 503 at once; then the app.
+    wait_for(lambda: call(app, host="acme.example.com").status == 200)
 
 
 def test_nested_request_for_own_tenant_is_an_error(app: Flask) -> None:
