@@ -11,6 +11,7 @@ Run it with ``flask --app example_project run`` or, under gunicorn,
 
 from __future__ import annotations
 
+from .directory import DirectoryError
 from .host import create_app
 
-__all__ = ["create_app"]
+__all__ = ["DirectoryError", "create_app"]

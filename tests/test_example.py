@@ -3,13 +3,18 @@ both addressing styles, CSRF, eviction."""
 
 from __future__ import annotations
 
+import os
 import re
+import sqlite3
 import typing as t
 
 import pytest
 
-from example_project import create_app
+from example_project import DirectoryError, create_app
+from example_project.directory import init_directory, list_tenants, remove_tenant
 from flask_dispatch import tenant_evicted
+
+from .conftest import run_workers
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -154,3 +159,71 @@ def test_eviction_closes_tenant_database(tmp_path: Path) -> None:
     ]
     assert all(store.closed and store.pooled == 0 for _, _, store in stores)
     assert "kept" in page  # recreated from its own database, nothing lost
+
+
+# -- The tenant directory -----------------------------------------------------------
+
+
+def _foreign_database(path: Path) -> None:
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE other (x)")
+    connection.commit()
+    connection.close()
+
+
+def _truncated_directory(path: Path) -> None:
+    init_directory(str(path), seed_demo=False)
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.executemany(
+            "INSERT INTO tenant (name, display_name, colour) VALUES (?, ?, ?)",
+            [(f"t{i}", "x" * 500, "#000000") for i in range(200)],
+        )
+    connection.close()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        pytest.param(lambda p: p.write_bytes(b""), "is empty", id="0 bytes"),
+        pytest.param(lambda p: p.write_bytes(b"junk" * 1024), "cannot be read", id="junk"),
+        pytest.param(_truncated_directory, "damaged|cannot be read", id="truncated"),
+        pytest.param(_foreign_database, "not a tenant directory", id="other database"),
+    ],
+)
+def test_a_broken_directory_stops_startup_naming_the_file(
+    tmp_path: Path, make: t.Callable[[Path], None], message: str
+) -> None:
+    path = tmp_path / "tenants.sqlite3"
+    make(path)
+    before = path.read_bytes()
+    with pytest.raises(DirectoryError, match=message) as caught:
+        create_app({"TENANT_DIRECTORY": str(path), "TENANT_DATA_DIR": str(tmp_path / "d")})
+    assert str(path) in str(caught.value)
+    assert path.read_bytes() == before, "left as it was, not re-seeded"
+
+
+def test_demo_tenants_are_seeded_into_a_new_directory_only(tmp_path: Path) -> None:
+    config = {
+        "TENANT_DIRECTORY": str(tmp_path / "t.sqlite3"),
+        "TENANT_DATA_DIR": str(tmp_path / "d"),
+        "SECRET_KEY": "x",
+    }
+    app = create_app(config)
+    with app.app_context():
+        assert [t.name for t in list_tenants()] == ["acme", "globex"]
+        remove_tenant("acme")
+        remove_tenant("globex")
+    with create_app(config).app_context():
+        assert list_tenants() == []
+
+
+def test_workers_starting_together_make_one_directory(tmp_path: Path) -> None:
+    path = str(tmp_path / "t.sqlite3")
+    errors = run_workers(8, lambda i: init_directory(path, seed_demo=True))
+    assert errors == []
+    assert sorted(os.listdir(tmp_path)) == ["t.sqlite3"]
+    with create_app({"TENANT_DIRECTORY": path, "SECRET_KEY": "x"}).app_context():
+        assert [t.name for t in list_tenants()] == ["acme", "globex"]
