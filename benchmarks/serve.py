@@ -1,12 +1,14 @@
 """WSGI targets for the end-to-end section, one per gunicorn: a host app
-with dispatch whose tenants are small Flask apps, and one such tenant app on
-its own."""
+with dispatch whose tenants are small Flask apps, the recipe's dispatcher
+over the same tenants, and one such tenant app on its own."""
 
 from __future__ import annotations
 
 from flask import Flask
 
 from flask_dispatch import Dispatch
+
+from .recipe import SubdomainDispatcher
 
 #: Tenants the load is spread over (``t0000.localhost`` ... ``t0999.localhost``).
 TENANTS = 1_000
@@ -31,6 +33,12 @@ def dispatched() -> Flask:
     host.config.update(DISPATCH_DOMAIN="localhost", DISPATCH_MAX_INSTANCES=TENANTS)
     Dispatch(host).subdomain(tenant_app)
     return host
+
+
+def recipe() -> SubdomainDispatcher:
+    """The same tenants behind the recipe's ``SubdomainDispatcher``: what
+    serving 1,000 distinct Flask apps costs any dispatcher."""
+    return SubdomainDispatcher("localhost", tenant_app)
 
 
 def direct() -> Flask:

@@ -162,9 +162,14 @@ def _wrk(port: int, seconds: int, seed: int) -> float:
 def run(seconds: int, rounds: int) -> tuple[str, dict[str, float]]:
     with (
         gunicorn("benchmarks.serve:dispatched()") as through,
+        gunicorn("benchmarks.serve:recipe()") as recipe,
         gunicorn("benchmarks.serve:direct()") as direct,
     ):
-        ports = {"through dispatch": through, "direct": direct}
+        ports = {
+            "through dispatch": through,
+            "recipe SubdomainDispatcher": recipe,
+            "direct": direct,
+        }
         for port in ports.values():
             _warm(port)
             _wrk(port, 2, 0)  # warm up under load
@@ -172,13 +177,22 @@ def run(seconds: int, rounds: int) -> tuple[str, dict[str, float]]:
         for i in range(rounds):
             for name in sorted(ports, reverse=i % 2 == 1):
                 rps[name].append(_wrk(ports[name], seconds, i + 1))
-    ratios = [mine / its for mine, its in zip(rps["through dispatch"], rps["direct"], strict=True)]
-    ratio = statistics.median(ratios)
     rows: list[tuple[str, str, str]] = [
         (name, f"{statistics.median(each):,.0f}", " ".join(f"{r:,.0f}" for r in each))
         for name, each in rps.items()
     ]
-    rows.append(("through dispatch ÷ direct", f"{ratio:.3f}", " ".join(f"{r:.3f}" for r in ratios)))
+    medians = {}
+    for mine, its in (
+        ("through dispatch", "direct"),
+        ("recipe SubdomainDispatcher", "direct"),
+        ("through dispatch", "recipe SubdomainDispatcher"),
+    ):
+        ratios = [a / b for a, b in zip(rps[mine], rps[its], strict=True)]
+        medians[(mine, its)] = statistics.median(ratios)
+        rows.append(
+            (f"{mine} ÷ {its}", f"{medians[(mine, its)]:.3f}", " ".join(f"{r:.3f}" for r in ratios))
+        )
+    ratio = medians[("through dispatch", "direct")]
     title = (
         f"gunicorn 1 gthread worker × 1 thread; wrk -t1 -c{CONNECTIONS}, "
         f"{rounds} rounds of {seconds} s"

@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config, links
+from .cli import dispatch_cli
 from .config import DispatchConfigError, DispatchSettings
 from .domains import DomainAnswers, Resolver
 from .middleware import ERROR_KEY, DispatchMiddleware, fresh_copy
@@ -65,6 +66,7 @@ class DispatchState:
         redis: t.Any = None,
     ) -> None:
         self.extension = extension
+        #: The app's checked ``DISPATCH_*`` settings.
         self.settings = settings
         self.config = app.config
         self.url_map = app.url_map
@@ -81,17 +83,8 @@ class DispatchState:
         self._housekeeper_pid = -1
         #: The :class:`~flask_dispatch.redis_bus.EvictionBus` that carries
         #: evictions to the other processes, or ``None`` without Redis.
-        self.bus: EvictionBus | None = None
-        redis = redis if redis is not None else settings.redis_url
-        if redis is not None:
-            from .redis_bus import EvictionBus  # redis is an optional dependency
-
-            self.bus = EvictionBus(
-                redis,
-                settings.redis_prefix,
-                self._evicted_elsewhere,
-                logger=logging.getLogger("flask_dispatch"),
-            )
+        self.bus = self._bus(redis if redis is not None else settings.redis_url)
+        #: The app's :class:`TenantRegistry`.
         self.registry = TenantRegistry(
             max_instances=settings.max_instances,
             idle_timeout=settings.idle_timeout,
@@ -106,6 +99,16 @@ class DispatchState:
             on_created=lambda name, tenant: _send_created(app, name, tenant),
             on_evicted=lambda name, tenant, reason: _send_evicted(app, name, tenant, reason),
             broadcast=_ignore if self.bus is None else self.bus.publish,
+        )
+
+    def _bus(self, redis: t.Any) -> EvictionBus | None:
+        if redis is None:
+            return None
+        from .redis_bus import EvictionBus  # redis is an optional dependency
+
+        logger = logging.getLogger("flask_dispatch")
+        return EvictionBus(
+            redis, self.settings.redis_prefix, self._evicted_elsewhere, logger=logger
         )
 
     def evict(self, name: str | None, *, everywhere: bool = True) -> int:
@@ -270,6 +273,7 @@ class Dispatch:
         state.middleware = _install(app, state)
         app.url_value_preprocessors.setdefault(None, []).insert(0, _route_dispatch_error)
         app.after_request(_keep_retry_after)
+        app.cli.add_command(dispatch_cli)
         self._apps.add(app)
 
     def subdomain(self, factory: F) -> F:

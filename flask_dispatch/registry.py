@@ -196,19 +196,13 @@ class TenantRegistry:
     ) -> None:
         if max_instances < 1:
             raise ValueError("max_instances must be at least 1.")
-        self.max_instances = max_instances
-        self.idle_timeout = idle_timeout
-        self.max_age = max_age
-        self.miss_ttl = miss_ttl
-        self.max_misses = max_misses
+        self.max_instances, self.max_waiting = max_instances, max_waiting
+        self.idle_timeout, self.max_age = idle_timeout, max_age
+        self.miss_ttl, self.max_misses = miss_ttl, max_misses
         self.create_timeout = create_timeout
-        self.max_waiting = max_waiting
-        self._invoke = invoke
-        self._is_miss = is_miss
-        self._on_created = on_created
-        self._on_evicted = on_evicted
+        self._invoke, self._is_miss, self._clock = invoke, is_miss, clock
+        self._on_created, self._on_evicted = on_created, on_evicted
         self._broadcast = broadcast
-        self._clock = clock
         self._lock = threading.Lock()
         self._held: OrderedDict[_Key, _Held] = OrderedDict()  # least recently used first
         self._misses: OrderedDict[_Key, tuple[float, Answer]] = OrderedDict()  # oldest first
@@ -264,7 +258,6 @@ class TenantRegistry:
         """A lookup that found no fresh app: expire, remembered miss, or
         start or join a creation, then wait for it."""
         evicted: _Evicted = []
-        start = False
         try:
             with self._lock:
                 now = self._clock()
@@ -284,24 +277,7 @@ class TenantRegistry:
                         self._hits += 1
                         return miss[1]
                     del self._misses[key]
-                creation = self._creations.get(key)
-                if creation is not None and creation.thread == threading.get_ident():
-                    raise TenantRecursionError(name)
-                if creation is not None and now - creation.started > 4 * self.create_timeout:
-                    log.error(
-                        "The factory for tenant %r has run for %.0f s; giving up on it and"
-                        " starting a new creation (its result will not be kept).",
-                        name,
-                        now - creation.started,
-                    )
-                    creation.stale = True
-                    creation = None
-                if creation is None:
-                    creation = self._creations[key] = _Creation(now)
-                    start = True
-                elif creation.waiting >= self.max_waiting:
-                    raise TenantBusy(name, f"{self.max_waiting} requests already wait for it")
-                creation.waiting += 1
+                creation, start = self._join(key, name, now)
         finally:
             self._notify(evicted)
         try:
@@ -312,6 +288,29 @@ class TenantRegistry:
         finally:
             with self._lock:
                 creation.waiting -= 1
+
+    def _join(self, key: _Key, name: str, now: float) -> tuple[_Creation, bool]:
+        """The creation of ``key`` to wait for, and whether it is new; call
+        with the lock held."""
+        creation = self._creations.get(key)
+        if creation is not None and creation.thread == threading.get_ident():
+            raise TenantRecursionError(name)
+        if creation is not None and now - creation.started > 4 * self.create_timeout:
+            log.error(
+                "The factory for tenant %r has run for %.0f s; giving up on it and"
+                " starting a new creation (its result will not be kept).",
+                name,
+                now - creation.started,
+            )
+            creation.stale = True
+            creation = None
+        start = creation is None
+        if creation is None:
+            creation = self._creations[key] = _Creation(now)
+        elif creation.waiting >= self.max_waiting:
+            raise TenantBusy(name, f"{self.max_waiting} requests already wait for it")
+        creation.waiting += 1
+        return creation, start
 
     def _abandon(self, key: _Key, creation: _Creation) -> None:
         with self._lock:

@@ -8,10 +8,11 @@ the middleware serves what it decides.
 
 from __future__ import annotations
 
+import contextlib
 import enum
-import functools
 import re
 import typing as t
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from .hosts import canonical_host
@@ -83,12 +84,14 @@ class Rules:
 #: A first path segment under which mounts must be searched by the whole path.
 _SEARCH_MOUNTS = Target(Kind.MOUNT)
 _HOST_SIDE = Target(Kind.HOST_APP)
+#: Not in a memo (``None`` is a remembered answer there).
+_UNKNOWN = Target(Kind.NO_TENANT)
+V = t.TypeVar("V")
 
 
 class _NotRemembered(Exception):
-    """Carries a target out of a memoised function without it being
-    remembered: ``lru_cache`` keeps results, never exceptions, so bad input
-    costs no memory."""
+    """Carries a decision that is not to be remembered: bad input costs no
+    memory."""
 
     def __init__(self, target: Target) -> None:
         self.target = target
@@ -98,10 +101,11 @@ class Router:
     """Decide where requests go under one set of :class:`Rules`.
 
     Hosts and first path segments repeat from request to request, so each is
-    decided once and remembered in a least-recently-used memo of
-    ``memo_size`` entries: with more distinct values than that, the oldest
-    are decided again, one at a time. Malformed hosts and names the pattern
-    rejects are never remembered.
+    decided once and remembered, up to ``memo_size`` of each; past that the
+    one decided longest ago is forgotten, one at a time. A memo hit writes
+    nothing, so hits from many threads over many tenants share the memo
+    without contention. Malformed hosts and names the pattern rejects are
+    never remembered.
 
     :param rules: what routing depends on.
     :param memo_size: most hosts, and most path segments, remembered.
@@ -109,8 +113,9 @@ class Router:
 
     def __init__(self, rules: Rules, memo_size: int = 1024) -> None:
         self.rules = rules
-        self._host = functools.lru_cache(maxsize=memo_size)(self._decide_host)
-        self._segment = functools.lru_cache(maxsize=memo_size)(self._decide_segment)
+        self._memo_size = memo_size
+        self._hosts: OrderedDict[str, Target] = OrderedDict()
+        self._segments: OrderedDict[str, Target | None] = OrderedDict()
         self._mount_targets = {m: Target(Kind.MOUNT, m, m, app) for m, app in rules.mounts.items()}
 
     def route(self, raw_host: str, path: str) -> Target:
@@ -119,10 +124,12 @@ class Router:
         :param raw_host: the ``Host`` header as the server passed it.
         :param path: the WSGI ``PATH_INFO``.
         """
-        try:
-            target = self._host(raw_host)
-        except _NotRemembered as e:
-            return e.target
+        target = self._hosts.get(raw_host)
+        if target is None:
+            try:
+                target = self._remember(self._hosts, raw_host, self._decide_host)
+            except _NotRemembered as e:
+                return e.target
         if target.kind is not Kind.HOST_APP:
             return target
         return self.route_path(path, target)
@@ -137,10 +144,13 @@ class Router:
         if not path.startswith("/"):
             return target
         end = path.find("/", 1)
-        try:
-            found = self._segment(path[1:end] if end > 0 else path[1:])
-        except _NotRemembered:
-            return target
+        segment = path[1:end] if end > 0 else path[1:]
+        found = self._segments.get(segment, _UNKNOWN)
+        if found is _UNKNOWN:
+            try:
+                found = self._remember(self._segments, segment, self._decide_segment)
+            except _NotRemembered:
+                return target
         if found is _SEARCH_MOUNTS:
             mount = find_mount(path, self.rules.mounts)
             return target if mount is None else self._mount_targets[mount]
@@ -149,6 +159,14 @@ class Router:
     def tenant_target(self, name: str) -> Target:
         """The target of subdomain tenant ``name``, reached by a custom domain."""
         return Target(Kind.SUBDOMAIN, name, handler=self.rules.subdomain_factory)
+
+    def _remember(self, memo: OrderedDict[str, V], key: str, decide: t.Callable[[str], V]) -> V:
+        """Decide ``key`` and remember it, forgetting the oldest past the size."""
+        value = memo[key] = decide(key)
+        if len(memo) > self._memo_size:
+            with contextlib.suppress(KeyError):  # another thread got there first
+                memo.popitem(last=False)
+        return value
 
     def is_tenant_name(self, name: str) -> bool:
         """Whether ``name`` may name a tenant: it matches the pattern, is not

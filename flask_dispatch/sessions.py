@@ -58,22 +58,9 @@ class TenantSessionInterface(SecureCookieSessionInterface):
 
 def scope_session(tenant_app: Flask, name: str, host_app: Flask) -> None:
     """Scope the session of ``tenant_app`` to tenant ``name``, unless the
-    tenant has a session interface of its own. Dispatch calls it for each
-    Flask app a factory returns, unless :data:`DISPATCH_SCOPE_SESSIONS` is
-    false.
-
-    A tenant that keeps Flask's own session interface gets a
-    :class:`TenantSessionInterface`. Its cookie settings that are Flask's
-    defaults or the same as the host app's become the tenant's own:
-
-    - ``SESSION_COOKIE_NAME`` gets ``_<name>`` appended (``session_acme``),
-      with characters a cookie name may not hold percent-encoded;
-    - ``SESSION_COOKIE_PATH`` becomes ``None``: the request's script root;
-    - ``SESSION_COOKIE_DOMAIN`` becomes ``None``: the cookie is sent to the
-      tenant's own host only.
-
-    A setting the tenant gave another value is kept; the signature is bound
-    to the tenant in every case.
+    tenant has a session interface of its own (see :doc:`/sessions` for the
+    rules). Dispatch calls it for each Flask app a factory returns, unless
+    :data:`DISPATCH_SCOPE_SESSIONS` is false.
 
     :param tenant_app: the app a factory returned.
     :param name: the tenant's name.

@@ -1,0 +1,500 @@
+"""The ``flask dispatch`` commands: where a URL goes, a tenant's routes, a
+tenant's own commands, and evictions that reach every process.
+
+:data:`dispatch_cli` is added to the host app's ``flask`` command by
+:meth:`.Dispatch.init_app`. Its commands run in the host app's context and
+use dispatch's public surface only: the router decides, the registry builds,
+the eviction bus broadcasts. :doc:`/cli` shows them at work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import traceback
+import types
+import typing as t
+from urllib.parse import unquote_to_bytes
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup, FlaskGroup, routes_command
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import RequestRedirect
+from werkzeug.sansio.utils import host_is_trusted
+from werkzeug.test import create_environ
+
+from .errors import TenantError, TenantFactoryError
+from .paths import split_first_segment
+from .routing import Kind
+
+if t.TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
+
+    from .extension import DispatchState
+    from .registry import Factory
+    from .routing import Router, Target
+
+#: The ``flask dispatch`` command group.
+dispatch_cli = AppGroup(
+    "dispatch", help="See where URLs go, and inspect, run and evict tenant apps."
+)
+
+_Details = list[tuple[str, str]]
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+_PORT = re.compile(r"[0-9]{0,5}")
+
+_by_option = click.option(
+    "--by",
+    type=click.Choice(["subdomain", "path"]),
+    help="The factory that builds the tenant. Default: the subdomain factory if"
+    " one is registered, else the path factory.",
+)
+
+
+def _state() -> DispatchState:
+    state = current_app.extensions.get("dispatch")
+    if state is None:
+        raise click.ClickException(
+            f"flask_dispatch is not registered on the app {current_app.name!r}."
+            " Did you forget to call 'init_app'?"
+        )
+    return t.cast("DispatchState", state)
+
+
+# -- flask dispatch check -------------------------------------------------------------
+
+
+@dispatch_cli.command("check")
+@click.argument("url")
+@click.option("--build", is_flag=True, help="Call the tenant's factory and say what it gave.")
+@click.option(
+    "--method", "-X", default="GET", show_default=True, help="The method, to match routes."
+)
+def check_command(url: str, build: bool, method: str) -> None:
+    """Say where URL goes and why. No factory is called unless --build is
+    given. Exits with 1 for a host the site rejects (400), and with --build
+    when the tenant could not be built.
+    """
+    state = _state()
+    scheme, raw_host, path, query, idna = _split_url(url)
+    environ = create_environ("/", f"{scheme}://localhost/", method=method.upper())
+    environ.update(HTTP_HOST=raw_host, SCRIPT_NAME="", PATH_INFO=path, QUERY_STRING=query)
+    router = state.current_router()
+    target = router.route(raw_host, path)
+    details: _Details = [("Host", f"{raw_host!r} (IDNA)")] if idna else []
+    status = 0
+    error: BaseException | None = None
+    trusted = current_app.config.get("TRUSTED_HOSTS")
+    kind = target.kind
+    if trusted is not None and not host_is_trusted(raw_host, trusted):
+        summary, status = "bad host: 400 Bad Request", 1
+        details.append(("why", f"{raw_host!r} is not in TRUSTED_HOSTS"))
+    elif kind is Kind.BAD_HOST:
+        summary, status = "bad host: 400 Bad Request", 1
+        details.append(("why", why_malformed(raw_host)))
+    elif kind is Kind.NO_TENANT:
+        summary = "no tenant: 404 Not Found"
+        details.append(("why", target.reason))
+    elif kind is Kind.HOST_APP:
+        summary = "host app"
+        details.append(("why", target.reason))
+        segment = split_first_segment(path)[0]
+        if segment and router.rules.path_factory is not None:
+            problem = _name_problem(router, segment, Kind.PATH)
+            details += [("not a path tenant", problem)] if problem else []
+        details.append(_match(current_app, environ))
+    else:
+        summary = f"{kind.value} {target.name!r}"
+        status, error = _explain_served(state, target, environ, build, details)
+    click.echo(summary)
+    width = max((len(label) for label, _ in details), default=0)
+    for label, value in details:
+        click.echo(f"  {label + ':':<{width + 1}} {value}")
+    _echo_traceback(error)
+    click.get_current_context().exit(status)
+
+
+def _explain_served(
+    state: DispatchState, target: Target, environ: WSGIEnvironment, build: bool, details: _Details
+) -> tuple[int, BaseException | None]:
+    """Add what a tenant or a mount sees to ``details``, building the tenant
+    if asked; the exit status, and the exception if its factory raised."""
+    kind = target.kind
+    child = _child_environ(environ, target.script)
+    if kind is Kind.MOUNT:
+        details.append(("app", _name_app(target.handler)))
+    details.append(("SCRIPT_NAME", repr(_text(child["SCRIPT_NAME"]))))
+    details.append(("PATH_INFO", repr(_text(child["PATH_INFO"]))))
+    app, status, error = target.handler if kind is Kind.MOUNT else None, 0, None
+    if kind is not Kind.MOUNT and not build:
+        details.append(("factory", "not called (--build calls it)"))
+    elif kind is not Kind.MOUNT:
+        app, why, error = _build(state, target.name, target.handler)
+        if app is None:
+            status = 1
+            details.append(("not built", why))
+            if kind is Kind.PATH and why == _NONE:
+                details.append(("then", "the host app handles the URL unchanged"))
+                details.append(_match(current_app, environ, "host app endpoint"))
+        else:
+            details.append(("built", _name_app(app)))
+    if isinstance(app, Flask):
+        details.append(_match(app, child))
+    return status, error
+
+
+def _split_url(url: str) -> tuple[str, str, str, str, bool]:
+    """``(scheme, raw host, PATH_INFO, query, whether IDNA encoded the host)``
+    of an ``http`` URL (the scheme may be left out), the host spelt as a
+    browser would send it and the path decoded as a WSGI server would."""
+    match = _URL.match(url)
+    scheme, rest = (match[1].lower(), url[match.end() :]) if match else ("http", url)
+    if scheme not in ("http", "https"):
+        raise click.BadParameter(f"{url!r} is not an http:// or https:// URL.", param_hint="URL")
+    end = min((i for i in map(rest.find, "/?#") if i != -1), default=len(rest))
+    netloc, rest = rest[:end], rest[end:].partition("#")[0]
+    path, _, query = rest.partition("?")
+    host = netloc.rpartition("@")[2]  # without any user:password@
+    if not host:
+        raise click.BadParameter(f"{url!r} has no host.", param_hint="URL")
+    idna = False
+    # As a browser sends it; one that IDNA cannot encode is rejected as malformed.
+    with contextlib.suppress(UnicodeError):
+        if not host.isascii():
+            host, idna = host.encode("idna").decode("ascii"), True
+    return scheme, host, unquote_to_bytes(path or "/").decode("latin-1"), query, idna
+
+
+def _child_environ(environ: WSGIEnvironment, script: str) -> WSGIEnvironment:
+    """The environ a tenant or mount sees: ``script`` moved to SCRIPT_NAME."""
+    child = dict(environ)
+    child["SCRIPT_NAME"] = script
+    child["PATH_INFO"] = environ["PATH_INFO"][len(script) :]
+    return child
+
+
+def _name_app(app: object) -> str:
+    """A function by its import path (its repr shows an address), else its repr."""
+    if isinstance(app, types.FunctionType):
+        return f"{app.__module__}.{app.__qualname__}"
+    return repr(app)
+
+
+def _text(wsgi: str) -> str:
+    """A WSGI string (bytes as latin-1) as the app reads it (UTF-8)."""
+    return wsgi.encode("latin-1").decode("utf-8", "replace")
+
+
+def _match(app: Flask, environ: WSGIEnvironment, label: str = "endpoint") -> tuple[str, str]:
+    """Which endpoint of ``app`` a request reaches, by Flask's own adapter."""
+    try:
+        adapter = app.create_url_adapter(app.request_class(environ))
+        assert adapter is not None  # always one for a request
+        rule, _ = adapter.match(return_rule=True)
+    except RequestRedirect as e:
+        return label, f"none: {e.code} redirect to {e.new_url}"
+    except MethodNotAllowed as e:
+        allowed = ", ".join(sorted(e.valid_methods or ()))
+        return label, f"none: 405 Method Not Allowed (allowed: {allowed})"
+    except HTTPException as e:
+        return label, f"none: {e.code} {e.name}"
+    return label, f"{rule.endpoint!r} (rule {rule.rule!r})"
+
+
+def why_malformed(raw: str) -> str:
+    """Why :func:`~flask_dispatch.hosts.canonical_host` rejects ``raw``, in
+    words. Only explains: the decision is ``canonical_host``'s.
+
+    :param raw: a ``Host`` header value that ``canonical_host`` rejects.
+    """
+    if not raw:
+        return "the Host header is empty"
+    if len(raw) > 260:
+        return f"it is {len(raw)} characters long; a host name and port fit in 260"
+    if raw.startswith("["):
+        end = raw.find("]")
+        if end == -1:
+            return "an IPv6 literal without its closing ']'"
+        port = raw[end + 1 :]
+        if port and not (port.startswith(":") and _is_port(port[1:])):
+            return f"{port!r} after the IPv6 literal is not ':' and a port"
+        if "%" in raw[:end]:
+            return "a zone ID ('%...') is not allowed in a Host header"
+        return f"{raw[1:end]!r} is not an IPv6 address"
+    name, colon, port = raw.rpartition(":")
+    if not colon:
+        name = raw
+    elif not _is_port(port):
+        return f"{port!r} is not a port number"
+    if not name:
+        return "the host name before the port is empty"
+    bad = [c for c in name if not (c.isascii() and (c.isalnum() or c in "-."))]
+    if bad:
+        return f"{bad[0]!r} is not allowed in a host name (ASCII letters, digits, '-' and '.' are)"
+    labels = (name[:-1] if name.endswith(".") else name).split(".")
+    if "" in labels:
+        return "it has an empty label ('..', or a '.' at the start)"
+    for label in labels:
+        if len(label) > 63:
+            return f"the label {label[:12] + '...'!r} is longer than 63 characters"
+    if len(name.rstrip(".")) > 253:
+        return "the host name is longer than 253 characters"
+    return "malformed Host header"
+
+
+def _is_port(text: str) -> bool:
+    return _PORT.fullmatch(text) is not None and (not text or int(text) <= 65535)
+
+
+# -- building a tenant ----------------------------------------------------------------
+
+_NONE = "no such tenant: the factory returned None"
+
+
+def _build(
+    state: DispatchState, name: str, factory: Factory
+) -> tuple[WSGIApplication | None, str, BaseException | None]:
+    """Build tenant ``name`` through the registry: ``(app, "", None)``, or
+    ``(None, why not, the factory's exception if it raised)``."""
+    try:
+        answer = state.registry.get(name, factory)
+    except TenantFactoryError as e:
+        cause = e.__cause__
+        return None, f"the factory raised {_describe(cause)}", cause
+    except TenantError as e:  # timed out, busy, or asked for itself
+        return None, str(e), None
+    if answer is None:
+        return None, _NONE, None
+    if isinstance(answer, HTTPException):
+        return None, f"no such tenant: the factory answered {answer.code} {answer.name}", None
+    return t.cast("WSGIApplication", answer), "", None
+
+
+def _describe(error: BaseException | None) -> str:
+    if error is None:
+        return "an exception"
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def _echo_traceback(error: BaseException | None) -> None:
+    if error is not None:
+        click.echo("".join(traceback.format_exception(error)), err=True, nl=False)
+
+
+def _factory(state: DispatchState, by: str | None) -> tuple[Kind, Factory]:
+    """The kind of tenant and the factory ``--by`` picks."""
+    extension = state.extension
+    subdomain, path = extension.subdomain_factory, extension.path_factory
+    if by != "path" and subdomain is not None:
+        return Kind.SUBDOMAIN, subdomain
+    if by != "subdomain" and path is not None:
+        return Kind.PATH, path
+    if by is None:
+        raise click.ClickException(
+            "No tenant factory is registered (@dispatch.subdomain or @dispatch.path)."
+        )
+    raise click.ClickException(f"No {by} factory is registered (@dispatch.{by}).")
+
+
+def _name_problem(router: Router, name: str, kind: Kind) -> str | None:
+    """Why requests never reach tenant ``name`` of this ``kind``, or
+    ``None`` if they do: the router decides; this puts it in words."""
+    rules = router.rules
+    if rules.name_pattern.fullmatch(name) is None:
+        return "it does not match the tenant name pattern (DISPATCH_NAME_PATTERN)"
+    if name in rules.reserved:
+        return "it is reserved (DISPATCH_RESERVED)"
+    if kind is Kind.SUBDOMAIN:
+        target = router.route(f"{name}.{rules.domains[0]}", "/")
+    else:
+        target = router.route(rules.domains[0] if rules.domains else "localhost", f"/{name}/")
+    if target.kind is kind and target.name == name:
+        return None
+    if kind is Kind.PATH:
+        if name in rules.own_segments:
+            return "it is the first segment of one of the host app's URL rules"
+        if name in rules.own_subdomains:
+            return "it is the subdomain of one of the host app's URL rules"
+        if any(m == f"/{name}" or m.startswith(f"/{name}/") for m in rules.mounts):
+            return f"mounts take the URLs under '/{name}'"
+    return target.reason or f"its requests go to the {target.kind.value}"
+
+
+def _tenant(state: DispatchState, name: str, by: str | None, needs: str) -> Flask:
+    """Build Flask tenant ``name``, or fail with a message (exit status 1)."""
+    kind, factory = _factory(state, by)
+    problem = _name_problem(state.current_router(), name, kind)
+    if problem is not None:
+        raise click.ClickException(f"{name!r} cannot be a {kind.value}: {problem}.")
+    app, why, error = _build(state, name, factory)
+    if app is None:
+        _echo_traceback(error)
+        raise click.ClickException(f"Tenant {name!r}: {why}.")
+    if not isinstance(app, Flask):
+        raise click.ClickException(
+            f"Tenant {name!r} is {_name_app(app)}, not a Flask app: it has no {needs}."
+        )
+    return app
+
+
+# -- flask dispatch routes ------------------------------------------------------------
+
+
+@dispatch_cli.command("routes", params=list(routes_command.params))
+@click.argument("name")
+@_by_option
+def tenant_routes_command(name: str, by: str | None, **options: t.Any) -> None:
+    """Build tenant NAME and show its routes, as 'flask routes' does."""
+    tenant = _tenant(_state(), name, by, "routes")
+    with tenant.app_context():
+        click.get_current_context().invoke(routes_command, **options)
+
+
+# -- flask dispatch run ---------------------------------------------------------------
+
+
+@dispatch_cli.command("run")
+@click.option(
+    "--all",
+    "all_tenants",
+    is_flag=True,
+    help="Run the command for every tenant that @dispatch.tenant_names names.",
+)
+@_by_option
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[NAME] [--] COMMAND [ARGS]...")
+def run_tenant_command(all_tenants: bool, by: str | None, args: tuple[str, ...]) -> None:
+    """Run one of tenant NAME's own 'flask' commands (from its app.cli, or
+    Flask's and plugins' commands) in its app context. Put '--' before the
+    command when it has options: 'flask dispatch run acme -- db upgrade'.
+
+    The exit status is the command's. With --all it runs for every tenant in
+    turn, goes on after a failure, and exits with 1 if any failed.
+    """
+    ctx = click.get_current_context()
+    state = _state()
+    if not all_tenants and not args:
+        raise click.UsageError("Name a tenant, or give --all.")
+    command = list(args if all_tenants else args[1:])
+    if not command:
+        raise click.UsageError("Give the command to run, e.g. '-- routes'.")
+    if not all_tenants:
+        tenant = _tenant(state, args[0], by, "commands")
+        ctx.exit(_run(tenant, f"{ctx.command_path} {args[0]} --", command))
+    names = _tenant_names(state)
+    if not names:
+        click.echo("No tenants: @dispatch.tenant_names named none.")
+        return
+    failed = []
+    for name in names:
+        click.echo(f"== {name} ==")
+        try:
+            tenant = _tenant(state, name, by, "commands")
+        except click.ClickException as e:
+            e.show()
+            failed.append(f"{name} (not run)")
+            continue
+        status = _run(tenant, f"{ctx.command_path} {name} --", command)
+        if status:
+            failed.append(f"{name} (exit status {status})")
+    if failed:
+        raise click.ClickException(
+            f"The command failed for {len(failed)} of {len(names)} tenants: {', '.join(failed)}."
+        )
+
+
+def _tenant_names(state: DispatchState) -> list[str]:
+    function = state.extension.tenant_names_function
+    if function is None:
+        raise click.ClickException(
+            "--all needs a function that names every tenant: register one with"
+            " @dispatch.tenant_names."
+        )
+    try:
+        names = list(dict.fromkeys(function()))
+    except Exception as e:
+        _echo_traceback(e)
+        raise click.ClickException(
+            f"The @dispatch.tenant_names function raised {_describe(e)}."
+        ) from None
+    for name in names:
+        if not isinstance(name, str):
+            raise click.ClickException(
+                f"The @dispatch.tenant_names function named {name!r}, which is not a string."
+            )
+    return names
+
+
+def _run(tenant: Flask, prog_name: str, args: list[str]) -> int:
+    """Run ``flask ARGS`` for ``tenant`` alone, in its app context, and
+    return the exit status. An abort (Ctrl-C, or a prompt aborted) is left to
+    the host's command, so that it stops ``--all`` too."""
+    group = FlaskGroup(
+        create_app=lambda: tenant,
+        add_version_option=False,
+        load_dotenv=False,  # the host's command loaded them already
+        set_debug_flag=False,  # leave the built app as its factory made it
+    )
+    group.params = []  # --app, --env-file and --debug are the host's
+    # Pushed here, the tenant's context is the one commands find.
+    with tenant.app_context():
+        try:
+            with group.make_context(prog_name, args) as ctx:
+                group.invoke(ctx)
+        except click.exceptions.Exit as e:
+            return e.exit_code
+        except (click.Abort, EOFError):
+            raise
+        except click.ClickException as e:
+            e.show()
+            return e.exit_code
+        except SystemExit as e:
+            if e.code is None or isinstance(e.code, int):
+                return e.code or 0
+            click.echo(e.code, err=True)
+            return 1
+        except Exception:
+            click.echo(traceback.format_exc(), err=True, nl=False)
+            return 1
+    return 0
+
+
+# -- flask dispatch evict -------------------------------------------------------------
+
+
+@dispatch_cli.command("evict")
+@click.argument("name", required=False)
+@click.option("--all", "all_tenants", is_flag=True, help="Evict every tenant.")
+def evict_command(name: str | None, all_tenants: bool) -> None:
+    """Make every process that serves the site drop tenant NAME (or, with
+    --all, every tenant), so that its next request builds it afresh. Needs
+    Redis (DISPATCH_REDIS_URL): without it, or with Redis unreachable, it
+    exits with 1.
+    """
+    if all_tenants == (name is not None):
+        raise click.UsageError("Give a tenant name or --all.")
+    state = _state()
+    bus = state.bus
+    what = "every tenant" if name is None else f"tenant {name!r}"
+    if bus is None:
+        raise click.ClickException(
+            "Redis is not configured (DISPATCH_REDIS_URL), so this command reaches only"
+            " its own process, which holds no tenants: nothing was evicted. Call"
+            " dispatch.evict(name) in the processes that serve, or restart them."
+        )
+    try:
+        if name is None:
+            state.registry.clear()
+        else:
+            state.extension.evict(name)
+    finally:
+        bus.close()  # sends what is pending, if Redis is reachable
+    if bus.pending:
+        raise click.ClickException(
+            f"Redis is unreachable: the eviction of {what} was not sent, and no other"
+            " process was told."
+        )
+    click.echo(
+        f"Evicted {what} in every process that shares this Redis"
+        f" (prefix {state.settings.redis_prefix!r})."
+    )
