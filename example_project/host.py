@@ -1,35 +1,70 @@
-"""The host app: landing page, signup, the site's own error pages, and the
-tenant factory that flask_dispatch calls."""
+"""The host app: landing page, signup, deleting a space, the site's own error
+pages, and the tenant factory that flask_dispatch calls.
+
+Every change to a tenant ends with ``dispatch.evict(name)``: after a signup
+(forget a remembered "no such tenant"), a settings change (in the tenant app)
+or a deletion (drop the running app). With ``DISPATCH_REDIS_URL`` set, the
+eviction reaches every worker process and host sharing that Redis.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
+import sqlite3
 import typing as t
 
-from flask import Flask, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
-from flask_dispatch import Dispatch, tenant_evicted
-from flask_dispatch.paths import rule_first_segments
+from flask_dispatch import TenantError, tenant_evicted
 
 from .csrf import protect
-from .directory import DuplicateTenant, add_tenant, get_tenant, init_directory, list_tenants
-from .tenant import create_tenant_app
+from .directory import (
+    DuplicateTenant,
+    add_tenant,
+    get_tenant,
+    init_directory,
+    list_tenants,
+    remove_tenant,
+)
+from .extensions import dispatch
+from .store import remove_files
+from .tenant import create_tenant_app, data_file
 
 if t.TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
 
-dispatch = Dispatch()
+    from .directory import Tenant
+
+__all__ = ["create_app", "dispatch"]
 
 COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+#: Most spaces one browser's session remembers creating.
+MAX_OWNED = 20
 
 
 def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
     """Create the host app.
 
     Config comes from defaults, then ``FLASK_*`` environment variables
-    (e.g. ``FLASK_DISPATCH_MAX_INSTANCES=1``), then ``test_config``.
+    (e.g. ``FLASK_DISPATCH_MAX_INSTANCES=1``,
+    ``FLASK_DISPATCH_REDIS_URL=redis://localhost:6379/0``), then
+    ``test_config``.
+
+    :raises DirectoryError: the tenant directory is empty or damaged.
     """
     app = Flask(__name__, instance_relative_config=True)
     os.makedirs(app.instance_path, exist_ok=True)
@@ -50,7 +85,7 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
     protect(app)
     dispatch.init_app(app)
     tenant_evicted.connect(close_tenant, app)
-    app.register_blueprint(_views(app))
+    app.register_blueprint(views)
     return app
 
 
@@ -75,11 +110,18 @@ def tenant_app(name: str) -> Flask | None:
     tenant = get_tenant(name)
     if tenant is None:
         return None
+    config = current_app.config
     return create_tenant_app(
         tenant,
-        data_dir=current_app.config["TENANT_DATA_DIR"],
-        secret_key=current_app.config["SECRET_KEY"],
+        data_dir=config["TENANT_DATA_DIR"],
+        secret_key=config["SECRET_KEY"],
+        directory=config["TENANT_DIRECTORY"],
     )
+
+
+@dispatch.tenant_names
+def tenant_names() -> list[str]:
+    return [tenant.name for tenant in list_tenants()]
 
 
 def close_tenant(sender: Flask, name: str, tenant_app: Flask, reason: str) -> None:
@@ -90,58 +132,100 @@ def close_tenant(sender: Flask, name: str, tenant_app: Flask, reason: str) -> No
     sender.logger.info("Tenant %r evicted (%s); its database is closed.", name, reason)
 
 
-def _views(app: Flask) -> t.Any:
-    from flask import Blueprint
+views = Blueprint("site", __name__)
 
-    views = Blueprint("site", __name__)
 
-    @views.get("/")
-    def landing() -> str:
-        return render_template(
-            "landing.html", tenants=list_tenants(), subdomain_base=_subdomain_base()
-        )
+@views.get("/")
+def landing() -> str:
+    tenants = list_tenants()
+    owned = set(session.get("owned", ()))
+    return render_template(
+        "landing.html",
+        tenants=[(tenant, _links(tenant.name)) for tenant in tenants],
+        owned=[(tenant, _settings_url(tenant.name)) for tenant in tenants if tenant.name in owned],
+    )
 
-    @views.route("/signup", methods=["GET", "POST"])
-    def signup() -> ResponseReturnValue:
-        form = {"name": "", "display_name": "", "colour": "#0f766e"}
-        if request.method == "POST":
-            form = {key: request.form.get(key, "").strip() for key in form}
-            form["name"] = form["name"].lower()
-            error = _signup_error(form)
-            if error is None:
-                try:
-                    add_tenant(form["name"], form["display_name"], form["colour"])
-                except DuplicateTenant:
-                    error = f"The name “{form['name']}” is taken. Choose another."
-            if error is None:
-                # Forget any "no such tenant" remembered for this name.
-                dispatch.evict(form["name"])
-                flash(f"Welcome, {form['display_name']}! Your space is ready.", "ok")
-                return redirect(url_for("site.landing"))
-            flash(error, "error")
-            return render_template("signup.html", form=form), 400
+
+def _links(name: str) -> dict[str, str]:
+    """The tenant's addresses, by subdomain and by path, on the host and
+    port this page was asked for."""
+    try:
+        return {by: dispatch.tenant_url(name, by=by) for by in ("subdomain", "path")}
+    except ValueError:  # a name the site took for itself since the signup
+        return {}
+
+
+def _settings_url(name: str) -> str | None:
+    """The tenant's settings page, built through its own URL map (which
+    builds the tenant in this process, if need be), or ``None`` if it cannot
+    be built now."""
+    try:
+        return dispatch.url_for(name, "notes.settings")
+    except (LookupError, ValueError, TenantError):
+        return None
+
+
+@views.route("/signup", methods=["GET", "POST"])
+def signup() -> ResponseReturnValue:
+    form = {"name": "", "display_name": "", "colour": "#0f766e"}
+    if request.method == "GET":
         return render_template("signup.html", form=form)
+    form = {key: request.form.get(key, "").strip() for key in form}
+    form["name"] = form["name"].lower()
+    error = _signup_error(form)
+    status = 400
+    if error is None:
+        try:
+            add_tenant(form["name"], form["display_name"], form["colour"])
+        except DuplicateTenant:
+            error = f"The name “{form['name']}” is taken. Choose another."
+        except sqlite3.Error:
+            current_app.logger.exception("Cannot add tenant %r", form["name"])
+            error, status = _CANNOT_CREATE, 503
+    if error is None and not _can_create(form["name"]):
+        error, status = _CANNOT_CREATE, 503
+    if error is not None:
+        flash(error, "error")
+        return render_template("signup.html", form=form), status
+    # Forget any "no such tenant" remembered for this name, in every process.
+    dispatch.evict(form["name"])
+    session["owned"] = [*session.get("owned", ()), form["name"]][-MAX_OWNED:]
+    flash(f"Welcome, {form['display_name']}! Your space is ready.", "ok")
+    return redirect(url_for("site.landing"))
 
-    @views.app_errorhandler(404)
-    def not_found(error: Exception) -> ResponseReturnValue:
-        return render_template("404.html"), 404
 
-    @views.app_errorhandler(400)
-    def bad_request(error: Exception) -> ResponseReturnValue:
-        return render_template("400.html", error=error), 400
+_CANNOT_CREATE = "Your space could not be created: the server cannot store it now. Try again later."
 
-    return views
+
+def _can_create(name: str) -> bool:
+    """Build the new tenant through the factory, so that "ready" is true:
+    its data folder and database can be made. On failure the name is given
+    back. Any file left under the name (a deletion that could not finish) is
+    removed first: a new tenant starts empty."""
+    path = data_file(current_app.config["TENANT_DATA_DIR"], name)
+    try:
+        remove_files(path)
+        app = tenant_app(name)
+        if app is not None:
+            app.extensions["notes"].close()
+        return True
+    except (OSError, sqlite3.Error):
+        current_app.logger.exception("Cannot create tenant %r; its signup is undone", name)
+        remove_tenant(name)
+        with contextlib.suppress(OSError):
+            remove_files(path)
+        return False
 
 
 def _signup_error(form: dict[str, str]) -> str | None:
     name = form["name"]
-    settings = current_app.extensions["dispatch"].settings
-    if not settings.name_pattern.fullmatch(name):
+    pattern = current_app.extensions["dispatch"].settings.name_pattern
+    if not pattern.fullmatch(name):
         return (
             "A name is 1 to 63 lowercase letters, digits and hyphens,"
             " and does not start or end with a hyphen."
         )
-    if name in settings.reserved or name in _own_segments():
+    if not dispatch.is_tenant_name(name):
         return f"The name “{name}” is reserved. Choose another."
     if not form["display_name"] or len(form["display_name"]) > 80:
         return "A display name is 1 to 80 characters."
@@ -150,20 +234,54 @@ def _signup_error(form: dict[str, str]) -> str | None:
     return None
 
 
-def _own_segments() -> frozenset[str]:
-    """First path segments the host app uses itself (a tenant called
-    "signup" could not be reached by path)."""
-    return rule_first_segments(rule.rule for rule in current_app.url_map.iter_rules())
+@views.route("/teams/<name>/delete", methods=["GET", "POST"])
+def delete(name: str) -> ResponseReturnValue:
+    """Delete a space: its directory entry, its running app in every
+    process, then its notes. Only the browser that created it may."""
+    tenant = _owned(name)
+    if request.method == "GET":
+        return render_template("delete.html", tenant=tenant)
+    if request.form.get("confirm", "").strip().lower() != name:
+        flash(f"Type “{name}” to delete this space.", "error")
+        return render_template("delete.html", tenant=tenant), 400
+    remove_tenant(name)  # from now on the factory answers "no such tenant"
+    dispatch.evict(name)  # every process drops its running app
+    try:
+        remove_files(data_file(current_app.config["TENANT_DATA_DIR"], name))
+    except OSError:  # the next signup of the name removes them
+        current_app.logger.exception("Notes of deleted tenant %r not removed", name)
+    session["owned"] = [n for n in session.get("owned", ()) if n != name]
+    flash(f"{tenant.display_name} is deleted.", "ok")
+    return redirect(url_for("site.landing"))
 
 
-def _subdomain_base() -> str | None:
-    """``scheme://{name}.host:port/`` when the request came to a dispatch
-    domain itself (e.g. ``localhost:5000``), else ``None``."""
-    host = request.host.lower()
-    name = host.partition(":")[0]
-    if name not in current_app.extensions["dispatch"].settings.domains:
-        return None
-    return f"{request.scheme}://{{name}}.{host}/"
+def _owned(name: str) -> Tenant:
+    tenant = get_tenant(name)
+    if tenant is None:
+        abort(404)
+    if name not in session.get("owned", ()):
+        abort(403)
+    return tenant
+
+
+@views.app_errorhandler(400)
+def bad_request(error: Exception) -> ResponseReturnValue:
+    return render_template("400.html", error=error), 400
+
+
+@views.app_errorhandler(403)
+def forbidden(error: Exception) -> ResponseReturnValue:
+    return render_template("403.html"), 403
+
+
+@views.app_errorhandler(404)
+def not_found(error: Exception) -> ResponseReturnValue:
+    return render_template("404.html"), 404
+
+
+@views.app_errorhandler(500)
+def server_error(error: Exception) -> ResponseReturnValue:
+    return render_template("500.html"), 500
 
 
 def main() -> None:  # pragma: no cover - convenience for `python -m`

@@ -1,13 +1,21 @@
 """A tenant's own notes database: one SQLite file per tenant, with a small
 pool of connections that :meth:`NoteStore.close` shuts when the tenant app is
-evicted."""
+evicted.
+
+Only :class:`NoteStore` itself creates the file, when it is made (at the
+tenant's creation). Its later connections open the file as it is, so an
+instance of a deleted tenant that some process still holds cannot bring the
+file back: its writes fail instead of being acknowledged and lost.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 import typing as t
+from urllib.parse import quote
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS note (
@@ -27,9 +35,13 @@ class NoteStore:
         self._pool_size = pool_size
         self._lock = threading.Lock()
         self.closed = False
-        with self.connection() as connection:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute(SCHEMA)
+        connection = _open(path, create=True)
+        try:
+            with connection:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute(SCHEMA)
+        finally:
+            connection.close()
 
     @contextlib.contextmanager
     def connection(self) -> t.Iterator[sqlite3.Connection]:
@@ -37,8 +49,7 @@ class NoteStore:
         with self._lock:
             connection = self._pool.pop() if self._pool else None
         if connection is None:
-            connection = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
-            connection.row_factory = sqlite3.Row
+            connection = _open(self.path)
         try:
             with connection:
                 yield connection
@@ -77,3 +88,19 @@ class NoteStore:
     def pooled(self) -> int:
         """How many idle connections are open."""
         return len(self._pool)
+
+
+def _open(path: str, create: bool = False) -> sqlite3.Connection:
+    """A connection to the notes file at ``path``, made if ``create``."""
+    mode = "rwc" if create else "rw"
+    uri = f"file:{quote(os.path.abspath(path))}?mode={mode}"
+    connection = sqlite3.connect(uri, uri=True, timeout=10, check_same_thread=False)
+    connection.row_factory = sqlite3.Row
+    return connection
+
+
+def remove_files(path: str) -> None:
+    """Delete the notes file at ``path`` and SQLite's files beside it."""
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(name)

@@ -44,13 +44,15 @@ def gunicorn(
     env: t.Mapping[str, str] | None = None,
     *,
     workers: int = 1,
+    worker_class: str = "gthread",
     threads: int = 8,
     timeout: float = 30.0,
     extra_args: t.Sequence[str] = (),
 ) -> t.Iterator[Gunicorn]:
-    """Start ``gunicorn target`` (gthread workers) on 127.0.0.1 with a port
-    the kernel picks; stop it on exit. Fails if it is not listening within
-    ``timeout`` seconds."""
+    """Start ``gunicorn target`` (gthread workers with ``threads`` threads,
+    or ``worker_class`` ``"sync"``) on 127.0.0.1 with a port the kernel
+    picks; stop it on exit. Fails if it is not listening within ``timeout``
+    seconds."""
     command = [
         sys.executable,
         "-m",
@@ -60,9 +62,9 @@ def gunicorn(
         "--workers",
         str(workers),
         "--worker-class",
-        "gthread",
-        "--threads",
-        str(threads),
+        worker_class,
+        # gunicorn runs a sync worker with more than one thread as gthread.
+        *(["--threads", str(threads)] if worker_class != "sync" else []),
         "--graceful-timeout",
         "2",
         *_control_socket_args(),

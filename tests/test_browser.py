@@ -185,3 +185,36 @@ def test_eviction_churn_loses_no_data(browser: Browser, tmp_path: Path) -> None:
         page.close()
     evictions = [line for line in server.log if "evicted (capacity)" in line]
     assert len(evictions) >= 6, "".join(server.log)
+
+
+def test_the_owner_renames_then_deletes_a_space(browser: Browser, tmp_path: Path) -> None:
+    # One worker: without Redis another would keep the old app (see
+    # tests/test_redis_fleet.py for many workers).
+    with example_server(tmp_path, workers=1) as server:
+        site = f"http://localhost:{server.port}"
+        page = browser.new_page()
+        steps = Steps(page, "rename-and-delete")
+        sign_up(page, site, "initech", "Initech")
+        owned = page.locator("#owned li", has_text="Initech")
+        owned.locator("text=settings").click()
+        assert page.url == f"http://initech.localhost:{server.port}/settings"
+        page.fill("#display_name", "Initech Ltd")
+        page.click("text=Save settings")
+        page.wait_for_selector("text=Settings saved.")
+        assert page.locator("header h1").inner_text() == "Initech Ltd"
+        add_note(page, "TPS reports")
+        steps.shot("renamed")
+
+        page.goto(f"{site}/")
+        page.locator("#owned li", has_text="Initech Ltd").locator("text=delete").click()
+        page.fill("#confirm", "initech")
+        page.click("text=Delete for good")
+        page.wait_for_selector("text=Initech Ltd is deleted.")
+        assert page.locator("#owned").count() == 0
+        assert page.locator("#tenants").count() == 0  # no teams left
+        steps.shot("deleted")
+        response = page.goto(f"http://initech.localhost:{server.port}/")
+        assert response is not None and response.status == 404
+        assert page.locator("#site-404").is_visible()
+        page.close()
+    assert not (tmp_path / "tenant-data" / "initech.sqlite3").exists()

@@ -3,7 +3,11 @@ subdomain-factory-needs-a-domain rule."""
 
 from __future__ import annotations
 
+import json
+import re
 import typing as t
+from collections import Counter
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -100,3 +104,47 @@ def test_path_factory_needs_no_domain() -> None:
     dispatch = Dispatch(Flask("host"))
     factory = RecordingFactory()
     assert dispatch.path(factory) is factory
+
+
+# -- Every key documented, with its default -----------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def documented_default(value: object) -> tuple[str, ...]:
+    """How a default may be written: ``5.0``, ``None``, ``["www"]``, ``"x"``."""
+    if isinstance(value, str):
+        return (f"``{value}``", f'``"{value}"``', f"`{value}`", f'`"{value}"`')
+    text = json.dumps(value) if isinstance(value, list) else repr(value)
+    return (f"``{text}``", f"`{text}`")
+
+
+def all_defaults() -> dict[str, object]:
+    defaults: dict[str, object] = {}
+    keys.set_defaults(defaults)
+    return defaults
+
+
+def test_every_key_has_one_entry_with_its_default_on_the_config_page() -> None:
+    page = (ROOT / "docs" / "config.rst").read_text()
+    entries = re.split(r"^\.\. data:: ", page, flags=re.MULTILINE)[1:]
+    by_key = Counter(entry.split("\n", 1)[0].strip() for entry in entries)
+    defaults = all_defaults()
+    assert by_key == Counter(list(defaults)), "one entry per key in config.py"
+    for entry in entries:
+        key, text = entry.split("\n", 1)
+        default = defaults[key.strip()]
+        assert "Default:" in text, key
+        sentence = " ".join(text.split("Default:", 1)[1].split()).split(". ")[0]
+        assert any(form in sentence for form in documented_default(default)), (key, sentence)
+
+
+def test_every_key_is_in_the_readme_table_with_its_default() -> None:
+    rows = re.findall(
+        r"^\| `(DISPATCH_\w+)` \| (.+?) \|", (ROOT / "README.md").read_text(), re.MULTILINE
+    )
+    defaults = all_defaults()
+    assert Counter(key for key, _ in rows) == Counter(list(defaults))
+    for key, default in rows:
+        if key not in (keys.DOMAIN, keys.NAME_PATTERN):  # described in words
+            assert default in documented_default(defaults[key]), key

@@ -1,15 +1,24 @@
-"""The example project through the Flask test client: signup, isolation,
-both addressing styles, CSRF, eviction."""
+"""The example project through the Flask test client: signup (and what it
+checks), isolation, both addressing styles, CSRF, settings, deletion,
+eviction, error pages and the tenant directory's own checks."""
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import sqlite3
 import typing as t
 
 import pytest
 
-from example_project import create_app
+from example_project import DirectoryError, create_app
+from example_project.directory import init_directory, list_tenants, remove_tenant
+from example_project.extensions import dispatch
+from example_project.store import NoteStore, remove_files
 from flask_dispatch import tenant_evicted
+
+from .conftest import run_workers
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -154,3 +163,318 @@ def test_eviction_closes_tenant_database(tmp_path: Path) -> None:
     ]
     assert all(store.closed and store.pooled == 0 for _, _, store in stores)
     assert "kept" in page  # recreated from its own database, nothing lost
+
+
+# -- Links, names and settings -------------------------------------------------
+
+
+def test_landing_links_are_built_by_dispatch(example: Flask) -> None:
+    client = example.test_client()
+    signup(client, "acme", "Acme Inc")
+    page = client.get(f"{LOCAL}/").text
+    assert 'href="http://acme.localhost:5000/"' in page
+    assert 'href="http://localhost:5000/acme/"' in page
+    # The owner's settings link, through the tenant's own URL map.
+    assert 'href="http://acme.localhost:5000/settings"' in page
+    other = example.test_client().get(f"{LOCAL}/").text
+    assert "/settings" not in other and 'id="owned"' not in other
+
+
+def test_names_of_the_host_apps_own_routes_are_refused(example: Flask) -> None:
+    response = signup(example.test_client(), "teams")
+    assert response.status_code == 400 and "reserved" in response.text
+
+
+def test_settings_change_is_live_at_once(example: Flask) -> None:
+    client = example.test_client()
+    signup(client, "acme", "Acme Inc")
+    base = "http://acme.localhost:5000"
+    assert "Acme Inc" in client.get(f"{base}/").text  # held from now on
+    evicted = []
+
+    def record(sender: Flask, name: str, tenant_app: Flask, reason: str) -> None:
+        evicted.append((name, reason))
+
+    csrf = token(client, f"{base}/settings")
+    with tenant_evicted.connected_to(record, example):
+        response = client.post(
+            f"{base}/settings",
+            data={"display_name": "Acme Ltd", "colour": "#abcdef", "csrf_token": csrf},
+        )
+    assert response.status_code == 302
+    assert evicted == [("acme", "evict")]
+    page = client.get(f"{base}/").text
+    assert "Acme Ltd" in page and "#abcdef" in page and "Settings saved." in page
+    assert "Acme Ltd" in client.get(f"{LOCAL}/acme/").text
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        pytest.param({"display_name": "", "colour": "#abcdef"}, "1 to 80", id="no name"),
+        pytest.param({"display_name": "A", "colour": "red"}, "looks like", id="colour"),
+    ],
+)
+def test_settings_are_checked(example: Flask, form: dict[str, str], message: str) -> None:
+    client = example.test_client()
+    signup(client, "acme", "Acme Inc")
+    base = f"{LOCAL}/acme"
+    response = client.post(
+        f"{base}/settings", data={**form, "csrf_token": token(client, f"{base}/settings")}
+    )
+    assert response.status_code == 400 and message in response.text
+    assert "Acme Inc" in client.get(f"{base}/").text
+
+
+# -- Deleting a tenant ----------------------------------------------------------
+
+
+def delete(client: FlaskClient, name: str, confirm: str | None = None) -> t.Any:
+    csrf = token(client, f"{LOCAL}/teams/{name}/delete")
+    return client.post(
+        f"{LOCAL}/teams/{name}/delete",
+        data={"confirm": name if confirm is None else confirm, "csrf_token": csrf},
+    )
+
+
+def test_the_owner_deletes_a_tenant_and_its_notes(example: Flask, tmp_path: Path) -> None:
+    client = example.test_client()
+    signup(client, "acme", "Acme Inc")
+    signup(client, "globex", "Globex")
+    base = "http://acme.localhost:5000"
+    add_note(client, base, "acme secret")
+    note_token = token(client, f"{base}/")
+    assert (tmp_path / "data" / "acme.sqlite3").exists()
+
+    assert delete(client, "acme", confirm="acm").status_code == 400
+    assert client.get(f"{base}/").status_code == 200
+    response = delete(client, "acme")
+    assert response.status_code == 302
+    landing = client.get(f"{LOCAL}/").text
+    assert "Acme Inc is deleted." in landing and "(acme)" not in landing
+    assert "site-404" in client.get(f"{base}/").text
+    assert "site-404" in client.get(f"{LOCAL}/acme/").text
+    # A note sent with a form from before the deletion is refused, not lost.
+    for url in (f"{base}/notes", f"{LOCAL}/acme/notes"):
+        response = client.post(url, data={"body": "late", "csrf_token": note_token})
+        assert response.status_code == 404 and "site-404" in response.text
+    assert not list((tmp_path / "data").glob("acme.sqlite3*"))
+    assert "Globex" in client.get("http://globex.localhost:5000/").text
+
+    # The name is free again, for a new and empty space.
+    assert signup(client, "acme", "New Acme").status_code == 302
+    page = client.get(f"{base}/").text
+    assert "New Acme" in page and "acme secret" not in page
+
+
+def test_only_the_owner_may_delete(example: Flask) -> None:
+    owner = example.test_client()
+    signup(owner, "acme")
+    stranger = example.test_client()
+    assert stranger.get(f"{LOCAL}/teams/acme/delete").status_code == 403
+    csrf = token(stranger, f"{LOCAL}/signup")
+    response = stranger.post(
+        f"{LOCAL}/teams/acme/delete", data={"confirm": "acme", "csrf_token": csrf}
+    )
+    assert response.status_code == 403 and "site-403" in response.text
+    assert owner.get("http://acme.localhost:5000/").status_code == 200
+    assert owner.get(f"{LOCAL}/teams/nobody/delete").status_code == 404
+    response = owner.post(f"{LOCAL}/teams/acme/delete", data={"confirm": "acme"})
+    assert response.status_code == 400, "CSRF"
+
+
+def test_a_deleted_tenants_file_is_not_brought_back(tmp_path: Path) -> None:
+    # An instance some process still holds can no longer write: its writes
+    # fail rather than making a new file that nobody would see.
+    path = str(tmp_path / "acme.sqlite3")
+    store = NoteStore(path)
+    store.add("kept")
+    assert store.pooled == 1
+    store.close()
+    remove_files(path)
+    with pytest.raises(sqlite3.OperationalError):
+        store.add("lost")
+    assert not os.path.exists(path)
+
+
+# -- Signup checks that the tenant can be made -----------------------------------
+
+
+def _disk_full(path: str, create: bool = False) -> t.NoReturn:
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+
+def _sqlite_full(path: str, create: bool = False) -> t.NoReturn:
+    raise sqlite3.OperationalError("database or disk is full")
+
+
+@pytest.mark.parametrize(
+    "cause",
+    [
+        pytest.param("file", id="data folder is a file"),
+        pytest.param("proc", id="data folder refuses files"),
+        pytest.param(_disk_full, id="disk full (OSError)"),
+        pytest.param(_sqlite_full, id="disk full (SQLite)"),
+    ],
+)
+def test_signup_fails_when_the_tenant_cannot_be_stored(
+    example: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cause: t.Any
+) -> None:
+    # Tests run as root, where a read-only mode does not stop writes: the
+    # data folder is made unusable in ways that hold for root too.
+    if cause == "file":
+        (tmp_path / "not-a-folder").write_text("")
+        monkeypatch.setitem(example.config, "TENANT_DATA_DIR", str(tmp_path / "not-a-folder"))
+    elif cause == "proc":
+        if not os.path.isdir("/proc/self"):
+            pytest.skip("needs Linux's /proc")
+        monkeypatch.setitem(example.config, "TENANT_DATA_DIR", "/proc")
+    else:
+        monkeypatch.setattr("example_project.store._open", cause)
+    client = example.test_client()
+    response = signup(client, "acme", "Acme Inc")
+    assert response.status_code == 503
+    assert "could not be created" in response.text and "ready" not in response.text
+    assert "(acme)" not in client.get(f"{LOCAL}/").text
+    assert client.get("http://acme.localhost:5000/").status_code == 404
+    monkeypatch.undo()  # the cause goes away: the name was given back
+    assert signup(client, "acme", "Acme Inc").status_code == 302
+    assert client.get("http://acme.localhost:5000/").status_code == 200
+
+
+# -- Error pages -------------------------------------------------------------------
+
+
+def test_the_host_app_has_a_500_page(example: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> t.NoReturn:
+        raise RuntimeError("directory unreadable")
+
+    monkeypatch.setattr("example_project.host.list_tenants", broken)
+    response = example.test_client().get(f"{LOCAL}/")
+    assert response.status_code == 500 and "site-500" in response.text
+
+
+def test_a_failing_factory_gets_the_host_apps_500_page(
+    example: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = example.test_client()
+    signup(client, "acme")
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setitem(example.config, "TENANT_DATA_DIR", str(tmp_path / "not-a-folder"))
+    with example.app_context():
+        dispatch.evict("acme")
+    response = client.get("http://acme.localhost:5000/")
+    assert response.status_code == 500 and "site-500" in response.text
+
+
+def test_a_tenant_has_a_500_page(example: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = example.test_client()
+    signup(client, "acme", "Acme Inc")
+
+    def broken(self: NoteStore) -> t.NoReturn:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(NoteStore, "list", broken)
+    for url in ("http://acme.localhost:5000/", f"{LOCAL}/acme/"):
+        response = client.get(url)
+        assert response.status_code == 500
+        assert "tenant-500" in response.text and "Acme Inc" in response.text
+
+
+# -- The tenant directory -----------------------------------------------------------
+
+
+def _foreign_database(path: Path) -> None:
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE other (x)")
+    connection.commit()
+    connection.close()
+
+
+def _truncated_directory(path: Path) -> None:
+    init_directory(str(path), seed_demo=False)
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.executemany(
+            "INSERT INTO tenant (name, display_name, colour) VALUES (?, ?, ?)",
+            [(f"t{i}", "x" * 500, "#000000") for i in range(200)],
+        )
+    connection.close()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        pytest.param(lambda p: p.write_bytes(b""), "is empty", id="0 bytes"),
+        pytest.param(lambda p: p.write_bytes(b"junk" * 1024), "cannot be read", id="junk"),
+        pytest.param(_truncated_directory, "damaged|cannot be read", id="truncated"),
+        pytest.param(_foreign_database, "not a tenant directory", id="other database"),
+    ],
+)
+def test_a_broken_directory_stops_startup_naming_the_file(
+    tmp_path: Path, make: t.Callable[[Path], None], message: str
+) -> None:
+    path = tmp_path / "tenants.sqlite3"
+    make(path)
+    before = path.read_bytes()
+    with pytest.raises(DirectoryError, match=message) as caught:
+        create_app({"TENANT_DIRECTORY": str(path), "TENANT_DATA_DIR": str(tmp_path / "d")})
+    assert str(path) in str(caught.value)
+    assert path.read_bytes() == before, "left as it was, not re-seeded"
+
+
+def test_demo_tenants_are_seeded_into_a_new_directory_only(tmp_path: Path) -> None:
+    config = {
+        "TENANT_DIRECTORY": str(tmp_path / "t.sqlite3"),
+        "TENANT_DATA_DIR": str(tmp_path / "d"),
+        "SECRET_KEY": "x",
+    }
+    app = create_app(config)
+    with app.app_context():
+        assert [t.name for t in list_tenants()] == ["acme", "globex"]
+        remove_tenant("acme")
+        remove_tenant("globex")
+    with create_app(config).app_context():
+        assert list_tenants() == []
+
+
+def test_workers_starting_together_make_one_directory(tmp_path: Path) -> None:
+    path = str(tmp_path / "t.sqlite3")
+    errors = run_workers(8, lambda i: init_directory(path, seed_demo=True))
+    assert errors == []
+    assert sorted(os.listdir(tmp_path)) == ["t.sqlite3"]
+    with create_app({"TENANT_DIRECTORY": path, "SECRET_KEY": "x"}).app_context():
+        assert [t.name for t in list_tenants()] == ["acme", "globex"]
+
+
+# -- Redis -----------------------------------------------------------------------------
+
+
+def test_with_a_redis_url_signup_publishes_and_survives_redis_being_down(
+    tmp_path: Path,
+) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(
+        {
+            "TENANT_DIRECTORY": str(tmp_path / "t.sqlite3"),
+            "TENANT_DATA_DIR": str(tmp_path / "d"),
+            "SECRET_KEY": "x",
+            "SEED_DEMO_TENANTS": False,
+            "DISPATCH_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+        }
+    )
+    bus = app.extensions["dispatch"].bus
+    assert bus is not None
+    try:
+        client = app.test_client()
+        assert signup(client, "acme").status_code == 302
+        assert bus.pending == 1, "kept until Redis is back"
+        assert client.get("http://acme.localhost:5000/").status_code == 200
+    finally:
+        bus.close()

@@ -8,6 +8,7 @@ Skipped when ``redis-server`` or redis-py is missing, unless
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -465,3 +466,56 @@ def test_a_bus_can_share_a_given_client(processes: Processes, server: RedisServe
     got.wait_for("acme")
     bus.close()
     client.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core: publish() tries Redis on the request's thread until the listener notices"
+    " the outage; a Redis that accepts but does not answer (or a host that drops packets)"
+    " holds each evicting request for the writer's 1 s timeout, one after another under"
+    " _send_lock, for the several seconds the listener takes to notice",
+)
+def test_publishing_to_a_redis_that_does_not_answer_does_not_hold_requests() -> None:
+    import socket
+
+    from flask_dispatch.redis_bus import EvictionBus
+
+    # Accepts connections and never answers: a hung Redis, or a dead host
+    # behind a proxy. (A stopped Redis refuses at once: see above.)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        silent.settimeout(0.1)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                accepted.append(silent.accept()[0])
+
+    acceptor = threading.Thread(target=accept)
+    acceptor.start()
+    bus = EvictionBus(f"redis://127.0.0.1:{silent.getsockname()[1]}/0", "site", print)
+    bus.ensure_started()
+    waited: list[float] = []
+
+    def evict(name: str) -> None:  # what a signup request does
+        started_at = time.monotonic()
+        bus.publish(name)
+        waited.append(time.monotonic() - started_at)
+
+    try:
+        evictions = [threading.Thread(target=evict, args=(n,)) for n in ("acme", "globex")]
+        for thread in evictions:
+            thread.start()
+        for thread in evictions:
+            thread.join(30)
+        assert bus.pending == 2
+        assert max(waited) < 0.5, f"evicting requests waited {sorted(waited)} s"
+    finally:
+        stop.set()
+        acceptor.join(5)
+        for connection in [*accepted, silent]:
+            connection.close()
+        bus.close()
