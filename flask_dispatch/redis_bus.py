@@ -125,18 +125,23 @@ class EvictionBus:
         self._send_lock = threading.Lock()  # one sender at a time keeps order
         self._pending: list[bytes | None] = []  # encoded names, None for "all"
         self._thread: threading.Thread | None = None
-        self._healthy = True  # connected: publish sends at once
+        self._sender: threading.Thread | None = None
+        self._wake = threading.Event()  # set by publish: something to send
+        self._healthy = True  # connected: the sender sends at once
         self._outage = False  # logged, and no read has succeeded since
         self._closing = threading.Event()
         if self._closed:
             self._closing.set()
 
     def ensure_started(self) -> None:
-        """Start this process's listener unless it runs; cheap per request."""
+        """Start this process's listener and sender unless they run; cheap
+        per request."""
         if self._thread is not None:
             return
         with self._lock:
             if self._thread is None and not self._closed:
+                self._sender = threading.Thread(target=self._send, daemon=True)
+                self._sender.start()
                 self._thread = threading.Thread(
                     target=self._run, name="flask_dispatch-evictions", daemon=True
                 )
@@ -144,8 +149,9 @@ class EvictionBus:
 
     def publish(self, name: str | None) -> None:
         """Tell the other processes to drop tenant ``name`` (``None``: all).
-        Never raises for Redis being down: what cannot be sent now is sent
-        when it is back.
+        Never raises for Redis being down, and never waits for it: a
+        sender thread sends, and what it cannot send now is sent when Redis
+        is back.
         """
         try:
             encoded = None if name is None else name.encode()
@@ -157,12 +163,21 @@ class EvictionBus:
             self._pending.append(encoded)
             if len(self._pending) > MAX_PENDING:
                 self._pending = [None]
-        self.ensure_started()  # its listener retries what is not sent here
-        if self._healthy:
-            try:
-                self._flush()
-            except redis.RedisError as e:
-                self._log.debug("Eviction kept pending: %s", e)
+        self.ensure_started()
+        self._wake.set()
+
+    def _send(self) -> None:
+        """Send what :meth:`publish` queued, off the request's thread: a
+        Redis that hangs must not hold requests. What fails stays pending;
+        the listener sends it once it has reconnected."""
+        while not self._closing.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            if self._healthy:
+                try:
+                    self._flush()
+                except redis.RedisError as e:
+                    self._log.debug("Eviction kept pending: %s", e)
 
     @property
     def pending(self) -> int:
@@ -174,6 +189,7 @@ class EvictionBus:
         """Send what is pending if Redis is reachable, stop the listener."""
         self._closed = True
         self._closing.set()
+        self._wake.set()
         try:
             if self._healthy:
                 self._flush()
