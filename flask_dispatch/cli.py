@@ -72,10 +72,8 @@ def _state() -> DispatchState:
     "--method", "-X", default="GET", show_default=True, help="The method, to match routes."
 )
 def check_command(url: str, build: bool, method: str) -> None:
-    """Say where URL goes and why. No factory is called unless --build is
-    given. Exits with 1 for a host the site rejects (400), and with --build
-    when the tenant could not be built.
-    """
+    """Say where URL goes and why; no factory is called unless --build is
+    given. Exits with 1 for a rejected host, or an unbuilt tenant with --build."""
     state = _state()
     scheme, raw_host, path, query, idna = _split_url(url)
     environ = create_environ("/", f"{scheme}://localhost/", method=method.upper())

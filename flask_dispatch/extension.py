@@ -86,7 +86,11 @@ class DispatchState:
         #: evictions to the other processes, or ``None`` without Redis.
         self.bus = self._bus(redis if redis is not None else settings.redis_url)
         #: The app's :class:`TenantRegistry`.
-        self.registry = TenantRegistry(
+        self.registry = self._registry(app)
+
+    def _registry(self, app: Flask) -> TenantRegistry:
+        settings = self.settings
+        return TenantRegistry(
             max_instances=settings.max_instances,
             idle_timeout=settings.idle_timeout,
             max_age=settings.max_age,

@@ -69,3 +69,18 @@ def run_in(namespace: dict[str, t.Any], block: str) -> None:
 def test_no_placeholder_is_left(page: str) -> None:
     text = (ROOT / page).read_text()
     assert "get_user_for_subdomain" not in text and "    ...\n" not in text
+
+
+def test_deploying_proxy_fix_snippet() -> None:
+    (block,) = rst_blocks("deploying.rst")
+    namespace = run([block])
+    app = namespace["create_app"]()
+
+    def tenant(environ: t.Any, start_response: t.Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [f"{environ['flask_dispatch.tenant']} {environ['wsgi.url_scheme']}".encode()]
+
+    namespace["dispatch"].subdomain(lambda name: tenant)
+    forwarded = {"HTTP_X_FORWARDED_HOST": "acme.example.com", "HTTP_X_FORWARDED_PROTO": "https"}
+    response = call(app, host="127.0.0.1:8000", **forwarded)
+    assert response.body == "acme https"
