@@ -3,6 +3,7 @@ raw WSGI caller that shows exactly what the server would send."""
 
 from __future__ import annotations
 
+import os
 import threading
 import typing as t
 
@@ -12,8 +13,11 @@ from werkzeug.test import create_environ, run_wsgi_app
 
 from flask_dispatch import Dispatch
 
+from .redis_server import RedisServer, missing, started
+
 if t.TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
+    from pathlib import Path
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -178,3 +182,18 @@ def path_factory(dispatch: Dispatch) -> RecordingFactory:
     factory = RecordingFactory(known={"acme", "globex"}, prefix="path:")
     dispatch.path(factory)
     return factory
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real ``redis-server`` on a free loopback port, stopped after the
+    test. Skipped when it is missing, unless ``FLASK_DISPATCH_REQUIRE_REDIS=1``
+    (CI) makes that a failure."""
+    reason = missing()
+    if reason is not None:
+        if os.environ.get("FLASK_DISPATCH_REQUIRE_REDIS") == "1":
+            pytest.fail(f"Redis tests required but cannot run: {reason}")
+        pytest.skip(reason)
+    server = started(tmp_path)
+    yield server
+    server.stop()

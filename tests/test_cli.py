@@ -26,12 +26,13 @@ from flask_dispatch.cli import dispatch_cli, why_malformed
 from flask_dispatch.hosts import canonical_host
 
 from .conftest import NamedApp, RecordingFactory, make_host_app, wait_for
-from .redis_server import RedisServer, missing, started
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
 
     from click.testing import Result
+
+    from .redis_server import RedisServer
 
 TENANTS = {"acme", "globex"}
 
@@ -833,18 +834,6 @@ def test_the_group_is_on_every_app(app: Flask) -> None:
 
 
 # -- evict through Redis ----------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    reason = missing()
-    if reason is not None:
-        if os.environ.get("FLASK_DISPATCH_REQUIRE_REDIS") == "1":
-            pytest.fail(f"Redis tests required but cannot run: {reason}")
-        pytest.skip(reason)
-    server = started(tmp_path)
-    yield server
-    server.stop()
 
 
 @pytest.mark.redis

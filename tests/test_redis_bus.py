@@ -19,15 +19,15 @@ import typing as t
 import pytest
 
 from .conftest import wait_for
-from .redis_server import RedisServer, missing, started
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     import redis
 
     from flask_dispatch.redis_bus import EvictionBus
+
+    from .redis_server import RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
 
@@ -36,15 +36,8 @@ BACK = "Redis reachable again"
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    reason = missing()
-    if reason is not None:
-        if os.environ.get("FLASK_DISPATCH_REQUIRE_REDIS") == "1":
-            pytest.fail(f"Redis tests required but cannot run: {reason}")
-        pytest.skip(reason)
-    server = started(tmp_path)
-    yield server
-    server.stop()
+def server(redis_server: RedisServer) -> RedisServer:
+    return redis_server
 
 
 @pytest.fixture

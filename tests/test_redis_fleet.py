@@ -31,7 +31,6 @@ import contextlib
 import http.client
 import http.cookies
 import itertools
-import os
 import re
 import shlex
 import textwrap
@@ -45,11 +44,12 @@ from urllib.parse import urlencode
 import pytest
 
 from .conftest import wait_for
-from .redis_server import RedisServer, missing, started
 from .servers import Gunicorn, gunicorn
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+
+    from .redis_server import RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.server, pytest.mark.timeout(120)]
 
@@ -70,18 +70,6 @@ _BOOTED = re.compile(r"Booting worker with pid: (\d+)")
 _LOGGED = re.compile(r"^<(\d+)> (\S+) (\d{3})$")
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 _probes = itertools.count()
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    reason = missing()
-    if reason is not None:
-        if os.environ.get("FLASK_DISPATCH_REQUIRE_REDIS") == "1":
-            pytest.fail(f"Redis tests required but cannot run: {reason}")
-        pytest.skip(reason)
-    server = started(tmp_path)
-    yield server
-    server.stop()
 
 
 class Reply(t.NamedTuple):
