@@ -12,9 +12,9 @@ outside this module touches its insides.
 - **Single flight, bounded waits.** The first request for a name starts its
   factory on a creation thread; later requests for the name wait for that
   result. At most ``max_waiting`` requests wait up to ``create_timeout``
-  seconds, the one that started the creation too; more wait at most
-  :data:`OVERFLOW_WAIT`, and once a creation has outlived the timeout, new
-  requests are answered at once. So a slow factory holds at most
+  seconds, the one that started the creation too; more may wait only during
+  the creation's first :data:`OVERFLOW_WAIT` seconds, and once a creation
+  has outlived the timeout, new requests are answered at once. So a slow factory holds at most
   ``max_waiting`` of the server's threads. The creation goes on, and its app
   is kept when it arrives. No lock is held while a factory runs, and
   different names are built in parallel, at most ``max_creating`` at a
@@ -44,9 +44,10 @@ if t.TYPE_CHECKING:
 
 log = logging.getLogger("flask_dispatch")
 
-#: Seconds a request waits for a creation that ``max_waiting`` requests wait
-#: for already: long enough for a burst of requests to a tenant that is quick
-#: to build, short enough that a burst to a slow one frees its threads.
+#: How long into a creation a request may still wait for it when
+#: ``max_waiting`` requests wait already: long enough for a burst of requests
+#: to a tenant that is quick to build (a page and its assets), short enough
+#: that requests for a slow one give their threads back.
 OVERFLOW_WAIT = 0.5
 
 #: A tenant factory: takes the tenant's name, returns a WSGI app or ``None``.
@@ -359,7 +360,10 @@ class TenantRegistry:
 
     def _wait(self, creation: _Creation, name: str, overflow: bool) -> Answer:
         if overflow:
-            if not creation.done.wait(min(OVERFLOW_WAIT, self.create_timeout)):
+            # Only in the creation's first moments: a flood of requests for a
+            # slow tenant must not keep taking threads.
+            patience = creation.started + min(OVERFLOW_WAIT, self.create_timeout) - self._clock()
+            if not creation.done.wait(max(0.0, patience)):
                 raise TenantBusy(name, f"{self.max_waiting} requests already wait for it")
         elif not creation.done.wait(self.create_timeout):
             raise TenantCreationTimeout(name, self.create_timeout)

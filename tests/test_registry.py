@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import random
 import threading
+import time
 import typing as t
 from collections import OrderedDict
 
@@ -597,3 +598,19 @@ def test_invalid_capacity() -> None:
 
 def test_repr() -> None:
     assert repr(TenantRegistry(max_instances=7)) == "<TenantRegistry 0/7 held>"
+
+
+def test_past_max_waiting_requests_wait_only_in_a_creations_first_moments() -> None:
+    clock = FakeClock()
+    registry = make_registry(max_waiting=1, create_timeout=30, clock=clock)
+    gate = Gate()
+    first = threading.Thread(target=get_quietly, args=(registry, "acme", gate))
+    first.start()
+    wait_for(lambda: registry.waiting("acme") == 1)
+    clock.now += 0.6  # past OVERFLOW_WAIT into the creation
+    start = time.monotonic()
+    with pytest.raises(TenantBusy, match="1 requests already wait"):
+        registry.get("acme", gate)
+    assert time.monotonic() - start < 0.4  # answered at once, thread given back
+    gate.release.set()
+    first.join(10)
