@@ -476,9 +476,12 @@ def evict_command(name: str | None, all_tenants: bool) -> None:
     what = "every tenant" if name is None else f"tenant {name!r}"
     if bus is None:
         raise click.ClickException(
-            "Redis is not configured (DISPATCH_REDIS_URL), so this command reaches only"
-            " its own process, which holds no tenants: nothing was evicted. Call"
-            " dispatch.evict(name) in the processes that serve, or restart them."
+            "Redis is not configured: app.config['DISPATCH_REDIS_URL'] is not set (an"
+            " environment variable counts only if the app loads it, e.g. with"
+            " app.config.from_prefixed_env() and FLASK_DISPATCH_REDIS_URL), so this"
+            " command reaches only its own process, which holds no tenants: nothing was"
+            " evicted. Call dispatch.evict(name) in the processes that serve, or restart"
+            " them."
         )
     try:
         if name is None:

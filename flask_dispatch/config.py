@@ -33,7 +33,7 @@ MISS_TTL = "DISPATCH_MISS_TTL"
 MAX_MISSES = "DISPATCH_MAX_MISSES"
 #: Seconds a request waits for a tenant's creation before a 503.
 CREATE_TIMEOUT = "DISPATCH_CREATE_TIMEOUT"
-#: Most requests waiting for one tenant's creation; the rest get a 503 at once.
+#: Most requests waiting the whole timeout for one tenant's creation.
 MAX_WAITING = "DISPATCH_MAX_WAITING"
 #: Most factories running at once in one process (each on its own thread).
 MAX_CREATING = "DISPATCH_MAX_CREATING"
@@ -137,7 +137,7 @@ class DispatchSettings:
             max_waiting=int(_number(config, MAX_WAITING, integer=True)),
             max_creating=int(_number(config, MAX_CREATING, integer=True)),
             scope_sessions=_flag(config, SCOPE_SESSIONS),
-            redis_url=_text(config, REDIS_URL, optional=True),
+            redis_url=_redis_url(config),
             redis_prefix=t.cast(str, _text(config, REDIS_PREFIX)),
         )
 
@@ -201,6 +201,15 @@ def _number(
     if math.isnan(value) or math.isinf(value) or value < 0 or (value == 0 and not allow_zero):
         raise DispatchConfigError(f"{key} must be a finite positive number, got {value!r}.")
     return value if integer else float(value)
+
+
+def _redis_url(config: t.Mapping[str, t.Any]) -> str | None:
+    url = _text(config, REDIS_URL, optional=True)
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise DispatchConfigError(
+            f"{REDIS_URL} must be a redis://, rediss:// or unix:// URL, got {url!r}."
+        )
+    return url
 
 
 def _text(config: t.Mapping[str, t.Any], key: str, optional: bool = False) -> str | None:

@@ -109,7 +109,12 @@ class DispatchState:
     def _bus(self, redis: t.Any) -> EvictionBus | None:
         if redis is None:
             return None
-        from .redis_bus import EvictionBus  # redis is an optional dependency
+        try:
+            from .redis_bus import EvictionBus  # redis is an optional dependency
+        except ImportError as e:
+            raise DispatchConfigError(
+                f"{config.REDIS_URL} needs redis-py: pip install 'flask-dispatch[redis]'"
+            ) from e
 
         logger = logging.getLogger("flask_dispatch")
         return EvictionBus(

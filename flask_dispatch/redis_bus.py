@@ -170,9 +170,11 @@ class EvictionBus:
         """Send what :meth:`publish` queued, off the request's thread: a
         Redis that hangs must not hold requests. What fails stays pending;
         the listener sends it once it has reconnected."""
-        while not self._closing.is_set():
+        while True:
             self._wake.wait()
             self._wake.clear()
+            if self._closing.is_set():
+                return  # close() sends what is left
             if self._healthy:
                 try:
                     self._flush()
@@ -186,13 +188,15 @@ class EvictionBus:
             return len(self._pending)
 
     def close(self) -> None:
-        """Send what is pending if Redis is reachable, stop the listener."""
+        """Send what is pending (after any send under way), and stop the
+        listener. What could not be sent is left in :attr:`pending`."""
         self._closed = True
         self._closing.set()
         self._wake.set()
+        if self._sender is not None:  # let a send under way finish first
+            self._sender.join(5)
         try:
-            if self._healthy:
-                self._flush()
+            self._flush()
         except redis.RedisError as e:
             self._log.warning("%d evictions not sent: %s", len(self._pending), e)
         owned = self._reader is not self._writer

@@ -805,7 +805,7 @@ def test_run_all_needs_tenant_names(
 def test_evict_without_redis_reaches_nothing(app: Flask, args: list[str]) -> None:
     result = invoke(app, "evict", *args)
     assert result.exit_code == 1
-    assert "Error: Redis is not configured (DISPATCH_REDIS_URL)" in result.output
+    assert "Error: Redis is not configured: app.config['DISPATCH_REDIS_URL']" in result.output
     assert "nothing was evicted" in result.output
 
 
@@ -904,6 +904,15 @@ class TestEvictThroughRedis:
             "Error: Redis is unreachable: the eviction of tenant 'acme' was not sent,"
             " and no other process was told.\n"
         ) in result.output
+
+    def test_unreachable_redis_fails_every_time(self, redis_server: RedisServer) -> None:
+        # The sender thread may be sending when the command closes the bus:
+        # the command must still see what was not sent.
+        redis_server.stop()
+        for _ in range(15):
+            app = make_host_app(DISPATCH_REDIS_URL=redis_server.url)
+            Dispatch(app).subdomain(RecordingFactory())
+            assert app.test_cli_runner().invoke(args=["dispatch", "evict", "acme"]).exit_code == 1
 
 
 # -- the "Command line" page ------------------------------------------------------------

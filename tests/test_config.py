@@ -77,6 +77,13 @@ def test_domain_defaults_to_server_name_host() -> None:
         pytest.param(keys.MAX_MISSES, -1, id="max-misses-negative"),
         pytest.param(keys.CREATE_TIMEOUT, 0, id="create-timeout-zero"),
         pytest.param(keys.CREATE_TIMEOUT, None, id="create-timeout-none"),
+        pytest.param(keys.MAX_WAITING, 0, id="max-waiting-zero"),
+        pytest.param(keys.MAX_CREATING, 1.5, id="max-creating-float"),
+        pytest.param(keys.MAX_AGE, -5, id="max-age-negative"),
+        pytest.param(keys.SCOPE_SESSIONS, "yes", id="scope-sessions-not-bool"),
+        pytest.param(keys.REDIS_URL, "localhost:6379", id="redis-url-no-scheme"),
+        pytest.param(keys.REDIS_URL, "http://redis", id="redis-url-http"),
+        pytest.param(keys.REDIS_PREFIX, "", id="redis-prefix-empty"),
     ],
 )
 def test_invalid_setting_fails_at_startup_naming_the_key(key: str, value: t.Any) -> None:
