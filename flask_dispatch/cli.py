@@ -485,7 +485,7 @@ def evict_command(name: str | None, all_tenants: bool) -> None:
         )
     try:
         if name is None:
-            state.registry.clear()
+            state.evict(None)
         else:
             state.extension.evict(name)
     finally:

@@ -71,7 +71,8 @@ class DomainAnswers:
         return name
 
     def forget(self, name: str | None) -> None:
-        """Forget the domains of tenant ``name``, or every answer (``None``)."""
+        """Forget the domains of tenant ``name`` and every "not ours" answer
+        (one may be the new tenant's domain), or every answer (``None``)."""
         with self._lock:
-            for host in [h for h, (_, n) in self._answers.items() if name is None or n == name]:
+            for host in [h for h, (_, n) in self._answers.items() if n in (name, None)]:
                 del self._answers[host]

@@ -31,8 +31,9 @@ class TenantCreationTimeout(TenantUnavailable):
 
 class TenantBusy(TenantUnavailable):
     """Too many requests wait for this tenant's creation
-    (:data:`DISPATCH_MAX_WAITING`), or too many creations are running
-    (:data:`DISPATCH_MAX_CREATING`).
+    (:data:`DISPATCH_MAX_WAITING`), its creation has outlived
+    :data:`DISPATCH_CREATE_TIMEOUT`, or too many creations are pending
+    (16 times :data:`DISPATCH_MAX_CREATING`).
 
     .. versionadded:: 0.2
     """

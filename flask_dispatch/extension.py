@@ -87,6 +87,8 @@ class DispatchState:
         self.bus = self._bus(redis if redis is not None else settings.redis_url)
         #: The app's :class:`TenantRegistry`.
         self.registry = self._registry(app)
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _resume_after_fork(ref))
 
     def _registry(self, app: Flask) -> TenantRegistry:
         settings = self.settings
@@ -141,7 +143,7 @@ class DispatchState:
         """
         with self._lock:
             if self.middleware.router is None:
-                self.middleware.router = router = self.current_router()
+                router = self.current_router()
                 resolver = self.extension.domain_resolver
                 self.domains = None
                 if resolver is not None:
@@ -151,6 +153,8 @@ class DispatchState:
                         self.settings.miss_ttl,
                         self.settings.max_misses,
                     )
+                # Published last: requests that see it see its domains too.
+                self.middleware.router = router
             return self.middleware.router
 
     def _in_context(self, resolver: Resolver, host: str) -> str | None:
@@ -185,8 +189,9 @@ class DispatchState:
     def start_background(self) -> None:
         """Start this process's background work: the Redis listener, and the
         thread that drops idle and aged tenants without waiting for traffic.
-        Called at each factory call, so both start after a fork, in the
-        process that holds tenants (a reloader parent never does)."""
+        Called at each factory call, and after a fork in a child that holds
+        tenants, so both run in the processes that hold tenants (a reloader
+        parent never does)."""
         if self.bus is not None:
             self.bus.ensure_started()
         settings = self.settings
@@ -206,13 +211,24 @@ class DispatchState:
                 ).start()
 
 
+def _resume_after_fork(ref: weakref.ref[DispatchState]) -> None:
+    """Tenants built before a fork (a ``--preload`` warm-up) are held by the
+    child too: its background work must run without waiting for a creation."""
+    state = ref()
+    if state is not None and len(state.registry):
+        state.start_background()
+
+
 def _housekeep(ref: weakref.ref[TenantRegistry], period: float) -> None:
     stop = threading.Event()
     while not stop.wait(period):
         registry = ref()
         if registry is None:  # its app is gone
             return
-        registry.expire()
+        try:
+            registry.expire()
+        except Exception:  # a receiver's failure is logged; keep sweeping
+            logging.getLogger("flask_dispatch").exception("Expiring idle tenants failed.")
         del registry
 
 

@@ -91,11 +91,14 @@ def _site(state: DispatchState) -> tuple[str, str, str]:
 
 
 def _parent_domain(state: DispatchState, host: str) -> str:
-    """The dispatch domain the current host is, or is under; else the first."""
+    """The dispatch domain the current host is, or is under; else the first
+    one configured."""
     canonical = canonical_host(host) or ""
     for domain in state.settings.domains:
         if canonical == domain or canonical.endswith("." + domain):
             return domain
     if not state.settings.domains:
         raise ValueError("Subdomain URLs need DISPATCH_DOMAIN (or SERVER_NAME).")
-    return state.fallback_host.partition(":")[0]
+    configured = state.config.get("DISPATCH_DOMAIN") or state.config["SERVER_NAME"]
+    first = configured if isinstance(configured, str) else next(iter(configured))
+    return canonical_host(first) or state.settings.domains[0]

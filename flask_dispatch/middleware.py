@@ -68,7 +68,10 @@ class DispatchMiddleware:
             return self.fail(environ, start_response, BadRequest("Untrusted Host header."), True)
         kind = target.kind
         if kind is _DOMAIN:
-            target = self._custom_domain(target, router, environ.get("PATH_INFO", ""))
+            try:
+                target = self._custom_domain(target, router, environ.get("PATH_INFO", ""))
+            except Exception as e:  # the resolver's: the host app's to report
+                return self.fail(environ, start_response, e)
             kind = target.kind
         if kind is _SUBDOMAIN or kind is _PATH:
             try:

@@ -185,7 +185,7 @@ def _dispatch_clear_tenants(request: pytest.FixtureRequest) -> Iterator[None]:
     if isinstance(app, Flask) and state is not None:
         # In an app context, like requests that evict, for tenant_evicted receivers.
         with app.app_context():
-            state.registry.clear()
+            state.evict(None, everywhere=False)  # this process only
 
 
 def _dispatch_state(app: object) -> DispatchState | None:

@@ -5,8 +5,8 @@ built, keyed by ``(factory, name)``. It has no Flask import, and nothing
 outside this module touches its insides.
 
 - **Eviction policy: exact least-recently-used.** Held apps live in one
-  ``OrderedDict`` in order of use; every hit moves its app to the end (an
-  atomic step, so hits take no lock), and a creation beyond
+  ``OrderedDict`` in order of use; every hit moves its app to the end under
+  the registry's lock, and a creation beyond
   ``max_instances`` evicts from the front. Each step is O(1), whatever the
   number held.
 - **Single flight, bounded waits.** The first request for a name starts its
@@ -35,6 +35,7 @@ import queue
 import threading
 import time
 import typing as t
+import weakref
 from collections import Counter, OrderedDict
 
 from .errors import TenantBusy, TenantCreationTimeout, TenantFactoryError, TenantRecursionError
@@ -65,8 +66,7 @@ class RegistryStats(t.NamedTuple):
 
     :param held: apps held now.
     :param misses: "no such tenant" answers remembered now.
-    :param hits: lookups served by a held app or a remembered miss (hits
-        take no lock, so concurrent ones may be counted short).
+    :param hits: lookups served by a held app or a remembered miss.
     :param creations: factory calls that returned.
     :param failures: factory calls that raised.
     :param evictions: apps that left, by reason.
@@ -170,6 +170,16 @@ class _CreationThreads:
                 del creation, run
 
 
+def _after_fork(ref: weakref.ref[TenantRegistry]) -> None:
+    """In a forked child: the registry's lock may have been held by a thread
+    that did not survive the fork, and so were its creations."""
+    registry = ref()
+    if registry is not None:
+        registry._lock = threading.Lock()
+        registry._creations.clear()
+        registry._threads = _CreationThreads(registry._threads.limit)
+
+
 def _call(factory: Factory, name: str) -> Answer:
     return factory(name)
 
@@ -247,6 +257,8 @@ class TenantRegistry:
         self._evictions: Counter[str] = Counter()
         # Only a registry with a time bound reads the clock on a hit.
         self._timed = idle_timeout is not None or max_age is not None
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _after_fork(ref))
 
     def get(self, name: str, factory: Factory) -> Answer:
         """The app for ``name``, built with ``factory`` on first use, or the
@@ -255,27 +267,23 @@ class TenantRegistry:
         :param name: the tenant's name, already validated.
         :param factory: builds the app; one long-lived function per kind.
         :raises TenantCreationTimeout: not created within ``create_timeout``.
-        :raises TenantBusy: ``max_waiting`` requests already wait for it, or
-            ``max_creating`` creations are running.
+        :raises TenantBusy: ``max_waiting`` requests already wait for it,
+            its creation outlived the timeout, or too many are pending.
         :raises TenantRecursionError: the factory asked for its own tenant.
         :raises TenantFactoryError: the factory raised; it is the ``__cause__``.
         """
         key = (factory, name)
-        # A hit takes no lock: get and move_to_end are each atomic (the GIL,
-        # or a free-threaded build's per-object lock), and an app evicted
-        # between the two is found missing and looked up under the lock.
-        held = self._held.get(key)
-        if held is not None and (not self._timed or self._fresh(held)):
-            try:
+        with self._lock:
+            held = self._held.get(key)
+            if held is not None and (not self._timed or self._fresh(held)):
                 self._held.move_to_end(key)
-            except KeyError:
-                return self._slow_get(key, name)
-            self._hits += 1
-            return held.app
+                self._hits += 1
+                return held.app
         return self._slow_get(key, name)
 
     def _fresh(self, held: _Held) -> bool:
-        """Whether a held app is within its time bounds, and stamp its use."""
+        """Whether a held app is within its time bounds, and stamp its use;
+        call with the lock held."""
         now = self._clock()
         if self._expired(held, now):
             return False
@@ -319,8 +327,9 @@ class TenantRegistry:
             if start and not self._threads.submit(
                 creation, lambda: self._create(key, name, creation)
             ):
-                self._abandon(key, creation)
-                raise TenantBusy(name, "too many creations are pending")
+                busy = TenantBusy(name, "too many creations are pending")
+                self._abandon(key, creation, busy)
+                raise busy
             return self._wait(creation, name, overflow)
         finally:
             with self._lock:
@@ -353,10 +362,14 @@ class TenantRegistry:
         creation.waiting += 1
         return creation, start, overflow
 
-    def _abandon(self, key: _Key, creation: _Creation) -> None:
+    def _abandon(self, key: _Key, creation: _Creation, error: TenantBusy) -> None:
+        """A creation that could not start: requests that joined it get
+        ``error`` at once."""
         with self._lock:
             if self._creations.get(key) is creation:
                 del self._creations[key]
+        creation.error = error
+        creation.done.set()
 
     def _wait(self, creation: _Creation, name: str, overflow: bool) -> Answer:
         if overflow:
@@ -367,13 +380,15 @@ class TenantRegistry:
                 raise TenantBusy(name, f"{self.max_waiting} requests already wait for it")
         elif not creation.done.wait(self.create_timeout):
             raise TenantCreationTimeout(name, self.create_timeout)
+        if isinstance(creation.error, TenantBusy):  # it could not start
+            raise TenantBusy(name, "too many creations are pending")
         if creation.error is not None:
             raise TenantFactoryError(name) from creation.error
         return creation.answer
 
     def _create(self, key: _Key, name: str, creation: _Creation) -> None:
         """Run the factory on a creation thread, then keep what it gave."""
-        if creation.stale and creation.set_aside:  # given up before it started
+        if creation.set_aside:  # given up before it started
             creation.done.set()
             return
         creation.thread = threading.get_ident()
@@ -412,6 +427,7 @@ class TenantRegistry:
         """Hold a new app or remember a miss; call with the lock held."""
         if stale:
             if not miss:
+                self._evictions["evict"] += 1
                 evicted.append((name, answer, "evict"))
         elif miss:
             if self.miss_ttl > 0 and self.max_misses > 0:
@@ -501,9 +517,9 @@ class TenantRegistry:
                 self._drop(key, "evict", evicted)
             for key in [k for k in self._misses if matches(k)]:
                 del self._misses[key]
-            for key, creation in self._creations.items():
-                if matches(key):
-                    creation.stale = True
+            for key in [k for k in self._creations if matches(k)]:
+                # Its waiters are still served by it; later requests start afresh.
+                self._creations.pop(key).stale = True
         self._notify(evicted)
         return len(evicted)
 

@@ -12,14 +12,16 @@ from blinker import Namespace
 _signals = Namespace()
 
 #: Sent after a factory built a tenant app and before any request is served
-#: by it, in the creating request's thread and inside the host app's app
-#: context. Keyword arguments: ``name``, ``tenant_app``. A receiver that raises
-#: fails the creation, which is then not remembered.
+#: by it, on the creation thread and inside the host app's app context.
+#: Keyword arguments: ``name``, ``tenant_app``. A receiver that raises fails
+#: the creation, which is then not remembered.
 tenant_created = _signals.signal("tenant-created")
 
-#: Sent after a tenant app left the registry, outside the registry's lock.
+#: Sent after a tenant app left the registry, outside the registry's lock,
+#: inside the host app's app context and, for a Flask tenant, the tenant's.
 #: Keyword arguments: ``name``, ``tenant_app`` and ``reason``, one of
-#: ``"capacity"``, ``"idle"`` or ``"evict"``. Requests already inside the app
-#: keep running, so release resources in a way that lets them finish.
-#: Exceptions from receivers are logged to the ``flask_dispatch`` logger.
+#: ``"capacity"``, ``"idle"``, ``"max_age"`` or ``"evict"``. Requests already
+#: inside the app keep running, so release resources in a way that lets them
+#: finish. Exceptions from receivers are logged to the ``flask_dispatch``
+#: logger.
 tenant_evicted = _signals.signal("tenant-evicted")

@@ -241,3 +241,51 @@ def test_current_tenant() -> None:
     assert call(app, "/whoami").body == "None False True"
     with app.app_context():
         assert not current_tenant
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        pytest.param(
+            {"SERVER_NAME": "app.example.net:8000", "DISPATCH_DOMAIN": ["example.com", "a.io"]},
+            "http://acme.example.com:8000/",
+            id="server-name-outside-the-domains",
+        ),
+        pytest.param(
+            {"SERVER_NAME": "[::1]:5000", "DISPATCH_DOMAIN": "example.com"},
+            "http://acme.example.com:5000/",
+            id="ipv6-server-name",
+        ),
+    ],
+)
+def test_tenant_url_outside_a_request_is_under_a_dispatch_domain(
+    config: dict[str, t.Any], expected: str
+) -> None:
+    app = make_host_app(**config)
+    dispatch = Dispatch(app)
+    dispatch.subdomain(flask_tenant)
+    with app.app_context():
+        assert dispatch.tenant_url("acme") == expected
+
+
+def test_a_resolver_that_raises_is_a_500_of_the_host_app(caplog: pytest.LogCaptureFixture) -> None:
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    dispatch.subdomain(flask_tenant)
+
+    @dispatch.domain
+    def broken(host: str) -> str | None:
+        raise LookupError("directory down")
+
+    assert call(app, host="acme.com").body == "site 500 page"
+    assert "directory down" in caplog.text
+
+
+def test_evict_forgets_not_ours_answers_for_a_new_tenants_domain(
+    site: Flask, domains: Domains
+) -> None:
+    assert call(site, host="globex.com").body == "host index"  # not ours, remembered
+    domains.table["globex.com"] = "globex"  # the signup
+    with site.app_context():
+        site.extensions["dispatch"].extension.evict("globex")
+    assert call(site, host="globex.com").body.startswith("globex ")

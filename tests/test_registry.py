@@ -5,7 +5,9 @@ eviction."""
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import sys
 import threading
 import time
 import typing as t
@@ -614,3 +616,108 @@ def test_past_max_waiting_requests_wait_only_in_a_creations_first_moments() -> N
     assert time.monotonic() - start < 0.4  # answered at once, thread given back
     gate.release.set()
     first.join(10)
+
+
+def test_hits_race_evictions_iterations_and_expiry() -> None:
+    # Hits move their app in the use order while another thread goes over
+    # that order (iterating, evicting, expiring): none of them may fail.
+    clock = FakeClock()
+    registry = make_registry(max_instances=500, max_age=1000.0, clock=clock)
+    factory = RecordingFactory()
+    hot = [f"t{i}" for i in range(400)]
+    for name in hot:
+        registry.get(name, factory)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def hit(i: int) -> None:
+        rng = random.Random(i)
+        while not stop.is_set():
+            registry.get(rng.choice(hot), factory)
+
+    def go_over() -> None:
+        for i in range(300):
+            list(registry)
+            assert "nobody" not in registry
+            registry.evict(f"nobody{i}")  # goes over every held app
+            registry.expire()  # so does the max_age sweep
+
+    def guarded(work: t.Callable[[], None]) -> None:
+        try:
+            work()
+        except BaseException as e:  # collected, then asserted on
+            errors.append(e)
+
+    hitters = [threading.Thread(target=guarded, args=(lambda i=i: hit(i),)) for i in range(3)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # threads take turns often: races show up
+    try:
+        for thread in hitters:
+            thread.start()
+        guarded(go_over)
+    finally:
+        stop.set()
+        for thread in hitters:
+            thread.join(10)
+        sys.setswitchinterval(interval)
+    assert errors == []
+    assert len(factory.calls) == len(hot)  # every hit was a hit
+
+
+def test_a_request_after_evict_does_not_join_the_stale_creation() -> None:
+    registry = make_registry(create_timeout=30)
+    release = threading.Event()
+    built: list[NamedApp] = []
+
+    def factory(name: str) -> WSGIApplication:
+        if not built:
+            built.append(NamedApp("before the signup"))
+            assert release.wait(10)
+            return built[0]
+        built.append(NamedApp("after"))
+        return built[-1]
+
+    first = threading.Thread(target=get_quietly, args=(registry, "acme", factory))
+    first.start()
+    wait_for(lambda: len(built) == 1)
+    registry.evict("acme")  # e.g. a settings change while it is being built
+    assert registry.get("acme", factory) is built[1]  # built afresh
+    release.set()
+    first.join(10)
+    assert registry.get("acme", factory) is built[1]
+    assert registry.stats().evictions == {"evict": 1}  # the stale one, dropped
+
+
+def test_a_forked_child_does_not_inherit_creations_under_way() -> None:
+    import multiprocessing
+
+    parent = os.getpid()
+    release = threading.Event()
+
+    def factory(name: str) -> WSGIApplication:
+        if os.getpid() == parent:
+            assert release.wait(10)
+        return NamedApp(name)
+
+    registry = make_registry(create_timeout=5)
+    first = threading.Thread(target=get_quietly, args=(registry, "acme", factory))
+    first.start()
+    wait_for(lambda: registry.waiting("acme") == 1)
+
+    def child(results: t.Any) -> None:
+        start = time.monotonic()
+        app = registry.get("acme", factory)
+        results.put((type(app).__name__, time.monotonic() - start))
+
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    process = context.Process(target=child, args=(results,))
+    process.start()
+    try:
+        kind, seconds = results.get(timeout=10)
+    finally:
+        process.join(10)
+        release.set()
+        first.join(10)
+        results.close()
+    assert kind == "NamedApp" and seconds < 1

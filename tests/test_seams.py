@@ -437,3 +437,30 @@ def test_url_for_in_a_tenant_uses_the_forwarded_host(forwarded: str) -> None:
         assert response.text == "https://acme.example.com/"
     else:
         assert response.text == "host index"
+
+
+def test_tenants_built_before_a_fork_expire_in_the_child() -> None:
+    # A --preload warm-up: the tenant is built in the parent; the child holds
+    # it and must drop it when idle, though it never calls a factory itself.
+    import multiprocessing
+
+    app = make_host_app(DISPATCH_IDLE_TIMEOUT=0.3)
+    Dispatch(app).subdomain(RecordingFactory())
+    assert call(app, host="acme.example.com").status == 200
+    registry = app.extensions["dispatch"].registry
+
+    def child(results: t.Any) -> None:
+        deadline = time.monotonic() + 3
+        while len(registry) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        results.put(len(registry))
+
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    process = context.Process(target=child, args=(results,))
+    process.start()
+    try:
+        assert results.get(timeout=10) == 0
+    finally:
+        process.join(10)
+        results.close()
