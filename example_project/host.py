@@ -79,7 +79,7 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
         app.config.update(test_config)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(app)
-    # Show tenant creation and eviction in the server's log.
+    # Show tenant evictions in the server's log.
     app.logger.setLevel(app.config.get("LOG_LEVEL", "INFO"))
     init_directory(app.config["TENANT_DIRECTORY"], app.config["SEED_DEMO_TENANTS"])
     protect(app)
