@@ -5,8 +5,8 @@ built, keyed by ``(factory, name)``. It has no Flask import, and nothing
 outside this module touches its insides.
 
 - **Eviction policy: exact least-recently-used.** Held apps live in one
-  ``OrderedDict`` in order of use; every hit moves its app to the end under
-  the registry's lock, and a creation beyond
+  ``OrderedDict`` in order of use; every hit moves its app to the end (one
+  atomic step, so hits take no lock), and a creation beyond
   ``max_instances`` evicts from the front. Each step is O(1), whatever the
   number held.
 - **Single flight, bounded waits.** The first request for a name starts its
@@ -66,7 +66,8 @@ class RegistryStats(t.NamedTuple):
 
     :param held: apps held now.
     :param misses: "no such tenant" answers remembered now.
-    :param hits: lookups served by a held app or a remembered miss.
+    :param hits: lookups served by a held app or a remembered miss (hits
+        take no lock, so concurrent ones may be counted short).
     :param creations: factory calls that returned.
     :param failures: factory calls that raised.
     :param evictions: apps that left, by reason.
@@ -273,12 +274,20 @@ class TenantRegistry:
         :raises TenantFactoryError: the factory raised; it is the ``__cause__``.
         """
         key = (factory, name)
-        with self._lock:
-            held = self._held.get(key)
-            if held is not None and (not self._timed or self._fresh(held)):
+        # A hit takes no lock: with many threads, a lock taken on every hit
+        # makes them queue behind whichever one the GIL switched away from.
+        # get() and move_to_end() are each one atomic step; an app evicted
+        # between them is looked up again under the lock. (Everything that
+        # goes over the order copies it in one step first, for the same
+        # reason: see _keys.)
+        held = self._held.get(key)
+        if held is not None and (not self._timed or self._fresh(held)):
+            try:
                 self._held.move_to_end(key)
-                self._hits += 1
-                return held.app
+            except KeyError:
+                return self._slow_get(key, name)
+            self._hits += 1
+            return held.app
         return self._slow_get(key, name)
 
     def _fresh(self, held: _Held) -> bool:
@@ -439,7 +448,7 @@ class TenantRegistry:
             self._held[key] = _Held(answer, now)
             self._held.move_to_end(key)
             while len(self._held) > self.max_instances:
-                self._drop(next(iter(self._held)), "capacity", evicted)
+                self._drop(self._oldest()[0], "capacity", evicted)
 
     def _drop(self, key: _Key, reason: EvictReason, evicted: _Evicted) -> None:
         held = self._held.pop(key)
@@ -457,12 +466,14 @@ class TenantRegistry:
         if self.idle_timeout is not None:
             # Least recently used first: stop at the first one still in use.
             while self._held:
-                key, held = next(iter(self._held.items()))
+                key, held = self._oldest()
                 if now - held.used < self.idle_timeout:
                     break
                 self._drop(key, "idle", evicted)
         if self.max_age is not None and everything:
-            for key in [k for k, h in self._held.items() if now - h.born >= self.max_age]:
+            for key, held in list(self._held.items()):
+                if now - held.born < self.max_age:
+                    continue
                 self._drop(key, "max_age", evicted)
 
     def _notify(self, evicted: _Evicted) -> None:
@@ -513,7 +524,7 @@ class TenantRegistry:
     def _evict_where(self, matches: t.Callable[[_Key], bool]) -> int:
         evicted: _Evicted = []
         with self._lock:
-            for key in [k for k in self._held if matches(k)]:
+            for key in [k for k in self._keys() if matches(k)]:
                 self._drop(key, "evict", evicted)
             for key in [k for k in self._misses if matches(k)]:
                 del self._misses[key]
@@ -540,6 +551,20 @@ class TenantRegistry:
                 evictions=dict(self._evictions),
             )
 
+    def _oldest(self) -> tuple[_Key, _Held]:
+        """The least recently used key and app; call with the lock held."""
+        while True:
+            try:
+                return next(iter(self._held.items()))
+            except RuntimeError:  # a hit moved a key in between: look again
+                continue
+
+    def _keys(self) -> list[_Key]:
+        """The held keys in use order, copied in one step: hits move keys in
+        that order without the lock, and going over it a key at a time would
+        fail ("OrderedDict mutated during iteration")."""
+        return list(self._held)
+
     def __len__(self) -> int:
         """How many apps are held."""
         return len(self._held)
@@ -547,12 +572,12 @@ class TenantRegistry:
     def __contains__(self, name: object) -> bool:
         """Whether an app called ``name`` is held."""
         with self._lock:
-            return any(key[1] == name for key in self._held)
+            return any(key[1] == name for key in self._keys())
 
     def __iter__(self) -> t.Iterator[str]:
         """The names held, least recently used first (a snapshot)."""
         with self._lock:
-            names = [key[1] for key in self._held]
+            names = [key[1] for key in self._keys()]
         return iter(dict.fromkeys(names))
 
     def __repr__(self) -> str:
