@@ -128,9 +128,11 @@ def _pair(url: str, on_first: bool, rounds: int) -> tuple[float, float]:
     """Overheads with the listener on and off, from two sites built in the
     given order (the one built first may sit better or worse in memory)."""
     held = mixes.held()
-    sites = [_site(url, HELD)[0], _site(None, HELD)[0]]
-    on, off = sites if on_first else sites[::-1]
-    for app in sites:
+    if on_first:
+        on, off = _site(url, HELD)[0], _site(None, HELD)[0]
+    else:
+        off, on = _site(None, HELD)[0], _site(url, HELD)[0]
+    for app in (on, off) if on_first else (off, on):
         for name in held:
             app.wsgi_app(subdomain_environ(name), no_start_response)
     environs = [subdomain_environ(name) for name in mixes.mix("uniform")]
