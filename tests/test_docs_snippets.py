@@ -84,3 +84,23 @@ def test_deploying_proxy_fix_snippet() -> None:
     forwarded = {"HTTP_X_FORWARDED_HOST": "acme.example.com", "HTTP_X_FORWARDED_PROTO": "https"}
     response = call(app, host="127.0.0.1:8000", **forwarded)
     assert response.body == "acme https"
+
+
+def test_deploying_gunicorn_command(tmp_path: pathlib.Path) -> None:
+    # The page's command, checked by gunicorn itself: it loads the app.
+    import shlex
+    import subprocess
+    import sys
+
+    text = (ROOT / "docs" / "deploying.rst").read_text()
+    (line,) = re.findall(r"^    \$ (gunicorn .*)$", text, re.M)
+    command = [sys.executable, "-m", *shlex.split(line), "--check-config"]
+    env = {
+        "PATH": "",
+        "FLASK_TENANT_DIRECTORY": str(tmp_path / "tenants.sqlite3"),
+        "FLASK_TENANT_DATA_DIR": str(tmp_path / "data"),
+        "FLASK_SECRET_KEY": "test",
+    }
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "example_project:create_app()" in line
