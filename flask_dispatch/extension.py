@@ -16,6 +16,7 @@ import threading
 import types
 import typing as t
 import weakref
+from contextlib import nullcontext
 
 from flask import Flask, current_app, has_app_context, request
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
@@ -516,9 +517,9 @@ def _invoker(app: Flask, state: DispatchState) -> t.Callable[[Factory, str], Ans
             raise TypeError(
                 f"The factory of tenant {name!r} returned {answer!r}, which is not a WSGI app."
             )
-        if isinstance(answer, Flask) and state.settings.scope_sessions:
-            scope_session(answer, name, app)
         if isinstance(answer, Flask):
+            if state.settings.scope_sessions:
+                scope_session(answer, name, app)
             name_tenant_in_logs(answer)
         return answer
 
@@ -541,12 +542,9 @@ def _send_created(app: Flask, name: str, tenant: WSGIApplication) -> None:
 
 
 def _send_evicted(app: Flask, name: str, tenant: WSGIApplication, reason: EvictReason) -> None:
-    with app.app_context():
-        if isinstance(tenant, Flask):
-            with tenant.app_context():
-                tenant_evicted.send(app, name=name, tenant_app=tenant, reason=reason)
-        else:
-            tenant_evicted.send(app, name=name, tenant_app=tenant, reason=reason)
+    tenant_context = tenant.app_context() if isinstance(tenant, Flask) else nullcontext()
+    with app.app_context(), tenant_context:
+        tenant_evicted.send(app, name=name, tenant_app=tenant, reason=reason)
 
 
 def _route_dispatch_error(endpoint: str | None, values: dict[str, t.Any] | None) -> None:

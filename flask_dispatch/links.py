@@ -24,7 +24,8 @@ if t.TYPE_CHECKING:
 By = t.Literal["subdomain", "path"]
 
 
-def _current_tenant() -> str | None:
+def tenant_name() -> str | None:
+    """The name of the tenant whose request is being handled, or ``None``."""
     if not has_request_context():
         return None
     return t.cast("str | None", request.environ.get(TENANT_KEY))
@@ -33,7 +34,7 @@ def _current_tenant() -> str | None:
 #: The current tenant's name inside a request that dispatch handed to a
 #: tenant, ``None`` elsewhere. A proxy, like ``current_app``: compare it
 #: with ``==`` or test its truth, not with ``is None``.
-current_tenant: str | None = LocalProxy(_current_tenant)  # type: ignore[assignment]
+current_tenant: str | None = LocalProxy(tenant_name)  # type: ignore[assignment]
 
 
 def tenant_url(

@@ -21,10 +21,9 @@ import logging
 import threading
 import typing as t
 
-from flask import has_request_context, request
 from flask.logging import default_handler
 
-from .middleware import TENANT_KEY
+from .links import tenant_name
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -35,11 +34,7 @@ NO_TENANT = "-"
 
 def current_tenant() -> str:
     """The name of the tenant whose request is being handled, or ``"-"``."""
-    if has_request_context():
-        name = request.environ.get(TENANT_KEY)
-        if isinstance(name, str):
-            return name
-    return NO_TENANT
+    return tenant_name() or NO_TENANT
 
 
 class TenantFilter(logging.Filter):
