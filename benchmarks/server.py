@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import os
-import queue
 import re
 import shutil
 import statistics
 import subprocess
-import sys
-import threading
-import time
 import typing as t
 from pathlib import Path
+
+from tests import servers
 
 from .common import table
 from .serve import TENANTS
@@ -35,7 +32,6 @@ if t.TYPE_CHECKING:
     from collections.abc import Iterator
 
 LUA = Path(__file__).with_name("hosts.lua")
-_LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
 _RPS = re.compile(r"Requests/sec:\s+([0-9.]+)")
 CONNECTIONS = 8
 
@@ -51,68 +47,13 @@ def missing() -> str | None:
     return None
 
 
-def _gunicorn_args() -> list[str]:
-    # Gunicorn 24+ opens a control socket in ~/.gunicorn by default, shared
-    # by every server on the machine; these do not need it.
-    from gunicorn.config import KNOWN_SETTINGS
-
-    if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS):
-        return ["--no-control-socket"]
-    return []
-
-
 @contextlib.contextmanager
 def gunicorn(target: str) -> Iterator[int]:
     """Serve ``target`` on 127.0.0.1 with one gthread worker and one thread;
     yields the port once the worker answers."""
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--bind=127.0.0.1:0",
-        "--workers=1",
-        "--worker-class=gthread",
-        "--threads=1",
-        "--graceful-timeout=2",
-        *_gunicorn_args(),
-        target,
-    ]
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=os.getcwd()
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    log: list[str] = []
-
-    def pump() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            log.append(line)
-            lines.put(line)
-
-    pumper = threading.Thread(target=pump, daemon=True)
-    pumper.start()
-    try:
-        deadline = time.monotonic() + 30
-        port = None
-        while port is None:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"gunicorn {target} did not start:\n" + "".join(log))
-            with contextlib.suppress(queue.Empty):
-                match = _LISTENING.search(lines.get(timeout=0.5))
-                if match:
-                    port = int(match.group(1))
-        # It listens before its worker has loaded the app; the first request
-        # waits for that.
-        _get(port, "t0000.localhost")
-        yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        pumper.join(10)
+    with servers.gunicorn(target, threads=1) as server:
+        _get(server.port, "t0000.localhost")  # the app is loaded by now
+        yield server.port
 
 
 def _get(port: int, host: str, connection: http.client.HTTPConnection | None = None) -> None:

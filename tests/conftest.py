@@ -184,16 +184,23 @@ def path_factory(dispatch: Dispatch) -> RecordingFactory:
     return factory
 
 
+def available(reason: str | None, required_by: str) -> None:
+    """Skip the test because ``reason``, unless the environment variable
+    ``required_by`` is ``1`` (as CI sets it): then fail it."""
+    if reason is None:
+        return
+    if os.environ.get(required_by) == "1":
+        pytest.fail(f"{required_by}=1, but these tests cannot run: {reason}")
+    pytest.skip(reason)
+
+
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A real ``redis-server`` on a free loopback port, stopped after the
     test. Skipped when it is missing, unless ``FLASK_DISPATCH_REQUIRE_REDIS=1``
     (CI) makes that a failure."""
     reason = missing()
-    if reason is not None:
-        if os.environ.get("FLASK_DISPATCH_REQUIRE_REDIS") == "1":
-            pytest.fail(f"Redis tests required but cannot run: {reason}")
-        pytest.skip(reason)
+    available(reason, "FLASK_DISPATCH_REQUIRE_REDIS")
     server = started(tmp_path)
     yield server
     server.stop()

@@ -13,6 +13,8 @@ import time
 import typing as t
 from pathlib import Path
 
+from .servers import stop
+
 NGINX = os.environ.get("FLASK_DISPATCH_NGINX") or shutil.which("nginx") or "/usr/sbin/nginx"
 OPENSSL = shutil.which("openssl") or "openssl"
 #: The site configuration, as the deploying page includes it.
@@ -176,10 +178,4 @@ def nginx(
                 waiting.pop(0)
         yield running
     finally:
-        # SIGTERM: nginx's fast shutdown.
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop(process)  # SIGTERM: nginx's fast shutdown

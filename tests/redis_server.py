@@ -10,6 +10,8 @@ import subprocess
 import time
 import typing as t
 
+from .servers import stop
+
 if t.TYPE_CHECKING:
     from pathlib import Path
 
@@ -82,12 +84,7 @@ class RedisServer:
         """Stop the server (at once: no save) and wait until it has exited."""
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        stop(self.process)
         self.process = None
 
     def _answers(self) -> bool:

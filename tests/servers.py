@@ -25,6 +25,16 @@ def _control_socket_args() -> list[str]:
     return []
 
 
+def stop(process: subprocess.Popen[t.Any]) -> None:
+    """Terminate a server and wait until it has exited; kill it if it hangs."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 class Gunicorn:
     """A running gunicorn; ``base`` is ``http://127.0.0.1:PORT``."""
 
@@ -111,12 +121,7 @@ def gunicorn(
             time.sleep(0.05)
         yield Gunicorn(process, port, log)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop(process)
         pumper.join(10)
         if process.stderr is not None:
             process.stderr.close()

@@ -8,6 +8,7 @@ Screenshots of every step go to ``test-artifacts/browser/<test name>/``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import available
 from .servers import Gunicorn, gunicorn
 
 if t.TYPE_CHECKING:
@@ -37,7 +39,7 @@ FLAGS = [
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser"
 
 
-def _missing() -> str | None:
+def browser_missing() -> str | None:
     if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
         return f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
     try:
@@ -47,19 +49,25 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def browser() -> t.Iterator[Browser]:
-    reason = _missing()
-    if reason is not None:
-        if os.environ.get("FLASK_DISPATCH_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"browser tests required but cannot run: {reason}")
-        pytest.skip(reason)
+@contextlib.contextmanager
+def chromium(*args: str) -> t.Iterator[Browser]:
+    """Debian's Chromium, started with :data:`FLAGS` and ``args``; the test
+    is skipped (or, under CI, fails) without it."""
+    available(browser_missing(), "FLASK_DISPATCH_REQUIRE_BROWSER")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, timeout=60_000)
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=[*FLAGS, *args], timeout=60_000
+        )
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> t.Iterator[Browser]:
+    with chromium() as started:
+        yield started
 
 
 def example_server(tmp_path: Path, workers: int = 2, **config: str) -> t.ContextManager[Gunicorn]:

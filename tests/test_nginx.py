@@ -13,7 +13,6 @@ Skipped when nginx or openssl is missing, unless
 from __future__ import annotations
 
 import http.client
-import os
 import re
 import socket
 import ssl
@@ -22,10 +21,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from .conftest import available
 from .nginx_server import Nginx, free_port, make_certificates, missing, nginx, site_config
 from .servers import Gunicorn, gunicorn
-from .test_browser import CHROMIUM, FLAGS, Steps, add_note, sign_up
-from .test_browser import _missing as browser_missing
+from .test_browser import Steps, add_note, sign_up
+from .test_browser import chromium as launch_chromium
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -52,10 +52,7 @@ class Site:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Site]:
     reason = missing()
-    if reason is not None:
-        if os.environ.get("FLASK_DISPATCH_REQUIRE_NGINX") == "1":
-            pytest.fail(f"nginx tests required but cannot run: {reason}")
-        pytest.skip(reason)
+    available(reason, "FLASK_DISPATCH_REQUIRE_NGINX")
     folder = tmp_path_factory.mktemp("deploy")
     ca = make_certificates(folder / "tls")
     env = {
@@ -233,19 +230,8 @@ def test_requests_without_a_name_get_no_answer(site: Site, https: bool) -> None:
 
 @pytest.fixture(scope="module")
 def chromium() -> t.Iterator[Browser]:
-    reason = browser_missing()
-    if reason is not None:
-        if os.environ.get("FLASK_DISPATCH_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"browser tests required but cannot run: {reason}")
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=[*FLAGS, RESOLVE], timeout=60_000
-        )
-        yield browser
-        browser.close()
+    with launch_chromium(RESOLVE) as started:
+        yield started
 
 
 @pytest.mark.browser
