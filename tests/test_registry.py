@@ -443,6 +443,23 @@ def test_recursion_is_an_error_not_a_deadlock() -> None:
     assert len(registry) == 0
 
 
+class FirstCallWaits:
+    """A factory whose first call waits for ``release``, then returns the
+    app it made first; later calls return a new app at once. ``built``
+    holds every app it made."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.built: list[NamedApp] = []
+
+    def __call__(self, name: str) -> WSGIApplication:
+        self.built.append(NamedApp(f"{name} #{len(self.built) + 1}"))
+        if len(self.built) == 1:
+            assert self.release.wait(10)
+            return self.built[0]
+        return self.built[-1]
+
+
 def get_quietly(registry: TenantRegistry, name: str, factory: t.Any) -> None:
     """A request in a thread whose own outcome the test does not need."""
     with contextlib.suppress(Exception):
@@ -514,16 +531,8 @@ def test_creations_in_line_are_bounded() -> None:
 def test_a_hung_factory_is_given_up_and_tried_again(caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock()
     registry = make_registry(create_timeout=0.05, clock=clock)
-    release = threading.Event()
-    built: list[NamedApp] = []
-
-    def hangs_once(name: str) -> WSGIApplication:
-        if not built:
-            built.append(NamedApp("first"))
-            assert release.wait(10)
-            return built[0]
-        built.append(NamedApp("second"))
-        return built[-1]
+    hangs_once = FirstCallWaits()
+    built, release = hangs_once.built, hangs_once.release
 
     with pytest.raises(TenantCreationTimeout):
         registry.get("acme", hangs_once)
@@ -666,16 +675,8 @@ def test_hits_race_evictions_iterations_and_expiry() -> None:
 
 def test_a_request_after_evict_does_not_join_the_stale_creation() -> None:
     registry = make_registry(create_timeout=30)
-    release = threading.Event()
-    built: list[NamedApp] = []
-
-    def factory(name: str) -> WSGIApplication:
-        if not built:
-            built.append(NamedApp("before the signup"))
-            assert release.wait(10)
-            return built[0]
-        built.append(NamedApp("after"))
-        return built[-1]
+    factory = FirstCallWaits()  # the first build began before the signup
+    built, release = factory.built, factory.release
 
     first = threading.Thread(target=get_quietly, args=(registry, "acme", factory))
     first.start()
