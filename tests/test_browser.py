@@ -112,6 +112,15 @@ def add_note(page: Page, body: str) -> None:
     page.wait_for_selector("text=Note added.")
 
 
+def add_note_by_path(page: Page, url: str, body: str) -> None:
+    """Open a tenant by path at ``url``: its forms post under ``url``, and a
+    note added there stays there."""
+    actions = page.eval_on_selector_all("form", "forms => forms.map(f => f.action)")
+    assert actions and all(a.startswith(url) for a in actions)
+    add_note(page, body)
+    assert page.url == url
+
+
 def test_signup_notes_isolation_and_both_addresses(browser: Browser, tmp_path: Path) -> None:
     with example_server(tmp_path) as server:
         site = f"http://localhost:{server.port}"
@@ -141,10 +150,7 @@ def test_signup_notes_isolation_and_both_addresses(browser: Browser, tmp_path: P
 
         page.goto(f"{site}/acme/")
         assert "Acme launch plan" in page.locator("#notes").inner_text()
-        form_actions = page.eval_on_selector_all("form", "forms => forms.map(f => f.action)")
-        assert form_actions and all(a.startswith(f"{site}/acme/") for a in form_actions)
-        add_note(page, "Added by path")
-        assert page.url == f"{site}/acme/"
+        add_note_by_path(page, f"{site}/acme/", "Added by path")
         assert "Added by path" in page.locator("#notes").inner_text()
         page.click("header h1 a")
         assert page.url == f"{site}/acme/"

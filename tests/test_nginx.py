@@ -24,7 +24,7 @@ import pytest
 from .conftest import available
 from .nginx_server import Nginx, free_port, make_certificates, missing, nginx, site_config
 from .servers import Gunicorn, gunicorn
-from .test_browser import Steps, add_note, sign_up
+from .test_browser import Steps, add_note, add_note_by_path, sign_up
 from .test_browser import chromium as launch_chromium
 
 if t.TYPE_CHECKING:
@@ -258,10 +258,7 @@ def test_signup_and_notes_in_chromium(site: Site, chromium: Browser) -> None:
 
     page.goto(f"{base}/initech/")
     assert "Through nginx" in page.locator("#notes").inner_text()
-    actions = page.eval_on_selector_all("form", "forms => forms.map(f => f.action)")
-    assert actions and all(a.startswith(f"{base}/initech/") for a in actions)
-    add_note(page, "By path")
-    assert page.url == f"{base}/initech/"
+    add_note_by_path(page, f"{base}/initech/", "By path")
     steps.shot("path-note-added")
 
     response = page.goto(f"https://nobody.example.com:{site.https}/")
