@@ -15,7 +15,7 @@ from .errors import (
 from .extension import Dispatch, DispatchState
 from .links import current_tenant
 from .logs import TenantFilter
-from .registry import RegistryStats, TenantRegistry
+from .registry import RegistryStats, TenantRegistry, TenantSlot
 from .signals import tenant_created, tenant_evicted
 
 __version__ = "0.2.0.dev0"
@@ -32,6 +32,7 @@ __all__ = [
     "TenantFilter",
     "TenantRecursionError",
     "TenantRegistry",
+    "TenantSlot",
     "TenantUnavailable",
     "current_tenant",
     "tenant_created",

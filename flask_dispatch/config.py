@@ -21,7 +21,7 @@ DOMAIN = "DISPATCH_DOMAIN"
 RESERVED = "DISPATCH_RESERVED"
 #: Regular expression a tenant name must match in full.
 NAME_PATTERN = "DISPATCH_NAME_PATTERN"
-#: Most tenant apps held at once; the least recently used is evicted.
+#: Most tenant apps held at once; a least recently used one is evicted.
 MAX_INSTANCES = "DISPATCH_MAX_INSTANCES"
 #: Seconds unused after which a tenant app is dropped, or ``None``.
 IDLE_TIMEOUT = "DISPATCH_IDLE_TIMEOUT"

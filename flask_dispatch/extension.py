@@ -185,6 +185,7 @@ class DispatchState:
             ),
             # Room for every held tenant under two spellings of its host.
             memo_size=max(1024, 2 * settings.max_instances),
+            slots=self.registry.slot,
         )
 
     def start_background(self) -> None:

@@ -20,14 +20,12 @@ from .errors import TenantUnavailable
 from .routing import Kind
 
 if t.TYPE_CHECKING:
-    from .routing import Router, Target
-
-if t.TYPE_CHECKING:
     from collections.abc import Iterable
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from .extension import DispatchState
+    from .routing import Router, Target
 
 #: Environ key set on requests handed to a tenant app: the tenant's name.
 TENANT_KEY = "flask_dispatch.tenant"
@@ -37,8 +35,7 @@ ERROR_KEY = "flask_dispatch.error"
 #: app can still build URLs on its error page.
 ORIGINAL_HOST_KEY = "flask_dispatch.original_host"
 
-_SUBDOMAIN, _PATH, _HOST_APP, _MOUNT = Kind.SUBDOMAIN, Kind.PATH, Kind.HOST_APP, Kind.MOUNT
-_DOMAIN = Kind.DOMAIN
+_PATH, _HOST_APP, _MOUNT, _DOMAIN = Kind.PATH, Kind.HOST_APP, Kind.MOUNT, Kind.DOMAIN
 
 
 class DispatchMiddleware:
@@ -66,36 +63,40 @@ class DispatchMiddleware:
         trusted = self.config.get("TRUSTED_HOSTS")  # per request, as Flask reads it
         if trusted is not None and not host_is_trusted(raw_host, trusted):
             return self.fail(environ, start_response, BadRequest("Untrusted Host header."), True)
-        kind = target.kind
-        if kind is _DOMAIN:
+        if target.kind is _DOMAIN:
             try:
                 target = self._custom_domain(target, router, environ.get("PATH_INFO", ""))
             except Exception as e:  # the resolver's: the host app's to report
                 return self.fail(environ, start_response, e)
-            kind = target.kind
-        if kind is _SUBDOMAIN or kind is _PATH:
+        slot = target.slot
+        if slot is not None:  # a tenant
             try:
-                app = self.registry.get(target.name, target.handler)
+                app = self.registry.fetch(slot)
             except Exception as e:
                 return self.fail(environ, start_response, self._as_http_error(e))
             if app is None or isinstance(app, HTTPException):
                 return self._no_tenant(target, app, environ, start_response)
-        elif kind is _MOUNT:
+            environ[TENANT_KEY] = target.name
+        elif target.kind is _MOUNT:
             app = target.handler
-        elif kind is _HOST_APP:
-            return self.wsgi_app(environ, start_response)
         else:
-            bad_host = kind is Kind.BAD_HOST
-            error = BadRequest("Malformed Host header.") if bad_host else NotFound()
-            return self.fail(environ, start_response, error, bad_host)
+            return self._not_for_a_tenant(target, environ, start_response)
         # The one place a request is handed to a tenant or a mount.
         script = target.script
         if script:
             environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + script
             environ["PATH_INFO"] = environ["PATH_INFO"][len(script) :]
-        if kind is not _MOUNT:
-            environ[TENANT_KEY] = target.name
         return app(environ, start_response)  # type: ignore[no-any-return]
+
+    def _not_for_a_tenant(
+        self, target: Target, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """The host app's side, a bad host, or a name no tenant can have."""
+        if target.kind is _HOST_APP:
+            return self.wsgi_app(environ, start_response)
+        bad_host = target.kind is Kind.BAD_HOST
+        error = BadRequest("Malformed Host header.") if bad_host else NotFound()
+        return self.fail(environ, start_response, error, bad_host)
 
     def _custom_domain(self, target: Target, router: Router, path: str) -> Target:
         """The tenant whose custom domain the host is, else the host app's

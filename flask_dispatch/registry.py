@@ -4,27 +4,34 @@ One :class:`TenantRegistry` per host app holds the tenant apps its factories
 built, keyed by ``(factory, name)``. It has no Flask import, and nothing
 outside this module touches its insides.
 
-- **Eviction policy: exact least-recently-used.** Held apps live in one
-  ``OrderedDict`` in order of use; every hit moves its app to the end (one
-  atomic step, so hits take no lock), and a creation beyond
-  ``max_instances`` evicts from the front. Each step is O(1), whatever the
-  number held.
+- **Lookups through a slot.** :meth:`TenantRegistry.slot` gives the one
+  :class:`TenantSlot` of a ``(factory, name)``; the router keeps it with its
+  decision for a host or path, so a request to a held tenant costs an
+  attribute read, whatever the number of tenants, and takes no lock.
+- **Eviction policy: sampled least-recently-used.** Every hit stamps its
+  slot with a use count. A creation beyond ``max_instances`` evicts the
+  least recently used of :data:`SAMPLE` held apps picked at random (of all
+  of them when no more are held), as Redis does. So an app among the
+  ``SAMPLE - 1`` most recently used is never evicted, and the app evicted
+  is among the least recently used quarter with probability
+  ``1 - 0.75 ** SAMPLE`` (99%). Each eviction is O(:data:`SAMPLE`), even
+  right after every held app was used.
 - **Single flight, bounded waits.** The first request for a name starts its
   factory on a creation thread; later requests for the name wait for that
   result. At most ``max_waiting`` requests wait up to ``create_timeout``
   seconds, the one that started the creation too; more may wait only during
   the creation's first :data:`OVERFLOW_WAIT` seconds, and once a creation
-  has outlived the timeout, new requests are answered at once. So a slow factory holds at most
-  ``max_waiting`` of the server's threads. The creation goes on, and its app
-  is kept when it arrives. No lock is held while a factory runs, and
-  different names are built in parallel, at most ``max_creating`` at a
-  time; more wait in line. A factory still running after four times the
-  timeout is given up and a new attempt starts; its thread is set aside,
-  at most ``max_creating`` of them.
+  has outlived the timeout, new requests are answered at once. So a slow
+  factory holds at most ``max_waiting`` of the server's threads. The
+  creation goes on, and its app is kept when it arrives. No lock is held
+  while a factory runs, and different names are built in parallel, at most
+  ``max_creating`` at a time; more wait in line. A factory still running
+  after four times the timeout is given up and a new attempt starts; its
+  thread is set aside, at most ``max_creating`` of them.
 - **Bounded in time.** An app unused for ``idle_timeout`` seconds, or older
-  than ``max_age``, is dropped; a factory's "no such tenant" is remembered for
-  ``miss_ttl`` seconds, at most ``max_misses`` of them. Failures are not
-  remembered.
+  than ``max_age``, is dropped at its next use or by :meth:`~TenantRegistry.expire`;
+  a factory's "no such tenant" is remembered for ``miss_ttl`` seconds, at
+  most ``max_misses`` of them. Failures are not remembered.
 """
 
 from __future__ import annotations
@@ -32,11 +39,13 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import random
 import threading
 import time
 import typing as t
 import weakref
 from collections import Counter, OrderedDict
+from operator import attrgetter
 
 from .errors import TenantBusy, TenantCreationTimeout, TenantFactoryError, TenantRecursionError
 
@@ -50,6 +59,9 @@ log = logging.getLogger("flask_dispatch")
 #: to a tenant that is quick to build (a page and its assets), short enough
 #: that requests for a slow one give their threads back.
 OVERFLOW_WAIT = 0.5
+
+#: How many held apps an eviction compares (see the module's docs).
+SAMPLE = 16
 
 #: A tenant factory: takes the tenant's name, returns a WSGI app or ``None``.
 Factory = t.Callable[[str], t.Optional["WSGIApplication"]]
@@ -81,13 +93,29 @@ class RegistryStats(t.NamedTuple):
     evictions: dict[str, int]
 
 
-class _Held:
-    __slots__ = ("app", "born", "used")
+class TenantSlot:
+    """The place of one ``(factory, name)`` in a :class:`TenantRegistry`,
+    and its app while the app is held. Get it from
+    :meth:`TenantRegistry.slot`, look up through :meth:`TenantRegistry.fetch`;
+    its attributes are the registry's.
 
-    def __init__(self, app: WSGIApplication, now: float) -> None:
-        self.app = app
-        self.born = now
-        self.used = now
+    .. versionadded:: 0.2
+    """
+
+    __slots__ = ("__weakref__", "app", "born", "factory", "index", "name", "seen", "used")
+
+    def __init__(self, factory: Factory, name: str) -> None:
+        self.factory, self.name = factory, name
+        self.app: WSGIApplication | None = None
+        self.born = self.seen = 0.0
+        self.used = 0  # the registry's use count at its last use
+        self.index = -1  # where in the held list, while held
+
+    def __repr__(self) -> str:
+        return f"<TenantSlot {self.name!r} {'held' if self.app else 'empty'}>"
+
+
+_used = attrgetter("used")
 
 
 class _Creation:
@@ -196,7 +224,8 @@ def _ignore(*args: t.Any) -> None:
 class TenantRegistry:
     """Tenant apps by factory and name, built on first use and bounded.
 
-    :param max_instances: most apps held; the least recently used goes first.
+    :param max_instances: most apps held; past that, one of the least
+        recently used goes (see the module's docs).
     :param idle_timeout: seconds unused after which an app is dropped.
     :param max_age: seconds after its creation at which an app is dropped.
     :param miss_ttl: seconds a miss (see ``is_miss``) is remembered.
@@ -218,8 +247,9 @@ class TenantRegistry:
     :param clock: monotonic clock in seconds, replaceable in tests.
 
     .. versionchanged:: 0.2
-        Keyed by ``(factory, name)``; factories run on creation threads;
-        :meth:`stats`, ``max_age``, ``max_waiting`` and ``max_creating``.
+        Keyed by ``(factory, name)``, looked up through slots, sampled LRU;
+        factories run on creation threads; :meth:`stats`, ``max_age``,
+        ``max_waiting`` and ``max_creating``.
     """
 
     def __init__(
@@ -250,92 +280,106 @@ class TenantRegistry:
         self._on_created, self._on_evicted = on_created, on_evicted
         self._broadcast = broadcast
         self._lock = threading.Lock()
-        self._held: OrderedDict[_Key, _Held] = OrderedDict()  # least recently used first
+        self._slots: weakref.WeakValueDictionary[_Key, TenantSlot] = weakref.WeakValueDictionary()
+        self._held: list[TenantSlot] = []  # in no order: evictions sample it
         self._misses: OrderedDict[_Key, tuple[float, Answer]] = OrderedDict()  # oldest first
         self._creations: dict[_Key, _Creation] = {}
         self._threads = _CreationThreads(max_creating)
-        self._hits = self._created = self._failed = 0
+        # The clock of the LRU order: it counts hits and held creations.
+        self._uses = self._created = self._failed = self._stamped = 0
         self._evictions: Counter[str] = Counter()
         # Only a registry with a time bound reads the clock on a hit.
         self._timed = idle_timeout is not None or max_age is not None
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork(ref))
 
-    def get(self, name: str, factory: Factory) -> Answer:
-        """The app for ``name``, built with ``factory`` on first use, or the
-        factory's remembered "no such tenant" answer (``None`` by default).
+    def slot(self, name: str, factory: Factory) -> TenantSlot:
+        """The one slot of ``(factory, name)``, for :meth:`fetch`. It lives
+        while it is held by the registry or by its caller.
 
         :param name: the tenant's name, already validated.
         :param factory: builds the app; one long-lived function per kind.
+        """
+        key = (factory, name)
+        found = self._slots.get(key)
+        if found is None:
+            with self._lock:
+                found = self._slots.get(key)
+                if found is None:
+                    found = self._slots[key] = TenantSlot(factory, name)
+        return found
+
+    def get(self, name: str, factory: Factory) -> Answer:
+        """The app for ``name``, built with ``factory`` on first use, or the
+        factory's remembered "no such tenant" answer (``None`` by default).
+        See :meth:`fetch` for what it raises.
+
+        :param name: the tenant's name, already validated.
+        :param factory: builds the app; one long-lived function per kind.
+        """
+        return self.fetch(self.slot(name, factory))
+
+    def fetch(self, slot: TenantSlot) -> Answer:
+        """The app of ``slot``, built on first use, or its factory's
+        remembered "no such tenant" answer (``None`` by default).
+
+        :param slot: from :meth:`slot`.
         :raises TenantCreationTimeout: not created within ``create_timeout``.
         :raises TenantBusy: ``max_waiting`` requests already wait for it,
             its creation outlived the timeout, or too many are pending.
         :raises TenantRecursionError: the factory asked for its own tenant.
         :raises TenantFactoryError: the factory raised; it is the ``__cause__``.
         """
-        key = (factory, name)
         # A hit takes no lock: with many threads, a lock taken on every hit
         # makes them queue behind whichever one the GIL switched away from.
-        # get() and move_to_end() are each one atomic step; an app evicted
-        # between them is looked up again under the lock. (Everything that
-        # goes over the order copies it in one step first, for the same
-        # reason: see _keys.)
-        held = self._held.get(key)
-        if held is not None and (not self._timed or self._fresh(held)):
-            try:
-                self._held.move_to_end(key)
-            except KeyError:
-                return self._slow_get(key, name)
-            self._hits += 1
-            return held.app
-        return self._slow_get(key, name)
+        # An app evicted meanwhile serves this request and is then let go.
+        app = slot.app
+        if app is not None and (not self._timed or self._fresh(slot)):
+            slot.used = self._uses = self._uses + 1
+            return app
+        return self._fetch_slowly(slot)
 
-    def _fresh(self, held: _Held) -> bool:
-        """Whether a held app is within its time bounds, and stamp its use;
-        call with the lock held."""
+    def _fresh(self, slot: TenantSlot) -> bool:
+        """Whether a held app is within its time bounds, and stamp the time
+        of its use."""
         now = self._clock()
-        if self._expired(held, now):
+        if self._expired(slot, now):
             return False
-        held.used = now
+        slot.seen = now
         return True
 
-    def _expired(self, held: _Held, now: float) -> EvictReason | None:
-        if self.idle_timeout is not None and now - held.used >= self.idle_timeout:
+    def _expired(self, slot: TenantSlot, now: float) -> EvictReason | None:
+        if self.idle_timeout is not None and now - slot.seen >= self.idle_timeout:
             return "idle"
-        if self.max_age is not None and now - held.born >= self.max_age:
+        if self.max_age is not None and now - slot.born >= self.max_age:
             return "max_age"
         return None
 
-    def _slow_get(self, key: _Key, name: str) -> Answer:
-        """A lookup that found no fresh app: expire, remembered miss, or
-        start or join a creation, then wait for it."""
+    def _fetch_slowly(self, slot: TenantSlot) -> Answer:
+        """A lookup that found no fresh app: a remembered miss, or start or
+        join a creation, then wait for it."""
+        key, name = (slot.factory, slot.name), slot.name
         evicted: _Evicted = []
         try:
             with self._lock:
                 now = self._clock()
-                self._expire(now, evicted)
-                held = self._held.get(key)
-                reason = self._expired(held, now) if held is not None and self._timed else None
-                if reason:
-                    self._drop(key, reason, evicted)
-                elif held is not None:  # created since the first look
-                    self._held.move_to_end(key)
-                    held.used = now
-                    self._hits += 1
-                    return held.app
+                self._expire_misses(now)
+                if slot.app is not None:
+                    reason = self._expired(slot, now)
+                    if not reason:  # created since the first look
+                        self._uses += 1
+                        slot.seen, slot.used = now, self._uses
+                        return slot.app
+                    self._drop(slot, reason, evicted)
                 miss = self._misses.get(key)
                 if miss is not None:
-                    if miss[0] > now:
-                        self._hits += 1
-                        return miss[1]
-                    del self._misses[key]
+                    self._uses += 1
+                    return miss[1]
                 creation, start, overflow = self._join(key, name, now)
         finally:
             self._notify(evicted)
         try:
-            if start and not self._threads.submit(
-                creation, lambda: self._create(key, name, creation)
-            ):
+            if start and not self._threads.submit(creation, lambda: self._create(slot, creation)):
                 busy = TenantBusy(name, "too many creations are pending")
                 self._abandon(key, creation, busy)
                 raise busy
@@ -395,15 +439,16 @@ class TenantRegistry:
             raise TenantFactoryError(name) from creation.error
         return creation.answer
 
-    def _create(self, key: _Key, name: str, creation: _Creation) -> None:
+    def _create(self, slot: TenantSlot, creation: _Creation) -> None:
         """Run the factory on a creation thread, then keep what it gave."""
         if creation.set_aside:  # given up before it started
             creation.done.set()
             return
         creation.thread = threading.get_ident()
+        key, name = (slot.factory, slot.name), slot.name
         answer: Answer = None
         try:
-            answer = self._invoke(key[0], name)
+            answer = self._invoke(slot.factory, name)
             miss = self._is_miss(answer)
             if not miss:
                 self._on_created(name, answer)
@@ -413,68 +458,65 @@ class TenantRegistry:
         with self._lock:
             if self._creations.get(key) is creation:
                 del self._creations[key]
-            now = self._clock()
             if creation.error is not None:
                 self._failed += 1
             else:
                 self._created += 1
-                self._keep(key, name, answer, miss, creation.stale, now, evicted)
+                self._keep(slot, answer, miss, creation.stale, evicted)
         self._notify(evicted)
         creation.answer = answer
         creation.done.set()
 
     def _keep(
-        self,
-        key: _Key,
-        name: str,
-        answer: Answer,
-        miss: bool,
-        stale: bool,
-        now: float,
-        evicted: _Evicted,
+        self, slot: TenantSlot, answer: Answer, miss: bool, stale: bool, evicted: _Evicted
     ) -> None:
         """Hold a new app or remember a miss; call with the lock held."""
+        now = self._clock()
         if stale:
             if not miss:
                 self._evictions["evict"] += 1
-                evicted.append((name, answer, "evict"))
+                evicted.append((slot.name, answer, "evict"))
         elif miss:
             if self.miss_ttl > 0 and self.max_misses > 0:
+                key = (slot.factory, slot.name)
+                self._misses.pop(key, None)
                 self._misses[key] = (now + self.miss_ttl, answer)
-                self._misses.move_to_end(key)
                 while len(self._misses) > self.max_misses:
                     self._misses.popitem(last=False)
         else:
-            self._held[key] = _Held(answer, now)
-            self._held.move_to_end(key)
+            # Kept by the held list, so every later lookup finds this slot.
+            self._slots[(slot.factory, slot.name)] = slot
+            self._uses += 1
+            self._stamped += 1
+            slot.app, slot.born, slot.seen, slot.used = answer, now, now, self._uses
+            slot.index = len(self._held)
+            self._held.append(slot)
             while len(self._held) > self.max_instances:
-                self._drop(self._oldest()[0], "capacity", evicted)
+                self._drop(self._least_recently_used(), "capacity", evicted)
 
-    def _drop(self, key: _Key, reason: EvictReason, evicted: _Evicted) -> None:
-        held = self._held.pop(key)
+    def _least_recently_used(self) -> TenantSlot:
+        """The least recently used of :data:`SAMPLE` held apps picked at
+        random; call with the lock held."""
+        held = self._held
+        if len(held) > SAMPLE:
+            held = [held[i] for i in random.sample(range(len(held)), SAMPLE)]
+        return min(held, key=_used)
+
+    def _drop(self, slot: TenantSlot, reason: EvictReason, evicted: _Evicted) -> None:
+        """Let go of a held app; call with the lock held."""
+        last = self._held.pop()
+        if last is not slot:  # the last one fills its place
+            self._held[slot.index] = last
+            last.index = slot.index
+        evicted.append((slot.name, t.cast("WSGIApplication", slot.app), reason))
+        slot.app, slot.index = None, -1
         self._evictions[reason] += 1
-        evicted.append((key[1], held.app, reason))
 
-    def _expire(self, now: float, evicted: _Evicted, everything: bool = False) -> None:
-        """Drop what is past its time bounds; call with the lock held. Apps
-        past ``max_age`` are not in use order, so finding them all takes a
-        scan: only with ``everything``, otherwise at their next use."""
-        misses = self._misses
+    def _expire_misses(self, now: float) -> None:
         # Every miss lives equally long, so the oldest expires first.
+        misses = self._misses
         while misses and next(iter(misses.values()))[0] <= now:
             misses.popitem(last=False)
-        if self.idle_timeout is not None:
-            # Least recently used first: stop at the first one still in use.
-            while self._held:
-                key, held = self._oldest()
-                if now - held.used < self.idle_timeout:
-                    break
-                self._drop(key, "idle", evicted)
-        if self.max_age is not None and everything:
-            for key, held in list(self._held.items()):
-                if now - held.born < self.max_age:
-                    continue
-                self._drop(key, "max_age", evicted)
 
     def _notify(self, evicted: _Evicted) -> None:
         for name, app, reason in evicted:
@@ -491,7 +533,12 @@ class TenantRegistry:
         """
         evicted: _Evicted = []
         with self._lock:
-            self._expire(self._clock(), evicted, everything=True)
+            now = self._clock()
+            self._expire_misses(now)
+            for slot in list(self._held):
+                reason = self._expired(slot, now)
+                if reason:
+                    self._drop(slot, reason, evicted)
         self._notify(evicted)
         return len(evicted)
 
@@ -524,8 +571,8 @@ class TenantRegistry:
     def _evict_where(self, matches: t.Callable[[_Key], bool]) -> int:
         evicted: _Evicted = []
         with self._lock:
-            for key in [k for k in self._keys() if matches(k)]:
-                self._drop(key, "evict", evicted)
+            for slot in [s for s in self._held if matches((s.factory, s.name))]:
+                self._drop(slot, "evict", evicted)
             for key in [k for k in self._misses if matches(k)]:
                 del self._misses[key]
             for key in [k for k in self._creations if matches(k)]:
@@ -545,25 +592,11 @@ class TenantRegistry:
             return RegistryStats(
                 held=len(self._held),
                 misses=len(self._misses),
-                hits=self._hits,
+                hits=self._uses - self._stamped,
                 creations=self._created,
                 failures=self._failed,
                 evictions=dict(self._evictions),
             )
-
-    def _oldest(self) -> tuple[_Key, _Held]:
-        """The least recently used key and app; call with the lock held."""
-        while True:
-            try:
-                return next(iter(self._held.items()))
-            except RuntimeError:  # a hit moved a key in between: look again
-                continue
-
-    def _keys(self) -> list[_Key]:
-        """The held keys in use order, copied in one step: hits move keys in
-        that order without the lock, and going over it a key at a time would
-        fail ("OrderedDict mutated during iteration")."""
-        return list(self._held)
 
     def __len__(self) -> int:
         """How many apps are held."""
@@ -572,12 +605,12 @@ class TenantRegistry:
     def __contains__(self, name: object) -> bool:
         """Whether an app called ``name`` is held."""
         with self._lock:
-            return any(key[1] == name for key in self._keys())
+            return any(slot.name == name for slot in self._held)
 
     def __iter__(self) -> t.Iterator[str]:
         """The names held, least recently used first (a snapshot)."""
         with self._lock:
-            names = [key[1] for key in self._keys()]
+            names = [slot.name for slot in sorted(self._held, key=_used)]
         return iter(dict.fromkeys(names))
 
     def __repr__(self) -> str:

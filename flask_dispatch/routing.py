@@ -45,6 +45,8 @@ class Target:
         mount), or ``""``.
     :param handler: the factory of a tenant, or the WSGI app of a mount.
     :param reason: why, in words, for the host app, a bad host or no tenant.
+    :param slot: where the registry keeps a tenant's app (see
+        :meth:`.TenantRegistry.slot`), if the router was given slots.
     """
 
     kind: Kind
@@ -52,6 +54,7 @@ class Target:
     script: str = ""
     handler: t.Any = None
     reason: str = ""
+    slot: t.Any = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,9 @@ class Rules:
     custom_domains: bool = False
 
 
+# Looked up once: Kind.HOST_APP is an attribute lookup through the enum's
+# class, slow enough to show on every request.
+_HOST_APP = Kind.HOST_APP
 #: A first path segment under which mounts must be searched by the whole path.
 _SEARCH_MOUNTS = Target(Kind.MOUNT)
 _HOST_SIDE = Target(Kind.HOST_APP)
@@ -109,11 +115,19 @@ class Router:
 
     :param rules: what routing depends on.
     :param memo_size: most hosts, and most path segments, remembered.
+    :param slots: gives the registry slot of a tenant, from its name and
+        factory, for :attr:`Target.slot`.
     """
 
-    def __init__(self, rules: Rules, memo_size: int = 1024) -> None:
+    def __init__(
+        self,
+        rules: Rules,
+        memo_size: int = 1024,
+        slots: t.Callable[[str, t.Any], t.Any] = lambda name, factory: None,
+    ) -> None:
         self.rules = rules
         self._memo_size = memo_size
+        self._slot = slots
         self._hosts: OrderedDict[str, Target] = OrderedDict()
         self._segments: OrderedDict[str, Target | None] = OrderedDict()
         self._mount_targets = {m: Target(Kind.MOUNT, m, m, app) for m, app in rules.mounts.items()}
@@ -130,7 +144,7 @@ class Router:
                 target = self._remember(self._hosts, raw_host, self._decide_host)
             except _NotRemembered as e:
                 return e.target
-        if target.kind is not Kind.HOST_APP:
+        if target.kind is not _HOST_APP:
             return target
         return self.route_path(path, target)
 
@@ -157,8 +171,10 @@ class Router:
         return found or target
 
     def tenant_target(self, name: str) -> Target:
-        """The target of subdomain tenant ``name``, reached by a custom domain."""
-        return Target(Kind.SUBDOMAIN, name, handler=self.rules.subdomain_factory)
+        """The target of subdomain tenant ``name`` (by its subdomain or a
+        custom domain)."""
+        factory = self.rules.subdomain_factory
+        return Target(Kind.SUBDOMAIN, name, handler=factory, slot=self._slot(name, factory))
 
     def _remember(self, memo: OrderedDict[str, V], key: str, decide: t.Callable[[str], V]) -> V:
         """Decide ``key`` and remember it, forgetting the oldest past the size."""
@@ -210,7 +226,7 @@ class Router:
         if rules.name_pattern.fullmatch(name) is None:
             reason = f"{name[:64]!r} does not match the tenant name pattern"
             raise _NotRemembered(Target(Kind.NO_TENANT, name, reason=reason))
-        return Target(Kind.SUBDOMAIN, name, handler=rules.subdomain_factory)
+        return self.tenant_target(name)
 
     def _decide_segment(self, segment: str) -> Target | None:
         """The target a first path segment decides, if it decides one."""
@@ -225,4 +241,5 @@ class Router:
             raise _NotRemembered(Target(Kind.HOST_APP))
         if not self.is_tenant_name(segment):
             return None
-        return Target(Kind.PATH, segment, "/" + segment, self.rules.path_factory)
+        factory = self.rules.path_factory
+        return Target(Kind.PATH, segment, "/" + segment, factory, slot=self._slot(segment, factory))

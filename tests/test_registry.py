@@ -1,4 +1,4 @@
-"""The tenant registry on its own: LRU bound, misses, idle and age expiry,
+"""The tenant registry on its own: sampled LRU bound, misses, idle and age expiry,
 single flight, parallel creation, re-entrancy, timeouts, back-pressure and
 eviction."""
 
@@ -22,6 +22,7 @@ from flask_dispatch import (
     TenantRecursionError,
     TenantRegistry,
 )
+from flask_dispatch.registry import SAMPLE
 
 from .conftest import NamedApp, RecordingFactory, run_workers, wait_for
 
@@ -88,44 +89,69 @@ def test_exact_lru_order() -> None:
     assert len(registry) == 3
 
 
+class RecencyModel:
+    """A plain LRU order of what the registry holds, to check each eviction
+    against the bound the registry states: the app evicted is never one of
+    the ``SAMPLE - 1`` most recently used, is the least recently used when
+    at most ``SAMPLE`` are held, and is nearly always among the least
+    recently used quarter."""
+
+    def __init__(self) -> None:
+        self.order: OrderedDict[str, None] = OrderedDict()  # least recent first
+        self.in_oldest_quarter = self.evictions = 0
+
+    def used(self, name: str) -> None:
+        self.order[name] = None
+        self.order.move_to_end(name)
+
+    def evicted(self, name: str) -> None:
+        names = list(self.order)
+        rank = names.index(name)  # 0: the least recently used
+        if len(names) <= SAMPLE:
+            assert rank == 0, f"{name} evicted before {names[0]}"
+        else:
+            assert rank < len(names) - (SAMPLE - 1), f"{name} is among the most recently used"
+        self.in_oldest_quarter += rank < len(names) / 4
+        self.evictions += 1
+        del self.order[name]
+
+
 @pytest.mark.parametrize(
     ("capacity", "names", "seed"),
     [
         pytest.param(2, 3, 1, id="tiny"),
-        pytest.param(16, 40, 2, id="small"),
+        pytest.param(SAMPLE, 40, 2, id="sample-sized"),
         pytest.param(64, 100, 3, id="most-held"),
         pytest.param(64, 1000, 4, id="churn"),
+        pytest.param(1000, 3000, 5, id="large"),
     ],
 )
-def test_exact_lru_over_long_random_runs(capacity: int, names: int, seed: int) -> None:
-    # Check the eviction order against a plain LRU over thousands of
-    # requests, with evictions by name mixed in.
+def test_lru_bound_over_long_random_runs(capacity: int, names: int, seed: int) -> None:
+    # Check every eviction against an exact LRU over thousands of requests,
+    # with evictions by name mixed in.
     rng = random.Random(seed)
     events = Events()
     registry = make_registry(events, max_instances=capacity)
     factory = RecordingFactory()
-    model: OrderedDict[str, None] = OrderedDict()
-    expected_evicted: list[tuple[str, str]] = []
-    for _ in range(5000):
+    model = RecencyModel()
+    for _ in range(10_000):
         name = f"t{rng.randrange(names)}"
         if rng.random() < 0.02:
-            held = name in model
-            model.pop(name, None)
+            held = name in model.order
+            model.order.pop(name, None)
             assert registry.evict(name) == (1 if held else 0)
             continue
-        if name in model:
-            model.move_to_end(name)
-            calls = len(factory.calls)
-            assert registry.get(name, factory) is not None
-            assert len(factory.calls) == calls  # a hit
-        else:
-            model[name] = None
-            registry.get(name, factory)
-            if len(model) > capacity:
-                old, _ = model.popitem(last=False)
-                expected_evicted.append((old, "capacity"))
-    assert list(registry) == list(model)
-    assert [e for e in events.evicted if e[1] == "capacity"] == expected_evicted
+        calls, seen = len(factory.calls), len(events.evicted)
+        assert registry.get(name, factory) is not None
+        assert (len(factory.calls) == calls) == (name in model.order)  # a hit iff held
+        model.used(name)
+        for victim, reason in events.evicted[seen:]:
+            assert reason == "capacity"
+            model.evicted(victim)
+    assert sorted(registry) == sorted(model.order)
+    assert len(registry) == min(capacity, len(model.order))
+    assert model.evictions > 0
+    assert model.in_oldest_quarter >= 0.9 * model.evictions
 
 
 @pytest.mark.parametrize(
@@ -137,25 +163,33 @@ def test_exact_lru_over_long_random_runs(capacity: int, names: int, seed: int) -
         pytest.param(0.5, False, id="random-half"),
     ],
 )
-def test_eviction_order_after_a_long_run_of_hits(hit_share: float, oldest_first: bool) -> None:
-    # After a long run of hits, evictions still go in the order of last use.
+def test_lru_bound_after_a_long_run_of_hits(hit_share: float, oldest_first: bool) -> None:
+    # After a long run of hits, evictions still follow the order of last use
+    # within the stated bound.
     capacity = 320
     rng = random.Random(7)
     events = Events()
     registry = make_registry(events, max_instances=capacity)
     factory = RecordingFactory()
+    model = RecencyModel()
     names = [f"t{i}" for i in range(capacity)]
     for name in names:
         registry.get(name, factory)
+        model.used(name)
     count = int(capacity * hit_share)
     hit = names[:count] if oldest_first else rng.sample(names, count)
     rng.shuffle(hit)
     for name in hit:
         assert registry.get(name, factory) is not None
-    hit_set = set(hit)
+        model.used(name)
     for i in range(capacity):
+        seen = len(events.evicted)
         registry.get(f"new{i}", factory)
-    assert [name for name, _ in events.evicted] == [n for n in names if n not in hit_set] + hit
+        model.used(f"new{i}")
+        assert len(events.evicted) == seen + 1
+        model.evicted(events.evicted[-1][0])
+    assert model.in_oldest_quarter >= 0.9 * model.evictions
+    assert sorted(registry) == sorted(model.order)
 
 
 def test_stats_count_what_happened() -> None:
