@@ -8,14 +8,16 @@ outside this module touches its insides.
   :class:`TenantSlot` of a ``(factory, name)``; the router keeps it with its
   decision for a host or path, so a request to a held tenant costs an
   attribute read, whatever the number of tenants, and takes no lock.
-- **Eviction policy: sampled least-recently-used.** Every hit stamps its
-  slot with a use count. A creation beyond ``max_instances`` evicts the
-  least recently used of :data:`SAMPLE` held apps picked at random (of all
-  of them when no more are held), as Redis does. So an app among the
-  ``SAMPLE - 1`` most recently used is never evicted, and the app evicted
-  is among the least recently used quarter with probability
-  ``1 - 0.75 ** SAMPLE`` (99%). Each eviction is O(:data:`SAMPLE`), even
-  right after every held app was used.
+- **Eviction policy: sampled least-recently-used, to the creation.** A hit
+  stamps its slot with the number of apps created so far, so apps used
+  since the last creation count as equally recent (and a hit to an app
+  already stamped writes nothing). A creation beyond ``max_instances``
+  evicts the least recently used of :data:`SAMPLE` held apps picked at
+  random (of all of them when no more are held), as Redis does. So at
+  least ``SAMPLE - 1`` held apps were last used no earlier than the app
+  evicted, and it is among the least recently used quarter with
+  probability ``1 - 0.75 ** SAMPLE`` (99%). Each eviction is
+  O(:data:`SAMPLE`), even right after every held app was used.
 - **Single flight, bounded waits.** The first request for a name starts its
   factory on a creation thread; later requests for the name wait for that
   result. At most ``max_waiting`` requests wait up to ``create_timeout``
@@ -285,8 +287,12 @@ class TenantRegistry:
         self._misses: OrderedDict[_Key, tuple[float, Answer]] = OrderedDict()  # oldest first
         self._creations: dict[_Key, _Creation] = {}
         self._threads = _CreationThreads(max_creating)
-        # The clock of the LRU order: it counts hits and held creations.
-        self._uses = self._created = self._failed = self._stamped = 0
+        self._hits = self._created = self._failed = 0
+        # The clock of the use order: it counts the apps held so far. A hit
+        # stamps its slot with it, so the apps used since the last creation
+        # are equally recent; and a hit to an app already stamped writes
+        # nothing (no memory written, no count replaced).
+        self._epoch = 0
         self._evictions: Counter[str] = Counter()
         # Only a registry with a time bound reads the clock on a hit.
         self._timed = idle_timeout is not None or max_age is not None
@@ -335,7 +341,9 @@ class TenantRegistry:
         # An app evicted meanwhile serves this request and is then let go.
         app = slot.app
         if app is not None and (not self._timed or self._fresh(slot)):
-            slot.used = self._uses = self._uses + 1
+            self._hits += 1
+            if slot.used != self._epoch:
+                slot.used = self._epoch
             return app
         return self._fetch_slowly(slot)
 
@@ -367,13 +375,13 @@ class TenantRegistry:
                 if slot.app is not None:
                     reason = self._expired(slot, now)
                     if not reason:  # created since the first look
-                        self._uses += 1
-                        slot.seen, slot.used = now, self._uses
+                        self._hits += 1
+                        slot.seen, slot.used = now, self._epoch
                         return slot.app
                     self._drop(slot, reason, evicted)
                 miss = self._misses.get(key)
                 if miss is not None:
-                    self._uses += 1
+                    self._hits += 1
                     return miss[1]
                 creation, start, overflow = self._join(key, name, now)
         finally:
@@ -486,9 +494,8 @@ class TenantRegistry:
         else:
             # Kept by the held list, so every later lookup finds this slot.
             self._slots[(slot.factory, slot.name)] = slot
-            self._uses += 1
-            self._stamped += 1
-            slot.app, slot.born, slot.seen, slot.used = answer, now, now, self._uses
+            self._epoch += 1
+            slot.app, slot.born, slot.seen, slot.used = answer, now, now, self._epoch
             slot.index = len(self._held)
             self._held.append(slot)
             while len(self._held) > self.max_instances:
@@ -592,7 +599,7 @@ class TenantRegistry:
             return RegistryStats(
                 held=len(self._held),
                 misses=len(self._misses),
-                hits=self._uses - self._stamped,
+                hits=self._hits,
                 creations=self._created,
                 failures=self._failed,
                 evictions=dict(self._evictions),
