@@ -201,6 +201,14 @@ class _CreationThreads:
                 del creation, run
 
 
+class _Creating(threading.local):
+    #: Whether this thread runs a factory now.
+    active = False
+
+
+_creating = _Creating()
+
+
 def _after_fork(ref: weakref.ref[TenantRegistry]) -> None:
     """In a forked child: the registry's lock may have been held by a thread
     that did not survive the fork, and so were its creations."""
@@ -387,7 +395,12 @@ class TenantRegistry:
         finally:
             self._notify(evicted)
         try:
-            if start and not self._threads.submit(creation, lambda: self._create(slot, creation)):
+            if start and _creating.active:
+                # A factory asking for another tenant builds it on its own
+                # thread: in line behind the creation threads, it could wait
+                # for one of them to finish, which may be itself.
+                self._create(slot, creation)
+            elif start and not self._threads.submit(creation, lambda: self._create(slot, creation)):
                 busy = TenantBusy(name, "too many creations are pending")
                 self._abandon(key, creation, busy)
                 raise busy
@@ -455,6 +468,7 @@ class TenantRegistry:
         creation.thread = threading.get_ident()
         key, name = (slot.factory, slot.name), slot.name
         answer: Answer = None
+        nested, _creating.active = _creating.active, True
         try:
             answer = self._invoke(slot.factory, name)
             miss = self._is_miss(answer)
@@ -462,6 +476,8 @@ class TenantRegistry:
                 self._on_created(name, answer)
         except BaseException as e:  # handed to the waiting requests
             creation.error = e
+        finally:
+            _creating.active = nested
         evicted: _Evicted = []
         with self._lock:
             if self._creations.get(key) is creation:

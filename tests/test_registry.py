@@ -479,6 +479,25 @@ def test_recursion_is_an_error_not_a_deadlock() -> None:
     assert len(registry) == 0
 
 
+@pytest.mark.parametrize("depth", [pytest.param(1, id="one"), pytest.param(3, id="chain")])
+def test_a_factory_may_ask_for_other_tenants_with_every_creation_thread_busy(depth: int) -> None:
+    # One creation thread, busy with the factory that asks: the tenants it
+    # asks for are built on its thread rather than waiting in line for it.
+    registry = make_registry(max_creating=1, create_timeout=2)
+    built: list[str] = []
+
+    def factory(name: str) -> WSGIApplication:
+        level = int(name.removeprefix("t"))
+        if level < depth:
+            assert isinstance(registry.get(f"t{level + 1}", factory), NamedApp)
+        built.append(name)
+        return NamedApp(name)
+
+    assert isinstance(registry.get("t0", factory), NamedApp)
+    assert built == [f"t{i}" for i in range(depth, -1, -1)]
+    assert sorted(registry) == sorted(built)
+
+
 class FirstCallWaits:
     """A factory whose first call waits for ``release``, then returns the
     app it made first; later calls return a new app at once. ``built``
