@@ -42,7 +42,7 @@ def tenant_url(
 ) -> str:
     """See :meth:`.Dispatch.tenant_url`."""
     by, _ = _factory(state, by)
-    if not state.current_router().is_tenant_name(name):
+    if not state.current_router().is_tenant_name(name, by):
         raise ValueError(f"{name!r} is not a tenant name.")
     if not path.startswith("/"):
         path = "/" + path

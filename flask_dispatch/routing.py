@@ -184,18 +184,20 @@ class Router:
                 memo.popitem(last=False)
         return value
 
-    def is_tenant_name(self, name: str) -> bool:
+    def is_tenant_name(self, name: str, by: str | None = None) -> bool:
         """Whether ``name`` may name a tenant: it matches the pattern, is not
         reserved, and is neither a first path segment nor a subdomain of the
         host app's own URL rules.
 
         :param name: a candidate tenant name.
+        :param by: ``"subdomain"`` for a subdomain tenant only, which the
+            host app's first path segments do not shadow.
         """
         rules = self.rules
         return (
             rules.name_pattern.fullmatch(name) is not None
             and name not in rules.reserved
-            and name not in rules.own_segments
+            and (by == "subdomain" or name not in rules.own_segments)
             and name not in rules.own_subdomains
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import typing as t
+from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask, url_for
@@ -179,6 +180,13 @@ def test_resolver_runs_in_the_host_app_context() -> None:
             "http://acme.example.com/notes",
             id="from-a-tenant-subdomain",
         ),
+        pytest.param(
+            "both",
+            "http://example.com",
+            {"name": "login"},
+            "http://login.example.com/notes",
+            id="host-path-segment-is-a-subdomain-name",
+        ),
     ],
 )
 def test_tenant_url(register: str, base_url: str, kwargs: dict[str, t.Any], expected: str) -> None:
@@ -187,8 +195,13 @@ def test_tenant_url(register: str, base_url: str, kwargs: dict[str, t.Any], expe
     if register == "both":
         dispatch.subdomain(flask_tenant)
     dispatch.path(flask_tenant)
+    name = kwargs.pop("name", "acme")
     with app.test_request_context("/", base_url=base_url):
-        assert dispatch.tenant_url("acme", "/notes", **kwargs) == expected
+        assert dispatch.tenant_url(name, "/notes", **kwargs) == expected
+    # And the link leads there: the tenant answers it.
+    tenant_host = urlsplit(expected).netloc.split(":")[0]
+    if tenant_host.endswith(".example.com"):
+        assert call(app, host=tenant_host, path="/").body.startswith(f"{name} ")
 
 
 def test_tenant_url_outside_a_request_uses_server_name() -> None:
