@@ -3,7 +3,8 @@
 ``acme.com`` and ``www.acme.com`` may both name tenant ``acme``. Answers,
 names and "not ours" alike, are remembered for ``ttl`` seconds, at most
 ``max_size`` of them (the oldest goes first), and a tenant's are forgotten
-when it is evicted.
+when it is evicted. Concurrent requests for one host share one call of the
+resolver.
 """
 
 from __future__ import annotations
@@ -48,17 +49,33 @@ class DomainAnswers:
         self._clock = clock
         self._lock = threading.Lock()
         self._answers: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
+        # Hosts being resolved, and the event their answer is remembered by.
+        self._pending: dict[str, threading.Event] = {}
 
     def name_for(self, host: str) -> str | None:
         """The tenant that ``host`` belongs to, or ``None``.
 
         :param host: a canonical host outside the dispatch domains.
         """
-        now = self._clock()
-        with self._lock:
-            answer = self._answers.get(host)
-        if answer is not None and answer[0] > now:
-            return answer[1]
+        while True:
+            now = self._clock()
+            with self._lock:
+                answer = self._answers.get(host)
+                if answer is not None and answer[0] > now:
+                    return answer[1]
+                pending = self._pending.get(host)
+                if pending is None:
+                    self._pending[host] = threading.Event()
+                    break
+            # Another request is asking: its answer, or if it failed, our turn.
+            pending.wait()
+        try:
+            return self._ask(host, now)
+        finally:
+            with self._lock:
+                self._pending.pop(host).set()
+
+    def _ask(self, host: str, now: float) -> str | None:
         name = self._resolve(host)
         if name is not None and not (isinstance(name, str) and self._is_tenant_name(name)):
             log.warning("The domain resolver gave %r for host %r: not a tenant name.", name, host)

@@ -4,6 +4,7 @@ current tenant."""
 from __future__ import annotations
 
 import threading
+import time
 import typing as t
 from urllib.parse import urlsplit
 
@@ -115,6 +116,44 @@ def test_answers_are_remembered_and_evict_forgets_them(
     assert call(site, host="acme.com").body.startswith("globex ")
     assert domains.calls == ["acme.com", "unknown.org", "acme.com"]
     assert built == ["acme", "globex"]
+
+
+@pytest.mark.parametrize(
+    "first_fails", [pytest.param(False, id="answer"), pytest.param(True, id="first-fails")]
+)
+def test_concurrent_requests_for_one_domain_ask_the_resolver_once(first_fails: bool) -> None:
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    dispatch.subdomain(RecordingFactory())
+    asking, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    @dispatch.domain
+    def resolve(host: str) -> str | None:
+        calls.append(host)
+        asking.set()
+        assert release.wait(10)
+        if first_fails and len(calls) == 1:
+            raise LookupError("directory down")
+        return "acme"
+
+    statuses: list[int] = []
+    first = threading.Thread(target=lambda: statuses.append(call(app, host="acme.com").status))
+    first.start()
+    assert asking.wait(10)
+    others = [
+        threading.Thread(target=lambda: statuses.append(call(app, host="acme.com").status))
+        for _ in range(7)
+    ]
+    for thread in others:
+        thread.start()
+    time.sleep(0.2)  # time for the others to reach the resolver, if they would
+    release.set()
+    for thread in [first, *others]:
+        thread.join(10)
+    # The others waited for the first answer; after a failure one asks again.
+    assert calls == ["acme.com"] * (2 if first_fails else 1)
+    assert sorted(statuses) == ([200] * 7 + [500] if first_fails else [200] * 8)
 
 
 def test_malformed_hosts_never_reach_the_resolver(site: Flask, domains: Domains) -> None:
