@@ -119,7 +119,7 @@ def _explain_served(
     """Add what a tenant or a mount sees to ``details``, building the tenant
     if asked; the exit status, and the exception if its factory raised."""
     kind = target.kind
-    child = _child_environ(environ, target.script)
+    child = _child_environ(environ, environ["PATH_INFO"][: target.cut])
     if kind is Kind.MOUNT:
         details.append(("app", _name_app(target.handler)))
     details.append(("SCRIPT_NAME", repr(_text(child["SCRIPT_NAME"]))))

@@ -182,6 +182,7 @@ class DispatchState:
                 subdomain_factory=extension.subdomain_factory,
                 path_factory=extension.path_factory,
                 custom_domains=extension.domain_resolver is not None,
+                trusted_hosts=_trusted_hosts(self.config.get("TRUSTED_HOSTS")),
             ),
             # Room for every held tenant under two spellings of its host.
             memo_size=max(1024, 2 * settings.max_instances),
@@ -211,6 +212,10 @@ class DispatchState:
                 threading.Thread(
                     target=_housekeep, args=(ref, period), name=name, daemon=True
                 ).start()
+
+
+def _trusted_hosts(value: t.Any) -> tuple[str, ...] | None:
+    return None if value is None else tuple(value)
 
 
 def _resume_after_fork(ref: weakref.ref[DispatchState]) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import typing as t
 
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound, ServiceUnavailable
-from werkzeug.sansio.utils import host_is_trusted
 
 from .errors import TenantUnavailable
 from .routing import Kind
@@ -60,9 +59,6 @@ class DispatchMiddleware:
         if raw_host is None:  # HTTP/1.0: the server's name stands in
             raw_host = environ.get("SERVER_NAME", "")
         target = router.route(raw_host, environ.get("PATH_INFO", ""))
-        trusted = self.config.get("TRUSTED_HOSTS")  # per request, as Flask reads it
-        if trusted is not None and not host_is_trusted(raw_host, trusted):
-            return self.fail(environ, start_response, BadRequest("Untrusted Host header."), True)
         if target.kind is _DOMAIN:
             try:
                 target = self._custom_domain(target, router, environ.get("PATH_INFO", ""))
@@ -82,10 +78,11 @@ class DispatchMiddleware:
         else:
             return self._not_for_a_tenant(target, environ, start_response)
         # The one place a request is handed to a tenant or a mount.
-        script = target.script
-        if script:
-            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + script
-            environ["PATH_INFO"] = environ["PATH_INFO"][len(script) :]
+        cut = target.cut
+        if cut:
+            path = environ["PATH_INFO"]
+            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + path[:cut]
+            environ["PATH_INFO"] = path[cut:]
         return app(environ, start_response)  # type: ignore[no-any-return]
 
     def _not_for_a_tenant(
@@ -95,7 +92,7 @@ class DispatchMiddleware:
         if target.kind is _HOST_APP:
             return self.wsgi_app(environ, start_response)
         bad_host = target.kind is Kind.BAD_HOST
-        error = BadRequest("Malformed Host header.") if bad_host else NotFound()
+        error = BadRequest(target.reason) if bad_host else NotFound()
         return self.fail(environ, start_response, error, bad_host)
 
     def _custom_domain(self, target: Target, router: Router, path: str) -> Target:

@@ -8,16 +8,17 @@ outside this module touches its insides.
   :class:`TenantSlot` of a ``(factory, name)``; the router keeps it with its
   decision for a host or path, so a request to a held tenant costs an
   attribute read, whatever the number of tenants, and takes no lock.
-- **Eviction policy: sampled least-recently-used, to the creation.** A hit
-  stamps its slot with the number of apps created so far, so apps used
-  since the last creation count as equally recent (and a hit to an app
-  already stamped writes nothing). A creation beyond ``max_instances``
-  evicts the least recently used of :data:`SAMPLE` held apps picked at
-  random (of all of them when no more are held), as Redis does. So at
-  least ``SAMPLE - 1`` held apps were last used no earlier than the app
-  evicted, and it is among the least recently used quarter with
-  probability ``1 - 0.75 ** SAMPLE`` (99%). Each eviction is
-  O(:data:`SAMPLE`), even right after every held app was used.
+- **Eviction policy: sampled least-recently-used, counted in rounds.** A
+  round ends at each creation and after ``max_instances`` hits. A hit
+  stamps its slot with the round, so apps used in one round count as
+  equally recent, and a hit to an app already stamped in the round writes
+  nothing. A creation beyond ``max_instances`` evicts the least recently
+  used of :data:`SAMPLE` held apps picked at random (of all of them when no
+  more are held), as Redis does. So at least ``SAMPLE - 1`` held apps were
+  last used in the same round as the app evicted or later, and it is among
+  the least recently used quarter with probability ``1 - 0.75 ** SAMPLE``
+  (99%). Each eviction is O(:data:`SAMPLE`), even right after every held
+  app was used.
 - **Single flight, bounded waits.** The first request for a name starts its
   factory on a creation thread; later requests for the name wait for that
   result. At most ``max_waiting`` requests wait up to ``create_timeout``
@@ -296,11 +297,11 @@ class TenantRegistry:
         self._creations: dict[_Key, _Creation] = {}
         self._threads = _CreationThreads(max_creating)
         self._hits = self._created = self._failed = 0
-        # The clock of the use order: it counts the apps held so far. A hit
-        # stamps its slot with it, so the apps used since the last creation
-        # are equally recent; and a hit to an app already stamped writes
-        # nothing (no memory written, no count replaced).
-        self._epoch = 0
+        # The clock of the use order counts rounds: a round ends at each
+        # creation and after max_instances hits. A hit stamps its slot with
+        # the round, so apps used in one round are equally recent, and a hit
+        # to an app already stamped in this round writes nothing.
+        self._round = self._round_ends = 0
         self._evictions: Counter[str] = Counter()
         # Only a registry with a time bound reads the clock on a hit.
         self._timed = idle_timeout is not None or max_age is not None
@@ -350,10 +351,16 @@ class TenantRegistry:
         app = slot.app
         if app is not None and (not self._timed or self._fresh(slot)):
             self._hits += 1
-            if slot.used != self._epoch:
-                slot.used = self._epoch
+            if self._hits >= self._round_ends:
+                self._next_round()
+            if slot.used != self._round:
+                slot.used = self._round
             return app
         return self._fetch_slowly(slot)
+
+    def _next_round(self) -> None:
+        self._round += 1
+        self._round_ends = self._hits + self.max_instances
 
     def _fresh(self, slot: TenantSlot) -> bool:
         """Whether a held app is within its time bounds, and stamp the time
@@ -384,7 +391,7 @@ class TenantRegistry:
                     reason = self._expired(slot, now)
                     if not reason:  # created since the first look
                         self._hits += 1
-                        slot.seen, slot.used = now, self._epoch
+                        slot.seen, slot.used = now, self._round
                         return slot.app
                     self._drop(slot, reason, evicted)
                 miss = self._misses.get(key)
@@ -510,8 +517,8 @@ class TenantRegistry:
         else:
             # Kept by the held list, so every later lookup finds this slot.
             self._slots[(slot.factory, slot.name)] = slot
-            self._epoch += 1
-            slot.app, slot.born, slot.seen, slot.used = answer, now, now, self._epoch
+            self._next_round()
+            slot.app, slot.born, slot.seen, slot.used = answer, now, now, self._round
             slot.index = len(self._held)
             self._held.append(slot)
             while len(self._held) > self.max_instances:

@@ -15,6 +15,8 @@ import typing as t
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from werkzeug.sansio.utils import host_is_trusted
+
 from .hosts import canonical_host
 from .paths import find_mount
 
@@ -40,9 +42,10 @@ class Target:
 
     :param kind: what it is.
     :param name: the tenant's name, or the mount's prefix.
-    :param script: the leading part of ``PATH_INFO`` that moves to
-        ``SCRIPT_NAME`` (``"/acme"`` for a path tenant, the prefix for a
-        mount), or ``""``.
+    :param cut: how many leading characters of ``PATH_INFO`` move to
+        ``SCRIPT_NAME``: those of ``"/acme"`` for a path tenant, of the
+        prefix for a mount, else none. (A length, not the text, so that a
+        request reads nothing more of the target.)
     :param handler: the factory of a tenant, or the WSGI app of a mount.
     :param reason: why, in words, for the host app, a bad host or no tenant.
     :param slot: where the registry keeps a tenant's app (see
@@ -51,7 +54,7 @@ class Target:
 
     kind: Kind
     name: str = ""
-    script: str = ""
+    cut: int = 0
     handler: t.Any = None
     reason: str = ""
     slot: t.Any = None
@@ -71,6 +74,8 @@ class Rules:
     :param path_factory: the path factory, if registered.
     :param custom_domains: whether hosts outside ``domains`` are looked up
         as custom domains of subdomain tenants.
+    :param trusted_hosts: the host app's ``TRUSTED_HOSTS``: any other host
+        is a bad host.
     """
 
     domains: tuple[str, ...] = ()
@@ -82,6 +87,7 @@ class Rules:
     subdomain_factory: t.Any = None
     path_factory: t.Any = None
     custom_domains: bool = False
+    trusted_hosts: tuple[str, ...] | None = None
 
 
 # Looked up once: Kind.HOST_APP is an attribute lookup through the enum's
@@ -130,7 +136,9 @@ class Router:
         self._slot = slots
         self._hosts: OrderedDict[str, Target] = OrderedDict()
         self._segments: OrderedDict[str, Target | None] = OrderedDict()
-        self._mount_targets = {m: Target(Kind.MOUNT, m, m, app) for m, app in rules.mounts.items()}
+        self._mount_targets = {
+            m: Target(Kind.MOUNT, m, len(m), app) for m, app in rules.mounts.items()
+        }
 
     def route(self, raw_host: str, path: str) -> Target:
         """Where a request goes.
@@ -146,6 +154,13 @@ class Router:
                 return e.target
         if target.kind is not _HOST_APP:
             return target
+        # The host app's side: the common case of route_path written out, as
+        # every request to a path tenant or a mount comes this way.
+        if path[:1] == "/":
+            end = path.find("/", 1)
+            found = self._segments.get(path[1:end] if end > 0 else path[1:], _UNKNOWN)
+            if found is not _UNKNOWN and found is not _SEARCH_MOUNTS:
+                return found or target
         return self.route_path(path, target)
 
     def route_path(self, path: str, target: Target = _HOST_SIDE) -> Target:
@@ -155,7 +170,7 @@ class Router:
         :param path: the WSGI ``PATH_INFO``.
         :param target: where it goes if the path decides nothing.
         """
-        if not path.startswith("/"):
+        if path[:1] != "/":
             return target
         end = path.find("/", 1)
         segment = path[1:end] if end > 0 else path[1:]
@@ -203,9 +218,12 @@ class Router:
 
     def _decide_host(self, raw_host: str) -> Target:
         rules = self.rules
+        trusted = rules.trusted_hosts
+        if trusted is not None and not host_is_trusted(raw_host, trusted):
+            raise _NotRemembered(Target(Kind.BAD_HOST, reason="Untrusted Host header."))
         host = canonical_host(raw_host)
         if host is None:
-            raise _NotRemembered(Target(Kind.BAD_HOST, reason="malformed Host header"))
+            raise _NotRemembered(Target(Kind.BAD_HOST, reason="Malformed Host header."))
         for domain in rules.domains:
             if host == domain:
                 return Target(Kind.HOST_APP, reason=f"{host} is a dispatch domain")
@@ -244,4 +262,5 @@ class Router:
         if not self.is_tenant_name(segment):
             return None
         factory = self.rules.path_factory
-        return Target(Kind.PATH, segment, "/" + segment, factory, slot=self._slot(segment, factory))
+        slot = self._slot(segment, factory)
+        return Target(Kind.PATH, segment, len(segment) + 1, factory, slot=slot)

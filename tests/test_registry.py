@@ -90,22 +90,32 @@ def test_least_recently_used_goes_first() -> None:
 
 
 class RecencyModel:
-    """What the registry holds, with each app's last use counted in
-    creations, to check each eviction against the bound the registry states:
-    at least ``SAMPLE - 1`` held apps were last used no earlier than the app
-    evicted (all of them when at most ``SAMPLE`` are held), and it is nearly
-    always among the least recently used quarter."""
+    """What the registry holds, with each app's last use counted in the
+    registry's rounds (a round ends at each creation and after ``capacity``
+    hits), to check each eviction against the bound the registry states: at
+    least ``SAMPLE - 1`` held apps were last used in the same round or later
+    (all of them when at most ``SAMPLE`` are held), and it is nearly always
+    among the least recently used quarter."""
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
         self.stamps: dict[str, int] = {}
-        self.creations = self.in_oldest_quarter = self.evictions = 0
+        self.round = self.round_ends = self.hits = 0
+        self.in_oldest_quarter = self.evictions = 0
+
+    def _next_round(self) -> None:
+        self.round += 1
+        self.round_ends = self.hits + self.capacity
 
     def created(self, name: str) -> None:
-        self.creations += 1
-        self.stamps[name] = self.creations
+        self._next_round()
+        self.stamps[name] = self.round
 
     def used(self, name: str) -> None:
-        self.stamps[name] = self.creations
+        self.hits += 1
+        if self.hits >= self.round_ends:
+            self._next_round()
+        self.stamps[name] = self.round
 
     def evicted(self, name: str) -> None:
         stamp = self.stamps.pop(name)
@@ -134,7 +144,7 @@ def test_lru_bound_over_long_random_runs(capacity: int, names: int, seed: int) -
     events = Events()
     registry = make_registry(events, max_instances=capacity)
     factory = RecordingFactory()
-    model = RecencyModel()
+    model = RecencyModel(capacity)
     for _ in range(10_000):
         name = f"t{rng.randrange(names)}"
         if rng.random() < 0.02:
@@ -173,7 +183,7 @@ def test_lru_bound_after_a_long_run_of_hits(hit_share: float, oldest_first: bool
     events = Events()
     registry = make_registry(events, max_instances=capacity)
     factory = RecordingFactory()
-    model = RecencyModel()
+    model = RecencyModel(capacity)
     names = [f"t{i}" for i in range(capacity)]
     for name in names:
         registry.get(name, factory)
