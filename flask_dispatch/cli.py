@@ -21,12 +21,11 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, FlaskGroup, routes_command
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import RequestRedirect
-from werkzeug.sansio.utils import host_is_trusted
 from werkzeug.test import create_environ
 
 from .errors import TenantError, TenantFactoryError
 from .paths import split_first_segment
-from .routing import Kind
+from .routing import UNTRUSTED_HOST, Kind
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
@@ -83,14 +82,12 @@ def check_command(url: str, build: bool, method: str) -> None:
     details: _Details = [("Host", f"{raw_host!r} (IDNA)")] if idna else []
     status = 0
     error: BaseException | None = None
-    trusted = current_app.config.get("TRUSTED_HOSTS")
     kind = target.kind
-    if trusted is not None and not host_is_trusted(raw_host, trusted):
+    if kind is Kind.BAD_HOST:
         summary, status = "bad host: 400 Bad Request", 1
-        details.append(("why", f"{raw_host!r} is not in TRUSTED_HOSTS"))
-    elif kind is Kind.BAD_HOST:
-        summary, status = "bad host: 400 Bad Request", 1
-        details.append(("why", why_malformed(raw_host)))
+        untrusted = target.reason == UNTRUSTED_HOST
+        why = f"{raw_host!r} is not in TRUSTED_HOSTS" if untrusted else why_malformed(raw_host)
+        details.append(("why", why))
     elif kind is Kind.NO_TENANT:
         summary = "no tenant: 404 Not Found"
         details.append(("why", target.reason))

@@ -4,7 +4,7 @@
 names and "not ours" alike, are remembered for ``ttl`` seconds, at most
 ``max_size`` of them (the oldest goes first), and a tenant's are forgotten
 when it is evicted. Concurrent requests for one host share one call of the
-resolver.
+resolver and its answer; if it raises, each of them asks for itself.
 """
 
 from __future__ import annotations
@@ -22,6 +22,17 @@ log = logging.getLogger("flask_dispatch")
 Resolver = t.Callable[[str], str | None]
 
 
+class _Asking:
+    """One call of the resolver under way, and its answer once it has one."""
+
+    __slots__ = ("answered", "done", "name")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.answered = False
+        self.name: str | None = None
+
+
 class DomainAnswers:
     """Remembered answers of a resolver.
 
@@ -29,6 +40,8 @@ class DomainAnswers:
     :param is_tenant_name: whether an answer is a valid tenant name.
     :param ttl: seconds an answer is remembered.
     :param max_size: most answers remembered.
+    :param wait: most seconds a request waits for another's call of the
+        resolver before it calls it itself.
     :param clock: monotonic clock in seconds.
 
     .. versionadded:: 0.2
@@ -40,40 +53,50 @@ class DomainAnswers:
         is_tenant_name: t.Callable[[str], bool],
         ttl: float,
         max_size: int,
+        wait: float = 10.0,
         clock: t.Callable[[], float] = time.monotonic,
     ) -> None:
         self._resolve = resolve
         self._is_tenant_name = is_tenant_name
         self._ttl = ttl
         self._max_size = max(1, max_size)
+        self._wait = wait
         self._clock = clock
         self._lock = threading.Lock()
         self._answers: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
-        # Hosts being resolved, and the event their answer is remembered by.
-        self._pending: dict[str, threading.Event] = {}
+        # Hosts being asked about now, each with the answer its waiters share.
+        self._pending: dict[str, _Asking] = {}
 
     def name_for(self, host: str) -> str | None:
         """The tenant that ``host`` belongs to, or ``None``.
 
         :param host: a canonical host outside the dispatch domains.
         """
-        while True:
-            now = self._clock()
-            with self._lock:
-                answer = self._answers.get(host)
-                if answer is not None and answer[0] > now:
-                    return answer[1]
-                pending = self._pending.get(host)
-                if pending is None:
-                    self._pending[host] = threading.Event()
-                    break
-            # Another request is asking: its answer, or if it failed, our turn.
-            pending.wait()
-        try:
+        now = self._clock()
+        with self._lock:
+            answer = self._answers.get(host)
+            if answer is not None and answer[0] > now:
+                return answer[1]
+            asking = self._pending.get(host)
+            if asking is None:
+                asking = self._pending[host] = _Asking()
+                first = True
+            else:
+                first = False
+        if not first:
+            # Another request is asking: share its answer. If it failed, or
+            # takes longer than a creation may, ask for ourselves.
+            if asking.done.wait(self._wait) and asking.answered:
+                return asking.name
             return self._ask(host, now)
+        try:
+            asking.name = self._ask(host, now)
+            asking.answered = True
+            return asking.name
         finally:
             with self._lock:
-                self._pending.pop(host).set()
+                del self._pending[host]
+            asking.done.set()
 
     def _ask(self, host: str, now: float) -> str | None:
         name = self._resolve(host)

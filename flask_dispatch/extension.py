@@ -150,9 +150,11 @@ class DispatchState:
                 if resolver is not None:
                     self.domains = DomainAnswers(
                         lambda host: self._in_context(resolver, host),
-                        router.is_tenant_name,
+                        # A custom domain names a subdomain tenant.
+                        lambda name: router.is_tenant_name(name, "subdomain"),
                         self.settings.miss_ttl,
                         self.settings.max_misses,
+                        wait=self.settings.create_timeout,
                     )
                 # Published last: requests that see it see its domains too.
                 self.middleware.router = router
@@ -215,7 +217,10 @@ class DispatchState:
 
 
 def _trusted_hosts(value: t.Any) -> tuple[str, ...] | None:
-    return None if value is None else tuple(value)
+    """``TRUSTED_HOSTS`` as Werkzeug reads it: a list, or one host."""
+    if value is None:
+        return None
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def _resume_after_fork(ref: weakref.ref[DispatchState]) -> None:

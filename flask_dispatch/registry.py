@@ -11,8 +11,9 @@ outside this module touches its insides.
 - **Eviction policy: sampled least-recently-used, counted in rounds.** A
   round ends at each creation and after ``max_instances`` hits. A hit
   stamps its slot with the round, so apps used in one round count as
-  equally recent, and a hit to an app already stamped in the round writes
-  nothing. A creation beyond ``max_instances`` evicts the least recently
+  equally recent, and a hit to an app already stamped in the round does not
+  write to its slot (unless ``idle_timeout`` or ``max_age`` is set: then it
+  notes the time). A creation beyond ``max_instances`` evicts the least recently
   used of :data:`SAMPLE` held apps picked at random (of all of them when no
   more are held), as Redis does. So at least ``SAMPLE - 1`` held apps were
   last used in the same round as the app evicted or later, and it is among
@@ -111,7 +112,7 @@ class TenantSlot:
         self.factory, self.name = factory, name
         self.app: WSGIApplication | None = None
         self.born = self.seen = 0.0
-        self.used = 0  # the registry's use count at its last use
+        self.used = 0  # the registry's round at its last use
         self.index = -1  # where in the held list, while held
 
     def __repr__(self) -> str:
@@ -300,7 +301,10 @@ class TenantRegistry:
         # The clock of the use order counts rounds: a round ends at each
         # creation and after max_instances hits. A hit stamps its slot with
         # the round, so apps used in one round are equally recent, and a hit
-        # to an app already stamped in this round writes nothing.
+        # to an app already stamped in this round leaves its slot alone:
+        # under traffic spread over many tenants, writing to every slot hit
+        # costs more than the rest of the lookup. Hits take no lock, so two
+        # may end a round at once; that only makes one round shorter.
         self._round = self._round_ends = 0
         self._evictions: Counter[str] = Counter()
         # Only a registry with a time bound reads the clock on a hit.
@@ -381,6 +385,8 @@ class TenantRegistry:
     def _fetch_slowly(self, slot: TenantSlot) -> Answer:
         """A lookup that found no fresh app: a remembered miss, or start or
         join a creation, then wait for it."""
+        # Only the registry's own slot for the key is ever held.
+        slot = self.slot(slot.name, slot.factory)
         key, name = (slot.factory, slot.name), slot.name
         evicted: _Evicted = []
         try:
@@ -402,10 +408,11 @@ class TenantRegistry:
         finally:
             self._notify(evicted)
         try:
-            if start and _creating.active:
+            if _creating.active:
                 # A factory asking for another tenant builds it on its own
-                # thread: in line behind the creation threads, it could wait
-                # for one of them to finish, which may be itself.
+                # thread unless a creation thread has begun it: in line
+                # behind them, it could wait for one of them to finish,
+                # which may be itself.
                 self._create(slot, creation)
             elif start and not self._threads.submit(creation, lambda: self._create(slot, creation)):
                 busy = TenantBusy(name, "too many creations are pending")
@@ -468,11 +475,15 @@ class TenantRegistry:
         return creation.answer
 
     def _create(self, slot: TenantSlot, creation: _Creation) -> None:
-        """Run the factory on a creation thread, then keep what it gave."""
+        """Run the factory on this thread, unless another has begun it, then
+        keep what it gave."""
+        with self._lock:
+            if creation.thread is not None:
+                return
+            creation.thread = threading.get_ident()
         if creation.set_aside:  # given up before it started
             creation.done.set()
             return
-        creation.thread = threading.get_ident()
         key, name = (slot.factory, slot.name), slot.name
         answer: Answer = None
         nested, _creating.active = _creating.active, True
@@ -515,8 +526,6 @@ class TenantRegistry:
                 while len(self._misses) > self.max_misses:
                     self._misses.popitem(last=False)
         else:
-            # Kept by the held list, so every later lookup finds this slot.
-            self._slots[(slot.factory, slot.name)] = slot
             self._next_round()
             slot.app, slot.born, slot.seen, slot.used = answer, now, now, self._round
             slot.index = len(self._held)
@@ -526,11 +535,12 @@ class TenantRegistry:
 
     def _least_recently_used(self) -> TenantSlot:
         """The least recently used of :data:`SAMPLE` held apps picked at
-        random; call with the lock held."""
+        random, never the one held last (the app just created); call with
+        the lock held."""
         held = self._held
-        if len(held) > SAMPLE:
-            held = [held[i] for i in random.sample(range(len(held)), SAMPLE)]
-        return min(held, key=_used)
+        if len(held) - 1 > SAMPLE:
+            return min((held[i] for i in random.sample(range(len(held) - 1), SAMPLE)), key=_used)
+        return min(held[:-1], key=_used)
 
     def _drop(self, slot: TenantSlot, reason: EvictReason, evicted: _Evicted) -> None:
         """Let go of a held app; call with the lock held."""

@@ -20,6 +20,9 @@ from werkzeug.sansio.utils import host_is_trusted
 from .hosts import canonical_host
 from .paths import find_mount
 
+if t.TYPE_CHECKING:
+    from .registry import TenantSlot
+
 
 class Kind(enum.Enum):
     """What a :class:`Target` is."""
@@ -44,8 +47,7 @@ class Target:
     :param name: the tenant's name, or the mount's prefix.
     :param cut: how many leading characters of ``PATH_INFO`` move to
         ``SCRIPT_NAME``: those of ``"/acme"`` for a path tenant, of the
-        prefix for a mount, else none. (A length, not the text, so that a
-        request reads nothing more of the target.)
+        prefix for a mount, else none.
     :param handler: the factory of a tenant, or the WSGI app of a mount.
     :param reason: why, in words, for the host app, a bad host or no tenant.
     :param slot: where the registry keeps a tenant's app (see
@@ -57,7 +59,7 @@ class Target:
     cut: int = 0
     handler: t.Any = None
     reason: str = ""
-    slot: t.Any = None
+    slot: TenantSlot | None = None
 
 
 @dataclass(frozen=True)
@@ -90,8 +92,9 @@ class Rules:
     trusted_hosts: tuple[str, ...] | None = None
 
 
-# Looked up once: Kind.HOST_APP is an attribute lookup through the enum's
-# class, slow enough to show on every request.
+#: The :attr:`~Target.reason` of a bad host, also the description of its 400.
+UNTRUSTED_HOST = "Untrusted Host header."
+MALFORMED_HOST = "Malformed Host header."
 _HOST_APP = Kind.HOST_APP
 #: A first path segment under which mounts must be searched by the whole path.
 _SEARCH_MOUNTS = Target(Kind.MOUNT)
@@ -129,7 +132,7 @@ class Router:
         self,
         rules: Rules,
         memo_size: int = 1024,
-        slots: t.Callable[[str, t.Any], t.Any] = lambda name, factory: None,
+        slots: t.Callable[[str, t.Any], TenantSlot | None] = lambda name, factory: None,
     ) -> None:
         self.rules = rules
         self._memo_size = memo_size
@@ -220,10 +223,10 @@ class Router:
         rules = self.rules
         trusted = rules.trusted_hosts
         if trusted is not None and not host_is_trusted(raw_host, trusted):
-            raise _NotRemembered(Target(Kind.BAD_HOST, reason="Untrusted Host header."))
+            raise _NotRemembered(Target(Kind.BAD_HOST, reason=UNTRUSTED_HOST))
         host = canonical_host(raw_host)
         if host is None:
-            raise _NotRemembered(Target(Kind.BAD_HOST, reason="Malformed Host header."))
+            raise _NotRemembered(Target(Kind.BAD_HOST, reason=MALFORMED_HOST))
         for domain in rules.domains:
             if host == domain:
                 return Target(Kind.HOST_APP, reason=f"{host} is a dispatch domain")

@@ -75,8 +75,14 @@ def test_server_name_used_without_host_header(app: Flask, sub_factory: Recording
 
 
 # Rule 2: TRUSTED_HOSTS is checked before any lookup.
-def test_untrusted_host_is_400_before_lookup(app: Flask, sub_factory: RecordingFactory) -> None:
-    app.config["TRUSTED_HOSTS"] = [".example.com"]
+@pytest.mark.parametrize(
+    "trusted",
+    [pytest.param([".example.com"], id="list"), pytest.param(".example.com", id="one-host")],
+)
+def test_untrusted_host_is_400_before_lookup(
+    app: Flask, sub_factory: RecordingFactory, trusted: str | list[str]
+) -> None:
+    app.config["TRUSTED_HOSTS"] = trusted
     assert call(app, host="acme.example.com").status == 200
     response = call(app, host="attacker.org")
     assert (response.status, response.body) == (400, "site 400 page")

@@ -20,6 +20,7 @@ from flask_dispatch import (
     TenantFactoryError,
     TenantRecursionError,
     TenantRegistry,
+    TenantSlot,
 )
 from flask_dispatch.registry import SAMPLE
 
@@ -225,6 +226,19 @@ def test_stats_count_what_happened() -> None:
     stats = registry.stats()
     assert (stats.held, stats.misses) == (0, 0)
     assert stats.evictions == {"capacity": 1, "evict": 1, "idle": 1}
+
+
+def test_one_slot_per_factory_and_name() -> None:
+    registry = make_registry()
+    factory = RecordingFactory()
+    slot = registry.slot("acme", factory)
+    assert registry.slot("acme", factory) is slot
+    assert registry.slot("globex", factory) is not slot
+    assert registry.slot("acme", RecordingFactory()) is not slot
+    # A slot made by hand is looked up through the registry's own.
+    app = registry.fetch(TenantSlot(factory, "acme"))
+    assert registry.fetch(slot) is app and registry.get("acme", factory) is app
+    assert factory.calls == ["acme"] and len(registry) == 1
 
 
 def test_two_factories_hold_separate_instances() -> None:
@@ -506,6 +520,38 @@ def test_a_factory_may_ask_for_other_tenants_with_every_creation_thread_busy(dep
     assert isinstance(registry.get("t0", factory), NamedApp)
     assert built == [f"t{i}" for i in range(depth, -1, -1)]
     assert sorted(registry) == sorted(built)
+
+
+def test_a_factory_takes_over_a_creation_waiting_in_line_for_its_thread() -> None:
+    # A request has put tenant y in line behind the only creation thread,
+    # which runs x's factory; x's factory then asks for y, and builds it.
+    registry = make_registry(max_creating=1, create_timeout=2)
+    y_in_line = threading.Event()
+    built: list[str] = []
+
+    def factory(name: str) -> WSGIApplication:
+        if name == "x":
+            assert y_in_line.wait(10)
+            assert isinstance(registry.get("y", factory), NamedApp)
+        built.append(name)
+        return NamedApp(name)
+
+    results: dict[str, object] = {}
+
+    def request(name: str) -> None:
+        results[name] = registry.get(name, factory)
+
+    first = threading.Thread(target=request, args=("x",))
+    first.start()
+    wait_for(lambda: registry.waiting("x") == 1)
+    second = threading.Thread(target=request, args=("y",))
+    second.start()
+    wait_for(lambda: registry.waiting("y") == 1)
+    y_in_line.set()
+    first.join(10)
+    second.join(10)
+    assert built == ["y", "x"]
+    assert isinstance(results["x"], NamedApp) and results["y"] is registry.get("y", factory)
 
 
 class FirstCallWaits:
