@@ -48,7 +48,6 @@ class DispatchMiddleware:
     def __init__(self, wsgi_app: WSGIApplication, state: DispatchState) -> None:
         self.wsgi_app = wsgi_app
         self.state = state
-        self.config = state.config
         self.registry = state.registry
         #: Built at the first request (see :meth:`.DispatchState.build_router`).
         self.router: Router | None = None
