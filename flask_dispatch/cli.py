@@ -24,6 +24,7 @@ from werkzeug.routing import RequestRedirect
 from werkzeug.test import create_environ
 
 from .errors import TenantError, TenantFactoryError
+from .hosts import MalformedHost, parse_host
 from .paths import split_first_segment
 from .routing import UNTRUSTED_HOST, Kind
 
@@ -41,7 +42,6 @@ dispatch_cli = AppGroup(
 
 _Details = list[tuple[str, str]]
 _URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
-_PORT = re.compile(r"[0-9]{0,5}")
 
 _by_option = click.option(
     "--by",
@@ -85,9 +85,7 @@ def check_command(url: str, build: bool, method: str) -> None:
     kind = target.kind
     if kind is Kind.BAD_HOST:
         summary, status = "bad host: 400 Bad Request", 1
-        untrusted = target.reason == UNTRUSTED_HOST
-        why = f"{raw_host!r} is not in TRUSTED_HOSTS" if untrusted else why_malformed(raw_host)
-        details.append(("why", why))
+        details.append(("why", _why_bad_host(raw_host, target)))
     elif kind is Kind.NO_TENANT:
         summary = "no tenant: 404 Not Found"
         details.append(("why", target.reason))
@@ -115,28 +113,30 @@ def _explain_served(
 ) -> tuple[int, BaseException | None]:
     """Add what a tenant or a mount sees to ``details``, building the tenant
     if asked; the exit status, and the exception if its factory raised."""
-    kind = target.kind
-    child = _child_environ(environ, environ["PATH_INFO"][: target.cut])
-    if kind is Kind.MOUNT:
+    path, cut = environ["PATH_INFO"], target.cut
+    child = {**environ, "SCRIPT_NAME": path[:cut], "PATH_INFO": path[cut:]}
+    if target.kind is Kind.MOUNT:
         details.append(("app", _name_app(target.handler)))
-    details.append(("SCRIPT_NAME", repr(_text(child["SCRIPT_NAME"]))))
-    details.append(("PATH_INFO", repr(_text(child["PATH_INFO"]))))
-    app, status, error = target.handler if kind is Kind.MOUNT else None, 0, None
-    if kind is not Kind.MOUNT and not build:
+    for key in ("SCRIPT_NAME", "PATH_INFO"):
+        # As the app reads it: WSGI strings hold bytes as latin-1, apps decode UTF-8.
+        details.append((key, repr(child[key].encode("latin-1").decode("utf-8", "replace"))))
+    if target.kind is Kind.MOUNT:
+        app = target.handler
+    elif not build:
         details.append(("factory", "not called (--build calls it)"))
-    elif kind is not Kind.MOUNT:
+        return 0, None
+    else:
         app, why, error = _build(state, target.name, target.handler)
         if app is None:
-            status = 1
             details.append(("not built", why))
-            if kind is Kind.PATH and why == _NONE:
+            if target.kind is Kind.PATH and why == _NONE:
                 details.append(("then", "the host app handles the URL unchanged"))
                 details.append(_match(current_app, environ, "host app endpoint"))
-        else:
-            details.append(("built", _name_app(app)))
+            return 1, error
+        details.append(("built", _name_app(app)))
     if isinstance(app, Flask):
         details.append(_match(app, child))
-    return status, error
+    return 0, None
 
 
 def _split_url(url: str) -> tuple[str, str, str, str, bool]:
@@ -161,24 +161,11 @@ def _split_url(url: str) -> tuple[str, str, str, str, bool]:
     return scheme, host, unquote_to_bytes(path or "/").decode("latin-1"), query, idna
 
 
-def _child_environ(environ: WSGIEnvironment, script: str) -> WSGIEnvironment:
-    """The environ a tenant or mount sees: ``script`` moved to SCRIPT_NAME."""
-    child = dict(environ)
-    child["SCRIPT_NAME"] = script
-    child["PATH_INFO"] = environ["PATH_INFO"][len(script) :]
-    return child
-
-
 def _name_app(app: object) -> str:
     """A function by its import path (its repr shows an address), else its repr."""
     if isinstance(app, types.FunctionType):
         return f"{app.__module__}.{app.__qualname__}"
     return repr(app)
-
-
-def _text(wsgi: str) -> str:
-    """A WSGI string (bytes as latin-1) as the app reads it (UTF-8)."""
-    return wsgi.encode("latin-1").decode("utf-8", "replace")
 
 
 def _match(app: Flask, environ: WSGIEnvironment, label: str = "endpoint") -> tuple[str, str]:
@@ -197,49 +184,16 @@ def _match(app: Flask, environ: WSGIEnvironment, label: str = "endpoint") -> tup
     return label, f"{rule.endpoint!r} (rule {rule.rule!r})"
 
 
-def why_malformed(raw: str) -> str:
-    """Why :func:`~flask_dispatch.hosts.canonical_host` rejects ``raw``, in
-    words. Only explains: the decision is ``canonical_host``'s.
-
-    :param raw: a ``Host`` header value that ``canonical_host`` rejects.
-    """
-    if not raw:
-        return "the Host header is empty"
-    if len(raw) > 260:
-        return f"it is {len(raw)} characters long; a host name and port fit in 260"
-    if raw.startswith("["):
-        end = raw.find("]")
-        if end == -1:
-            return "an IPv6 literal without its closing ']'"
-        port = raw[end + 1 :]
-        if port and not (port.startswith(":") and _is_port(port[1:])):
-            return f"{port!r} after the IPv6 literal is not ':' and a port"
-        if "%" in raw[:end]:
-            return "a zone ID ('%...') is not allowed in a Host header"
-        return f"{raw[1:end]!r} is not an IPv6 address"
-    name, colon, port = raw.rpartition(":")
-    if not colon:
-        name = raw
-    elif not _is_port(port):
-        return f"{port!r} is not a port number"
-    if not name:
-        return "the host name before the port is empty"
-    bad = [c for c in name if not (c.isascii() and (c.isalnum() or c in "-."))]
-    if bad:
-        return f"{bad[0]!r} is not allowed in a host name (ASCII letters, digits, '-' and '.' are)"
-    labels = (name[:-1] if name.endswith(".") else name).split(".")
-    if "" in labels:
-        return "it has an empty label ('..', or a '.' at the start)"
-    for label in labels:
-        if len(label) > 63:
-            return f"the label {label[:12] + '...'!r} is longer than 63 characters"
-    if len(name.rstrip(".")) > 253:
-        return "the host name is longer than 253 characters"
-    return "malformed Host header"
-
-
-def _is_port(text: str) -> bool:
-    return _PORT.fullmatch(text) is not None and (not text or int(text) <= 65535)
+def _why_bad_host(raw_host: str, target: Target) -> str:
+    """Why the router rejects ``raw_host``, in words: for a malformed host,
+    those of :func:`~flask_dispatch.hosts.parse_host`, which decides it."""
+    if target.reason == UNTRUSTED_HOST:
+        return f"{raw_host!r} is not in TRUSTED_HOSTS"
+    try:
+        parse_host(raw_host)
+    except MalformedHost as e:
+        return str(e)
+    return target.reason  # not reached: the router rejected it as malformed
 
 
 # -- building a tenant ----------------------------------------------------------------
@@ -374,8 +328,7 @@ def run_tenant_command(all_tenants: bool, by: str | None, args: tuple[str, ...])
     if not command:
         raise click.UsageError("Give the command to run, e.g. '-- routes'.")
     if not all_tenants:
-        tenant = _tenant(state, args[0], by, "commands")
-        ctx.exit(_run(tenant, f"{ctx.command_path} {args[0]} --", command))
+        ctx.exit(_run(state, args[0], by, command))
     names = _tenant_names(state)
     if not names:
         click.echo("No tenants: @dispatch.tenant_names named none.")
@@ -384,12 +337,11 @@ def run_tenant_command(all_tenants: bool, by: str | None, args: tuple[str, ...])
     for name in names:
         click.echo(f"== {name} ==")
         try:
-            tenant = _tenant(state, name, by, "commands")
-        except click.ClickException as e:
+            status = _run(state, name, by, command)
+        except click.ClickException as e:  # the tenant was not built
             e.show()
             failed.append(f"{name} (not run)")
             continue
-        status = _run(tenant, f"{ctx.command_path} {name} --", command)
         if status:
             failed.append(f"{name} (exit status {status})")
     if failed:
@@ -420,10 +372,13 @@ def _tenant_names(state: DispatchState) -> list[str]:
     return names
 
 
-def _run(tenant: Flask, prog_name: str, args: list[str]) -> int:
-    """Run ``flask ARGS`` for ``tenant`` alone, in its app context, and
-    return the exit status. An abort (Ctrl-C, or a prompt aborted) is left to
-    the host's command, so that it stops ``--all`` too."""
+def _run(state: DispatchState, name: str, by: str | None, args: list[str]) -> int:
+    """Build tenant ``name`` (failing as :func:`_tenant` does), run ``flask
+    ARGS`` for it alone, in its app context, and return the exit status. An
+    abort (Ctrl-C, or a prompt aborted) is left to the host's command, so
+    that it stops ``--all`` too."""
+    tenant = _tenant(state, name, by, "commands")
+    prog_name = f"{click.get_current_context().command_path} {name} --"
     group = FlaskGroup(
         create_app=lambda: tenant,
         add_version_option=False,
@@ -448,8 +403,8 @@ def _run(tenant: Flask, prog_name: str, args: list[str]) -> int:
                 return e.code or 0
             click.echo(e.code, err=True)
             return 1
-        except Exception:
-            click.echo(traceback.format_exc(), err=True, nl=False)
+        except Exception as e:
+            _echo_traceback(e)
             return 1
     return 0
 
@@ -481,10 +436,7 @@ def evict_command(name: str | None, all_tenants: bool) -> None:
             " them."
         )
     try:
-        if name is None:
-            state.evict(None)
-        else:
-            state.extension.evict(name)
+        state.evict(name)
     finally:
         bus.close()  # sends what is pending, if Redis is reachable
     if bus.pending:

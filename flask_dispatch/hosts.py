@@ -1,7 +1,9 @@
 """Parse the Host of a request.
 
-A pure function with no Flask import: :func:`canonical_host` turns a raw
-``Host`` header into one canonical spelling or rejects it as malformed.
+Pure functions with no Flask import: :func:`parse_host` turns a raw ``Host``
+header into one canonical spelling, or says in words why it is malformed
+(``flask dispatch check`` shows it); :func:`canonical_host` is the same
+decision with ``None`` for a malformed host.
 """
 
 from __future__ import annotations
@@ -19,9 +21,20 @@ _MAX_NAME = 253
 _MAX_RAW = _MAX_NAME + 1 + 6
 
 
+class MalformedHost(ValueError):
+    """A malformed ``Host`` header value; the message says why."""
+
+
 def canonical_host(raw: str) -> str | None:
-    """Return the canonical form of a ``Host`` header value, or ``None`` if
-    it is malformed.
+    """:func:`parse_host`, with ``None`` for a malformed ``raw``."""
+    try:
+        return parse_host(raw)
+    except MalformedHost:
+        return None
+
+
+def parse_host(raw: str) -> str:
+    """Return the canonical form of a ``Host`` header value.
 
     The port is dropped, letters are lowercased and one trailing dot is
     dropped, so ``ACME.Example.com.:8080`` becomes ``acme.example.com``.
@@ -30,34 +43,40 @@ def canonical_host(raw: str) -> str | None:
     returned in its compressed form, e.g. ``[::1]``.
 
     :param raw: the header value as found in the WSGI environ.
+    :raises MalformedHost: if ``raw`` is malformed, saying why in words.
     """
     if len(raw) > _MAX_RAW:
-        return None
+        raise MalformedHost(
+            f"it is {len(raw)} characters long; a host name and port fit in {_MAX_RAW}"
+        )
     if raw.startswith("["):
         end = raw.find("]")
-        if end == -1 or not _valid_port_part(raw[end + 1 :]):
-            return None
+        if end == -1:
+            raise MalformedHost("an IPv6 literal without its closing ']'")
+        after = raw[end + 1 :]
+        if not _valid_port_part(after):
+            raise MalformedHost(f"{after!r} after the IPv6 literal is not ':' and a port")
         literal = raw[1:end]
         if "%" in literal:
-            return None
+            raise MalformedHost("a zone ID ('%...') is not allowed in a Host header")
         try:
             address = ipaddress.IPv6Address(literal)
         except ValueError:
-            return None
+            raise MalformedHost(f"{literal!r} is not an IPv6 address") from None
         return f"[{address.compressed}]"
 
     host, colon, port = raw.rpartition(":")
     if not colon:
         host = raw
     elif not _valid_port_part(":" + port):
-        return None
+        raise MalformedHost(f"{port!r} is not a port number")
     if not _NAME.fullmatch(host):
-        return None
+        raise MalformedHost(_why_not_a_name(host, raw))
     host = host.lower()
     if host.endswith("."):
         host = host[:-1]
     if len(host) > _MAX_NAME:
-        return None
+        raise MalformedHost(f"the host name is longer than {_MAX_NAME} characters")
     return host
 
 
@@ -69,3 +88,18 @@ def _valid_port_part(part: str) -> bool:
     if part[0] != ":" or not _PORT.fullmatch(part, 1):
         return False
     return len(part) == 1 or int(part[1:]) <= 65535
+
+
+def _why_not_a_name(name: str, raw: str) -> str:
+    """Why ``_NAME`` rejects ``name``, the part of ``raw`` before any port."""
+    if not name:
+        return "the host name before the port is empty" if raw else "the Host header is empty"
+    for c in name:
+        if not (c.isascii() and (c.isalnum() or c in "-.")):
+            return f"{c!r} is not allowed in a host name (ASCII letters, digits, '-' and '.' are)"
+    labels = name.removesuffix(".").split(".")
+    if "" in labels:
+        return "it has an empty label ('..', or a '.' at the start)"
+    # With only such characters and no empty label, a long label is all that is left.
+    long = next(label for label in labels if len(label) > 63)
+    return f"the label {long[:12] + '...'!r} is longer than 63 characters"

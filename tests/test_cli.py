@@ -17,13 +17,10 @@ from pathlib import Path
 import click
 import pytest
 from flask import Flask, current_app
-from hypothesis import given
-from hypothesis import strategies as st
 from werkzeug.exceptions import Gone
 
 from flask_dispatch import Dispatch
-from flask_dispatch.cli import dispatch_cli, why_malformed
-from flask_dispatch.hosts import canonical_host
+from flask_dispatch.cli import dispatch_cli
 
 from .conftest import NamedApp, RecordingFactory, make_host_app, wait_for
 
@@ -463,37 +460,6 @@ def test_check_build_of_a_slow_tenant_says_it_timed_out() -> None:
         sub.release.set()
     assert result.exit_code == 1
     assert "  not built:   Tenant 'slow' was not created within 0.2 seconds.\n" in result.output
-
-
-@pytest.mark.parametrize(
-    ("raw", "why"),
-    [
-        pytest.param("", "the Host header is empty", id="empty"),
-        pytest.param("a" * 261, "it is 261 characters long; a host name and port fit in 260"),
-        pytest.param("[::1", "an IPv6 literal without its closing ']'", id="unclosed"),
-        pytest.param("[::1]80", "'80' after the IPv6 literal is not ':' and a port", id="v6 port"),
-        pytest.param("[fe80::1%eth0]", "a zone ID ('%...') is not allowed in a Host header"),
-        pytest.param("[::g]", "'::g' is not an IPv6 address", id="not v6"),
-        pytest.param("example.com:99999", "'99999' is not a port number", id="big port"),
-        pytest.param("a:b:c", "'c' is not a port number", id="colons"),
-        pytest.param(":80", "the host name before the port is empty", id="port only"),
-        pytest.param("ex_ample.com", "'_' is not allowed in a host name", id="underscore"),
-        pytest.param("\u212aelvin.com", "'\u212a' is not allowed in a host name", id="Kelvin"),
-        pytest.param(".example.com", "it has an empty label", id="leading dot"),
-        pytest.param("example.com..", "it has an empty label", id="two trailing dots"),
-        pytest.param("a" * 64 + ".com", "the label 'aaaaaaaaaaaa...' is longer than 63 characters"),
-        pytest.param(".".join(["a" * 63] * 4), "the host name is longer than 253 characters"),
-    ],
-)
-def test_why_malformed(raw: str, why: str) -> None:
-    assert canonical_host(raw) is None
-    assert why_malformed(raw).startswith(why)
-
-
-@given(st.text(alphabet="aZ09-.:[]%_\u212a", max_size=12) | st.text(max_size=300))
-def test_every_malformed_host_is_explained(raw: str) -> None:
-    if canonical_host(raw) is None:
-        assert why_malformed(raw) != "malformed Host header"
 
 
 # -- routes ---------------------------------------------------------------------------

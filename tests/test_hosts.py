@@ -1,13 +1,15 @@
-"""Host header parsing (a pure function)."""
+"""Host header parsing (pure functions), and why a malformed host is."""
 
 from __future__ import annotations
 
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flask_dispatch.config import DEFAULT_NAME_PATTERN
-from flask_dispatch.hosts import canonical_host
+from flask_dispatch.hosts import MalformedHost, canonical_host, parse_host
 
 PATTERN = re.compile(DEFAULT_NAME_PATTERN)
 
@@ -65,3 +67,40 @@ PATTERN = re.compile(DEFAULT_NAME_PATTERN)
 )
 def test_canonical_host(raw: str, expected: str | None) -> None:
     assert canonical_host(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        pytest.param("", "the Host header is empty", id="empty"),
+        pytest.param("a" * 261, "it is 261 characters long; a host name and port fit in 260"),
+        pytest.param("[::1", "an IPv6 literal without its closing ']'", id="unclosed"),
+        pytest.param("[::1]80", "'80' after the IPv6 literal is not ':' and a port", id="v6 port"),
+        pytest.param("[fe80::1%eth0]", "a zone ID ('%...') is not allowed in a Host header"),
+        pytest.param("[::g]", "'::g' is not an IPv6 address", id="not v6"),
+        pytest.param("example.com:99999", "'99999' is not a port number", id="big port"),
+        pytest.param("a:b:c", "'c' is not a port number", id="colons"),
+        pytest.param(":80", "the host name before the port is empty", id="port only"),
+        pytest.param("ex_ample.com", "'_' is not allowed in a host name", id="underscore"),
+        pytest.param("\u212aelvin.com", "'\u212a' is not allowed in a host name", id="Kelvin"),
+        pytest.param(".example.com", "it has an empty label", id="leading dot"),
+        pytest.param("example.com..", "it has an empty label", id="two trailing dots"),
+        pytest.param("a" * 64 + ".com", "the label 'aaaaaaaaaaaa...' is longer than 63 characters"),
+        pytest.param(".".join(["a" * 63] * 4), "the host name is longer than 253 characters"),
+    ],
+)
+def test_parse_host_says_why_a_host_is_malformed(raw: str, why: str) -> None:
+    assert canonical_host(raw) is None
+    with pytest.raises(MalformedHost, match=f"^{re.escape(why)}"):
+        parse_host(raw)
+
+
+@given(
+    st.text(alphabet="aZ09-.:[]%_\u212a", max_size=12)
+    | st.text(max_size=300)
+    | st.lists(st.text(alphabet="a-", max_size=70), max_size=5).map(".".join)
+)
+def test_every_malformed_host_is_explained(raw: str) -> None:
+    if canonical_host(raw) is None:
+        with pytest.raises(MalformedHost, match=r"\w"):
+            parse_host(raw)
