@@ -648,7 +648,8 @@ class TenantRegistry:
             return any(slot.name == name for slot in self._held)
 
     def __iter__(self) -> t.Iterator[str]:
-        """The names held, least recently used first (a snapshot)."""
+        """The names held, least recently used first, counted in rounds (a
+        snapshot)."""
         with self._lock:
             names = [slot.name for slot in sorted(self._held, key=_used)]
         return iter(dict.fromkeys(names))
