@@ -8,18 +8,15 @@ outside this module touches its insides.
   :class:`TenantSlot` of a ``(factory, name)``; the router keeps it with its
   decision for a host or path, so a request to a held tenant costs an
   attribute read, whatever the number of tenants, and takes no lock.
-- **Eviction policy: sampled least-recently-used, counted in rounds.** A
-  round ends at each creation and after ``max_instances`` hits. A hit
-  stamps its slot with the round, so apps used in one round count as
-  equally recent, and a hit to an app already stamped in the round does not
-  write to its slot (unless ``idle_timeout`` or ``max_age`` is set: then it
-  notes the time). A creation beyond ``max_instances`` evicts the least recently
-  used of :data:`SAMPLE` held apps picked at random (of all of them when no
-  more are held), as Redis does. So at least ``SAMPLE - 1`` held apps were
-  last used in the same round as the app evicted or later, and it is among
-  the least recently used quarter with probability ``1 - 0.75 ** SAMPLE``
-  (99%). Each eviction is O(:data:`SAMPLE`), even right after every held
-  app was used.
+- **Eviction policy: sampled least-recently-used.** Every use stamps its
+  slot with a count of uses. A creation beyond ``max_instances`` evicts the
+  least recently used of :data:`SAMPLE` held apps picked at random (of all
+  of them when no more are held; never the app just created), as Redis
+  does. So it is exact while at most ``SAMPLE`` apps are held; beyond that,
+  the app evicted is never one of the ``SAMPLE`` most recently used, and
+  it is among the least recently used quarter with probability
+  ``1 - 0.75 ** SAMPLE`` (99%). Each eviction is O(:data:`SAMPLE`), even
+  right after every held app was used.
 - **Single flight, bounded waits.** The first request for a name starts its
   factory on a creation thread; later requests for the name wait for that
   result. At most ``max_waiting`` requests wait up to ``create_timeout``
@@ -112,7 +109,7 @@ class TenantSlot:
         self.factory, self.name = factory, name
         self.app: WSGIApplication | None = None
         self.born = self.seen = 0.0
-        self.used = 0  # the registry's round at its last use
+        self.used = 0  # the registry's count of uses at its last use
         self.index = -1  # where in the held list, while held
 
     def __repr__(self) -> str:
@@ -297,15 +294,10 @@ class TenantRegistry:
         self._misses: OrderedDict[_Key, tuple[float, Answer]] = OrderedDict()  # oldest first
         self._creations: dict[_Key, _Creation] = {}
         self._threads = _CreationThreads(max_creating)
-        self._hits = self._created = self._failed = 0
-        # The clock of the use order counts rounds: a round ends at each
-        # creation and after max_instances hits. A hit stamps its slot with
-        # the round, so apps used in one round are equally recent, and a hit
-        # to an app already stamped in this round leaves its slot alone:
-        # under traffic spread over many tenants, writing to every slot hit
-        # costs more than the rest of the lookup. Hits take no lock, so two
-        # may end a round at once; that only makes one round shorter.
-        self._round = self._round_ends = 0
+        # The clock of the use order counts uses: hits, and creations of
+        # apps held. Hits take no lock, so two at once may stamp the same
+        # count; they are then equally recent.
+        self._uses = self._created = self._failed = self._held_creations = 0
         self._evictions: Counter[str] = Counter()
         # Only a registry with a time bound reads the clock on a hit.
         self._timed = idle_timeout is not None or max_age is not None
@@ -354,17 +346,9 @@ class TenantRegistry:
         # An app evicted meanwhile serves this request and is then let go.
         app = slot.app
         if app is not None and (not self._timed or self._fresh(slot)):
-            self._hits += 1
-            if self._hits >= self._round_ends:
-                self._next_round()
-            if slot.used != self._round:
-                slot.used = self._round
+            slot.used = self._uses = self._uses + 1
             return app
         return self._fetch_slowly(slot)
-
-    def _next_round(self) -> None:
-        self._round += 1
-        self._round_ends = self._hits + self.max_instances
 
     def _fresh(self, slot: TenantSlot) -> bool:
         """Whether a held app is within its time bounds, and stamp the time
@@ -396,13 +380,13 @@ class TenantRegistry:
                 if slot.app is not None:
                     reason = self._expired(slot, now)
                     if not reason:  # created since the first look
-                        self._hits += 1
-                        slot.seen, slot.used = now, self._round
+                        self._uses += 1
+                        slot.seen, slot.used = now, self._uses
                         return slot.app
                     self._drop(slot, reason, evicted)
                 miss = self._misses.get(key)
                 if miss is not None:
-                    self._hits += 1
+                    self._uses += 1
                     return miss[1]
                 creation, start, overflow = self._join(key, name, now)
         finally:
@@ -526,8 +510,9 @@ class TenantRegistry:
                 while len(self._misses) > self.max_misses:
                     self._misses.popitem(last=False)
         else:
-            self._next_round()
-            slot.app, slot.born, slot.seen, slot.used = answer, now, now, self._round
+            self._uses += 1
+            self._held_creations += 1
+            slot.app, slot.born, slot.seen, slot.used = answer, now, now, self._uses
             slot.index = len(self._held)
             self._held.append(slot)
             while len(self._held) > self.max_instances:
@@ -632,7 +617,7 @@ class TenantRegistry:
             return RegistryStats(
                 held=len(self._held),
                 misses=len(self._misses),
-                hits=self._hits,
+                hits=self._uses - self._held_creations,
                 creations=self._created,
                 failures=self._failed,
                 evictions=dict(self._evictions),
@@ -648,8 +633,7 @@ class TenantRegistry:
             return any(slot.name == name for slot in self._held)
 
     def __iter__(self) -> t.Iterator[str]:
-        """The names held, least recently used first, counted in rounds (a
-        snapshot)."""
+        """The names held, least recently used first (a snapshot)."""
         with self._lock:
             names = [slot.name for slot in sorted(self._held, key=_used)]
         return iter(dict.fromkeys(names))

@@ -159,9 +159,8 @@ NAMES = ["a", "b", "c", "d", "e"]
 
 
 class RegistryModel(RuleBasedStateMachine):
-    """The registry against a plain model: LRU order counted in rounds (with
-    3 held, every app is compared), misses with expiry and bound, idle
-    expiry, failures never kept."""
+    """The registry against a plain model: LRU order, misses with expiry and
+    bound, idle expiry, failures never kept."""
 
     idle: float | None = None
     capacity = 3
@@ -177,27 +176,13 @@ class RegistryModel(RuleBasedStateMachine):
             miss_ttl=self.ttl,
             max_misses=self.max_misses,
             clock=self.clock,
-            on_evicted=self.on_evicted,
         )
         self.behaviour: dict[str, str] = dict.fromkeys(NAMES, "ok")
-        # The registry's rounds: one ends at each creation and after
-        # `capacity` hits (of held apps and of remembered misses).
-        self.round = self.round_ends = self.hits = 0
-        self.rounds: dict[str, int] = {}  # held name -> round of its last use
-        self.over_capacity: list[str] = []
         self.calls = 0
         self.model_calls = 0
         # name -> (app, last used), least recently used first
         self.instances: OrderedDict[str, tuple[object, float]] = OrderedDict()
         self.misses: OrderedDict[str, float] = OrderedDict()
-
-    def on_evicted(self, name: str, app: WSGIApplication, reason: str) -> None:
-        if reason == "capacity":
-            self.over_capacity.append(name)
-
-    def next_round(self) -> None:
-        self.round += 1
-        self.round_ends = self.hits + self.capacity
 
     def factory(self, name: str) -> WSGIApplication | None:
         self.calls += 1
@@ -241,10 +226,6 @@ class RegistryModel(RuleBasedStateMachine):
             app, _ = self.instances.pop(name)
             self.instances[name] = (app, now)
             expected = app
-            self.hits += 1
-            if self.hits >= self.round_ends:
-                self.next_round()
-            self.rounds[name] = self.round
         else:
             # A lookup that is no hit forgets every expired miss.
             self.forget_expired_misses(now)
@@ -252,7 +233,6 @@ class RegistryModel(RuleBasedStateMachine):
             pass
         elif name in self.misses:
             expected = None
-            self.hits += 1
         else:
             self.model_calls += 1
             kind = self.behaviour[name]
@@ -269,23 +249,16 @@ class RegistryModel(RuleBasedStateMachine):
                     self.misses.popitem(last=False)
             else:
                 assert isinstance(result, NamedApp) and result.name == name
-                self.next_round()
-                last_used = {n: self.rounds[n] for n in self.instances}
                 self.instances[name] = (result, now)
-                self.rounds[name] = self.round
-                if len(self.instances) > self.capacity:
-                    (victim,) = self.over_capacity
-                    # The least recently used, counted in rounds.
-                    assert last_used[victim] == min(last_used.values()), (victim, last_used)
-                    del self.instances[victim]
-                self.over_capacity.clear()
+                while len(self.instances) > self.capacity:
+                    self.instances.popitem(last=False)
             return
         assert self.registry.get(name, self.factory) is expected
 
     @invariant()
     def agrees_with_model(self) -> None:
         assert self.calls == self.model_calls
-        assert sorted(self.registry) == sorted(self.instances)
+        assert list(self.registry) == list(self.instances)
         assert len(self.registry) <= self.capacity
         assert self.registry.stats().misses == len(self.misses)
         assert self.registry.stats().misses <= self.max_misses

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import typing as t
+from collections import OrderedDict
 
 import pytest
 
@@ -73,59 +74,47 @@ def test_caches_instances() -> None:
     assert len(registry) == 1 and list(registry) == ["acme"]
 
 
-def test_least_recently_used_goes_first() -> None:
+def test_exact_lru_order_up_to_sample_held() -> None:
     events = Events()
     registry = make_registry(events, max_instances=3)
     factory = RecordingFactory()
     for name in ("a", "b", "c"):
         registry.get(name, factory)
-    registry.get("a", factory)  # used after b, as recently as c
+    registry.get("a", factory)  # a is now the most recently used
     registry.get("d", factory)  # evicts b, the least recently used
-    assert sorted(list(registry)[:2]) == ["a", "c"] and list(registry)[2] == "d"
-    registry.get("c", factory)  # used after d's creation, a not
+    assert list(registry) == ["c", "a", "d"]
+    registry.get("c", factory)
     registry.get("e", factory)  # evicts a
-    first, _, last = registry
-    assert first in ("c", "d") and last == "e"
+    assert list(registry) == ["d", "c", "e"]
     assert events.evicted == [("b", "capacity"), ("a", "capacity")]
     assert len(registry) == 3
 
 
 class RecencyModel:
-    """What the registry holds, with each app's last use counted in the
-    registry's rounds (a round ends at each creation and after ``capacity``
-    hits), to check each eviction against the bound the registry states: at
-    least ``SAMPLE - 1`` held apps were last used in the same round or later
-    (all of them when at most ``SAMPLE`` are held), and it is nearly always
-    among the least recently used quarter."""
+    """What the registry holds in order of last use, to check each eviction
+    against the bound the registry states: the least recently used while at
+    most ``SAMPLE`` apps were held before the creation, otherwise never one
+    of the ``SAMPLE`` most recently used (the new app among them), and
+    nearly always among the least recently used quarter."""
 
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.stamps: dict[str, int] = {}
-        self.round = self.round_ends = self.hits = 0
+    def __init__(self) -> None:
+        self.order: OrderedDict[str, None] = OrderedDict()  # least recent first
         self.in_oldest_quarter = self.evictions = 0
 
-    def _next_round(self) -> None:
-        self.round += 1
-        self.round_ends = self.hits + self.capacity
-
-    def created(self, name: str) -> None:
-        self._next_round()
-        self.stamps[name] = self.round
-
     def used(self, name: str) -> None:
-        self.hits += 1
-        if self.hits >= self.round_ends:
-            self._next_round()
-        self.stamps[name] = self.round
+        self.order[name] = None
+        self.order.move_to_end(name)
 
     def evicted(self, name: str) -> None:
-        stamp = self.stamps.pop(name)
-        others = list(self.stamps.values())
-        no_earlier = sum(s >= stamp for s in others)
-        assert no_earlier >= min(SAMPLE - 1, len(others)), f"{name} is among the most recent"
-        older = sum(s < stamp for s in others)
-        self.in_oldest_quarter += older < (len(others) + 1) / 4
+        names = list(self.order)
+        rank = names.index(name)  # 0: the least recently used
+        if len(names) - 1 <= SAMPLE:
+            assert rank == 0, f"{name} evicted before {names[0]}"
+        else:
+            assert rank < len(names) - SAMPLE, f"{name} is among the most recently used"
+        self.in_oldest_quarter += rank < len(names) / 4
         self.evictions += 1
+        del self.order[name]
 
 
 @pytest.mark.parametrize(
@@ -145,23 +134,22 @@ def test_lru_bound_over_long_random_runs(capacity: int, names: int, seed: int) -
     events = Events()
     registry = make_registry(events, max_instances=capacity)
     factory = RecordingFactory()
-    model = RecencyModel(capacity)
+    model = RecencyModel()
     for _ in range(10_000):
         name = f"t{rng.randrange(names)}"
         if rng.random() < 0.02:
-            held = name in model.stamps
-            model.stamps.pop(name, None)
+            held = name in model.order
+            model.order.pop(name, None)
             assert registry.evict(name) == (1 if held else 0)
             continue
         calls, seen = len(factory.calls), len(events.evicted)
         assert registry.get(name, factory) is not None
-        hit = len(factory.calls) == calls
-        assert hit == (name in model.stamps)  # a hit iff held
-        (model.used if hit else model.created)(name)
+        assert (len(factory.calls) == calls) == (name in model.order)  # a hit iff held
+        model.used(name)
         for victim, reason in events.evicted[seen:]:
             assert reason == "capacity"
             model.evicted(victim)
-    assert sorted(registry) == sorted(model.stamps)
+    assert sorted(registry) == sorted(model.order)
     assert len(registry) <= capacity
     assert model.evictions > 0
     assert model.in_oldest_quarter >= 0.9 * model.evictions
@@ -184,11 +172,11 @@ def test_lru_bound_after_a_long_run_of_hits(hit_share: float, oldest_first: bool
     events = Events()
     registry = make_registry(events, max_instances=capacity)
     factory = RecordingFactory()
-    model = RecencyModel(capacity)
+    model = RecencyModel()
     names = [f"t{i}" for i in range(capacity)]
     for name in names:
         registry.get(name, factory)
-        model.created(name)
+        model.used(name)
     count = int(capacity * hit_share)
     hit = names[:count] if oldest_first else rng.sample(names, count)
     rng.shuffle(hit)
@@ -198,11 +186,11 @@ def test_lru_bound_after_a_long_run_of_hits(hit_share: float, oldest_first: bool
     for i in range(capacity):
         seen = len(events.evicted)
         registry.get(f"new{i}", factory)
-        model.created(f"new{i}")
+        model.used(f"new{i}")
         assert len(events.evicted) == seen + 1
         model.evicted(events.evicted[-1][0])
     assert model.in_oldest_quarter >= 0.9 * model.evictions
-    assert sorted(registry) == sorted(model.stamps)
+    assert sorted(registry) == sorted(model.order)
 
 
 def test_stats_count_what_happened() -> None:
