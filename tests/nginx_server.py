@@ -61,12 +61,6 @@ def missing() -> str | None:
     return None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def site_config(*, upstream: int, http: int, https: int, tls: Path) -> str:
     """``docs/nginx/dispatch.conf`` with its ports and certificate folder
     replaced by the test's."""

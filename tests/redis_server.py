@@ -10,7 +10,7 @@ import subprocess
 import time
 import typing as t
 
-from .servers import stop
+from .servers import free_port, stop
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -29,12 +29,6 @@ def missing() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class RedisServer:
     """A ``redis-server`` on ``127.0.0.1:port`` with its files in ``directory``.
     Not started until :meth:`start`; :meth:`stop` and :meth:`start` again
@@ -42,7 +36,7 @@ class RedisServer:
 
     def __init__(self, directory: Path, port: int | None = None) -> None:
         self.directory = directory
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

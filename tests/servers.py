@@ -6,6 +6,7 @@ import contextlib
 import os
 import queue
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +24,13 @@ def _control_socket_args() -> list[str]:
     if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS):
         return ["--no-control-socket"]
     return []
+
+
+def free_port() -> int:
+    """A loopback port free now, for a server that cannot pick its own."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def stop(process: subprocess.Popen[t.Any]) -> None:

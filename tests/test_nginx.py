@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import pytest
 
 from .conftest import available
-from .nginx_server import Nginx, free_port, make_certificates, missing, nginx, site_config
-from .servers import Gunicorn, gunicorn
+from .nginx_server import Nginx, make_certificates, missing, nginx, site_config
+from .servers import Gunicorn, free_port, gunicorn
 from .test_browser import Steps, add_note, add_note_by_path, sign_up
 from .test_browser import chromium as launch_chromium
 
