@@ -103,10 +103,11 @@ class TenantSlot:
     .. versionadded:: 0.2
     """
 
-    __slots__ = ("__weakref__", "app", "born", "factory", "index", "name", "seen", "used")
+    __slots__ = ("__weakref__", "app", "born", "factory", "index", "key", "name", "seen", "used")
 
     def __init__(self, factory: Factory, name: str) -> None:
         self.factory, self.name = factory, name
+        self.key: _Key = (factory, name)
         self.app: WSGIApplication | None = None
         self.born = self.seen = 0.0
         self.used = 0  # the registry's count of uses at its last use
@@ -371,7 +372,7 @@ class TenantRegistry:
         join a creation, then wait for it."""
         # Only the registry's own slot for the key is ever held.
         slot = self.slot(slot.name, slot.factory)
-        key, name = (slot.factory, slot.name), slot.name
+        key, name = slot.key, slot.name
         evicted: _Evicted = []
         try:
             with self._lock:
@@ -468,7 +469,7 @@ class TenantRegistry:
         if creation.set_aside:  # given up before it started
             creation.done.set()
             return
-        key, name = (slot.factory, slot.name), slot.name
+        key, name = slot.key, slot.name
         answer: Answer = None
         nested, _creating.active = _creating.active, True
         try:
@@ -504,9 +505,8 @@ class TenantRegistry:
                 evicted.append((slot.name, answer, "evict"))
         elif miss:
             if self.miss_ttl > 0 and self.max_misses > 0:
-                key = (slot.factory, slot.name)
-                self._misses.pop(key, None)
-                self._misses[key] = (now + self.miss_ttl, answer)
+                self._misses.pop(slot.key, None)
+                self._misses[slot.key] = (now + self.miss_ttl, answer)
                 while len(self._misses) > self.max_misses:
                     self._misses.popitem(last=False)
         else:
@@ -596,7 +596,7 @@ class TenantRegistry:
     def _evict_where(self, matches: t.Callable[[_Key], bool]) -> int:
         evicted: _Evicted = []
         with self._lock:
-            for slot in [s for s in self._held if matches((s.factory, s.name))]:
+            for slot in [s for s in self._held if matches(s.key)]:
                 self._drop(slot, "evict", evicted)
             for key in [k for k in self._misses if matches(k)]:
                 del self._misses[key]
