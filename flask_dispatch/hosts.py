@@ -50,21 +50,7 @@ def parse_host(raw: str) -> str:
             f"it is {len(raw)} characters long; a host name and port fit in {_MAX_RAW}"
         )
     if raw.startswith("["):
-        end = raw.find("]")
-        if end == -1:
-            raise MalformedHost("an IPv6 literal without its closing ']'")
-        after = raw[end + 1 :]
-        if not _valid_port_part(after):
-            raise MalformedHost(f"{after!r} after the IPv6 literal is not ':' and a port")
-        literal = raw[1:end]
-        if "%" in literal:
-            raise MalformedHost("a zone ID ('%...') is not allowed in a Host header")
-        try:
-            address = ipaddress.IPv6Address(literal)
-        except ValueError:
-            raise MalformedHost(f"{literal!r} is not an IPv6 address") from None
-        return f"[{address.compressed}]"
-
+        return _parse_ipv6(raw)
     host, colon, port = raw.rpartition(":")
     if not colon:
         host = raw
@@ -78,6 +64,24 @@ def parse_host(raw: str) -> str:
     if len(host) > _MAX_NAME:
         raise MalformedHost(f"the host name is longer than {_MAX_NAME} characters")
     return host
+
+
+def _parse_ipv6(raw: str) -> str:
+    """:func:`parse_host` for a bracketed IPv6 literal, with its port if any."""
+    end = raw.find("]")
+    if end == -1:
+        raise MalformedHost("an IPv6 literal without its closing ']'")
+    after = raw[end + 1 :]
+    if not _valid_port_part(after):
+        raise MalformedHost(f"{after!r} after the IPv6 literal is not ':' and a port")
+    literal = raw[1:end]
+    if "%" in literal:
+        raise MalformedHost("a zone ID ('%...') is not allowed in a Host header")
+    try:
+        address = ipaddress.IPv6Address(literal)
+    except ValueError:
+        raise MalformedHost(f"{literal!r} is not an IPv6 address") from None
+    return f"[{address.compressed}]"
 
 
 def _valid_port_part(part: str) -> bool:

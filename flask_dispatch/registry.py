@@ -285,19 +285,17 @@ class TenantRegistry:
         self.max_instances, self.max_waiting = max_instances, max_waiting
         self.idle_timeout, self.max_age = idle_timeout, max_age
         self.miss_ttl, self.max_misses = miss_ttl, max_misses
-        self.create_timeout = create_timeout
+        self.create_timeout, self._broadcast = create_timeout, broadcast
         self._invoke, self._is_miss, self._clock = invoke, is_miss, clock
         self._on_created, self._on_evicted = on_created, on_evicted
-        self._broadcast = broadcast
         self._lock = threading.Lock()
         self._slots: weakref.WeakValueDictionary[_Key, TenantSlot] = weakref.WeakValueDictionary()
         self._held: list[TenantSlot] = []  # in no order: evictions sample it
         self._misses: OrderedDict[_Key, tuple[float, Answer]] = OrderedDict()  # oldest first
         self._creations: dict[_Key, _Creation] = {}
         self._threads = _CreationThreads(max_creating)
-        # The clock of the use order counts uses: hits, and creations of
-        # apps held. Hits take no lock, so two at once may stamp the same
-        # count; they are then equally recent.
+        # The use order's clock counts hits and held creations; two hits at
+        # once (they take no lock) may stamp one count: equally recent.
         self._uses = self._created = self._failed = self._held_creations = 0
         self._evictions: Counter[str] = Counter()
         # Only a registry with a time bound reads the clock on a hit.
