@@ -116,14 +116,17 @@ class Router:
     """Decide where requests go under one set of :class:`Rules`.
 
     Hosts and first path segments repeat from request to request, so each is
-    decided once and remembered, up to ``memo_size`` of each; past that the
+    decided once and remembered, as is the target of each subdomain tenant
+    (whatever spelling or custom domain reached it), up to ``memo_size`` of
+    each; past that the
     one decided longest ago is forgotten, one at a time. A memo hit writes
     nothing, so hits from many threads over many tenants share the memo
     without contention. Malformed hosts and names the pattern rejects are
     never remembered.
 
     :param rules: what routing depends on.
-    :param memo_size: most hosts, and most path segments, remembered.
+    :param memo_size: most hosts, path segments and subdomain tenants
+        remembered, each.
     :param slots: gives the registry slot of a tenant, from its name and
         factory, for :attr:`Target.slot`.
     """
@@ -139,6 +142,7 @@ class Router:
         self._slot = slots
         self._hosts: OrderedDict[str, Target] = OrderedDict()
         self._segments: OrderedDict[str, Target | None] = OrderedDict()
+        self._tenants: OrderedDict[str, Target] = OrderedDict()  # subdomain tenants by name
         self._mount_targets = {
             m: Target(Kind.MOUNT, m, len(m), app) for m, app in rules.mounts.items()
         }
@@ -190,7 +194,14 @@ class Router:
 
     def tenant_target(self, name: str) -> Target:
         """The target of subdomain tenant ``name`` (by its subdomain or a
-        custom domain)."""
+        custom domain), one for every spelling of its host.
+
+        :param name: a valid tenant name.
+        """
+        found = self._tenants.get(name)
+        return found or self._remember(self._tenants, name, self._subdomain_target)
+
+    def _subdomain_target(self, name: str) -> Target:
         factory = self.rules.subdomain_factory
         return Target(Kind.SUBDOMAIN, name, handler=factory, slot=self._slot(name, factory))
 
