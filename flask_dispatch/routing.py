@@ -255,9 +255,13 @@ class Router:
             return Target(Kind.HOST_APP, reason=f"{name!r} is reserved")
         if name in rules.own_subdomains:
             return Target(Kind.HOST_APP, reason=f"{name!r} is a subdomain of the host app's rules")
+        valid = rules.name_pattern.fullmatch(name) is not None
         if rules.subdomain_factory is None:
-            return Target(Kind.HOST_APP, reason="no subdomain factory is registered")
-        if rules.name_pattern.fullmatch(name) is None:
+            target = Target(Kind.HOST_APP, reason="no subdomain factory is registered")
+            if valid:
+                return target
+            raise _NotRemembered(target)
+        if not valid:
             reason = f"{name[:64]!r} does not match the tenant name pattern"
             raise _NotRemembered(Target(Kind.NO_TENANT, name, reason=reason))
         return self.tenant_target(name)
@@ -269,10 +273,10 @@ class Router:
         ]
         if mounts:
             return self._mount_targets[mounts[0]] if mounts == ["/" + segment] else _SEARCH_MOUNTS
-        if self.rules.path_factory is None:
-            return None
         if self.rules.name_pattern.fullmatch(segment) is None:
             raise _NotRemembered(Target(Kind.HOST_APP))
+        if self.rules.path_factory is None:
+            return None
         if not self.is_tenant_name(segment):
             return None
         factory = self.rules.path_factory

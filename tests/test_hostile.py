@@ -264,6 +264,40 @@ def test_floods_keep_nothing(
     assert sub.calls == [] and path.calls == ["acme"]
 
 
+@pytest.mark.parametrize(
+    ("factories", "requests"),
+    [
+        pytest.param(
+            "subdomain",
+            lambda app, n: [call(app, f"/{'%' * 2000}{i}/x") for i in range(n)],
+            id="path-segments-without-a-path-factory",
+        ),
+        pytest.param(
+            "path",
+            lambda app, n: [call(app, host=f"-x{i}.example.com") for i in range(n)],
+            id="rejected-names-without-a-subdomain-factory",
+        ),
+        pytest.param(
+            "path",
+            lambda app, n: [call(app, host=f"a.b.c{i}.example.com") for i in range(n)],
+            id="deep-subdomains-without-a-subdomain-factory",
+        ),
+    ],
+)
+def test_floods_keep_nothing_with_one_kind_of_tenant(
+    factories: str, requests: t.Callable[[Flask, int], list[t.Any]]
+) -> None:
+    # With no factory for them, these go to the host app, and still must
+    # not be remembered: a flood would fill the memos and push real hosts
+    # and paths out.
+    app = make_host_app()
+    factory = RecordingFactory()
+    getattr(Dispatch(app), factories)(factory)
+    requests(app, 1)  # every code path has run
+    assert retained(lambda: requests(app, 1000)) < 30_000
+    assert factory.calls == []
+
+
 def test_a_flood_of_valid_names_is_bounded() -> None:
     # Valid names may be tenants, so they reach the factory; what is kept of
     # them is bounded by DISPATCH_MAX_MISSES and the memo size, not by the
