@@ -10,9 +10,11 @@ resolver and its answer; if it raises, each of them asks for itself.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import typing as t
+import weakref
 from collections import OrderedDict
 
 log = logging.getLogger("flask_dispatch")
@@ -66,6 +68,11 @@ class DomainAnswers:
         self._answers: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
         # Hosts being asked about now, each with the answer its waiters share.
         self._pending: dict[str, _Asking] = {}
+        # Counts calls of forget: an answer asked for before one is not kept,
+        # as the resolver may have read what the eviction was about.
+        self._forgets = 0
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _after_fork(ref))
 
     def name_for(self, host: str) -> str | None:
         """The tenant that ``host`` belongs to, or ``None``.
@@ -99,11 +106,14 @@ class DomainAnswers:
             asking.done.set()
 
     def _ask(self, host: str, now: float) -> str | None:
+        forgets = self._forgets
         name = self._resolve(host)
         if name is not None and not (isinstance(name, str) and self._is_tenant_name(name)):
             log.warning("The domain resolver gave %r for host %r: not a tenant name.", name, host)
             name = None
         with self._lock:
+            if forgets != self._forgets:
+                return name
             self._answers[host] = (now + self._ttl, name)
             self._answers.move_to_end(host)
             while len(self._answers) > self._max_size:
@@ -112,7 +122,20 @@ class DomainAnswers:
 
     def forget(self, name: str | None) -> None:
         """Forget the domains of tenant ``name`` and every "not ours" answer
-        (one may be the new tenant's domain), or every answer (``None``)."""
+        (one may be the new tenant's domain), or every answer (``None``).
+        An answer the resolver is giving meanwhile is not remembered."""
         with self._lock:
+            self._forgets += 1
+            if name is None:
+                self._answers.clear()
             for host in [h for h, (_, n) in self._answers.items() if n in (name, None)]:
                 del self._answers[host]
+
+
+def _after_fork(ref: weakref.ref[DomainAnswers]) -> None:
+    """In a forked child: the lock may have been held by a thread that did
+    not survive the fork, and so were the resolver calls under way."""
+    answers = ref()
+    if answers is not None:
+        answers._lock = threading.Lock()
+        answers._pending.clear()

@@ -145,20 +145,25 @@ class DispatchState:
         with self._lock:
             if self.middleware.router is None:
                 router = self.current_router()
-                resolver = self.extension.domain_resolver
-                self.domains = None
-                if resolver is not None:
-                    self.domains = DomainAnswers(
-                        lambda host: self._in_context(resolver, host),
-                        # A custom domain names a subdomain tenant.
-                        lambda name: router.is_tenant_name(name, "subdomain"),
-                        self.settings.miss_ttl,
-                        self.settings.max_misses,
-                        wait=self.settings.create_timeout,
-                    )
+                # Replaced in one step: requests still on the old router
+                # never find no answers at all.
+                self.domains = self._domain_answers(router)
                 # Published last: requests that see it see its domains too.
                 self.middleware.router = router
             return self.middleware.router
+
+    def _domain_answers(self, router: Router) -> DomainAnswers | None:
+        resolver = self.extension.domain_resolver
+        if resolver is None:
+            return None
+        return DomainAnswers(
+            lambda host: self._in_context(resolver, host),
+            # A custom domain names a subdomain tenant.
+            lambda name: router.is_tenant_name(name, "subdomain"),
+            self.settings.miss_ttl,
+            self.settings.max_misses,
+            wait=self.settings.create_timeout,
+        )
 
     def _in_context(self, resolver: Resolver, host: str) -> str | None:
         with self._app_context():
@@ -225,9 +230,13 @@ def _trusted_hosts(value: t.Any) -> tuple[str, ...] | None:
 
 def _resume_after_fork(ref: weakref.ref[DispatchState]) -> None:
     """Tenants built before a fork (a ``--preload`` warm-up) are held by the
-    child too: its background work must run without waiting for a creation."""
+    child too: its background work must run without waiting for a creation.
+    The lock may have been held by a thread that did not survive the fork."""
     state = ref()
-    if state is not None and len(state.registry):
+    if state is None:
+        return
+    state._lock = threading.Lock()
+    if len(state.registry):
         state.start_background()
 
 

@@ -142,9 +142,10 @@ class _CreationThreads:
     """Run factories on at most ``limit`` daemon threads, with at most
     ``16 * limit`` creations pending; the rest wait in line.
 
-    A creation given up on (its factory hangs) may be set aside: it stops
-    counting against the limit, so other tenants can still be created, and
-    at most ``limit`` are set aside at once, so threads stay bounded.
+    A creation given up on (its factory hangs, or its tenant was evicted
+    while it ran) may be set aside: it stops counting against the limit, so
+    other tenants can still be created, and at most ``limit`` are set aside
+    at once, so threads stay bounded.
     Threads start on demand in the process that needs them: threads do not
     survive a fork, so a process that finds it was forked starts its own.
     Daemon threads, because a factory that never returns must not stop the
@@ -414,15 +415,19 @@ class TenantRegistry:
             if creation.thread == threading.get_ident():
                 raise TenantRecursionError(name)
             age = now - creation.started
-            if age > 4 * self.create_timeout and self._threads.set_aside(creation):
-                log.error(
-                    "The factory for tenant %r has run for %.0f s; giving up on it and"
-                    " starting a new creation (its result will not be kept).",
-                    name,
-                    age,
-                )
+            given_up = creation.stale or age > 4 * self.create_timeout
+            if given_up and self._threads.set_aside(creation):
+                if not creation.stale:
+                    log.error(
+                        "The factory for tenant %r has run for %.0f s; giving up on it and"
+                        " starting a new creation (its result will not be kept).",
+                        name,
+                        age,
+                    )
                 creation.stale = True
                 creation = None
+            elif creation.stale:  # evicted, but no creation thread is free for another
+                raise TenantBusy(name, "it was evicted while it was being created")
             elif age > self.create_timeout:
                 # Waiting would only tie up a thread until the timeout again.
                 raise TenantBusy(name, f"its creation has run for {age:.0f} s")
@@ -568,8 +573,10 @@ class TenantRegistry:
     def evict(self, name: str, *, everywhere: bool = True) -> int:
         """Drop every app called ``name`` and any remembered miss for it, so
         the next request builds it afresh. A creation of ``name`` under way
-        still serves the requests waiting for it, but is not kept. Requests
-        already inside an evicted app finish normally.
+        still serves the requests waiting for it, but is not kept (should
+        ``max_creating`` creations be set aside already, requests for
+        ``name`` get :exc:`TenantBusy` until it ends). Requests already
+        inside an evicted app finish normally.
 
         :param name: the tenant's name.
         :param everywhere: also tell the other processes (see ``broadcast``).
@@ -599,8 +606,14 @@ class TenantRegistry:
             for key in [k for k in self._misses if matches(k)]:
                 del self._misses[key]
             for key in [k for k in self._creations if matches(k)]:
-                # Its waiters are still served by it; later requests start afresh.
-                self._creations.pop(key).stale = True
+                # Its waiters are still served by it; later requests start
+                # afresh once it stops counting against the creation threads
+                # (else evicting a hung creation again and again would take
+                # them all). Until then they are told it is busy.
+                creation = self._creations[key]
+                creation.stale = True
+                if creation.thread is None or self._threads.set_aside(creation):
+                    del self._creations[key]
         self._notify(evicted)
         return len(evicted)
 

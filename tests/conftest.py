@@ -96,6 +96,29 @@ def wait_for(condition: t.Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.005)
 
 
+def in_forked_child(action: t.Callable[[], object]) -> tuple[t.Any, float]:
+    """Run ``action`` in a forked child process, as a server forks its
+    workers: what it returned there, and how many seconds it took."""
+    import multiprocessing
+    import time
+
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+
+    def child() -> None:
+        start = time.monotonic()
+        value = action()
+        results.put((value, time.monotonic() - start))
+
+    process = context.Process(target=child)
+    process.start()
+    try:
+        return t.cast("tuple[t.Any, float]", results.get(timeout=20))
+    finally:
+        process.join(10)
+        results.close()
+
+
 class Response(t.NamedTuple):
     status: int
     headers: dict[str, str]

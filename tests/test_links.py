@@ -3,6 +3,7 @@ current tenant."""
 
 from __future__ import annotations
 
+import os
 import threading
 import typing as t
 from urllib.parse import urlsplit
@@ -12,7 +13,7 @@ from flask import Flask, url_for
 
 from flask_dispatch import Dispatch, current_tenant
 
-from .conftest import RecordingFactory, call, make_host_app, run_workers
+from .conftest import RecordingFactory, call, in_forked_child, make_host_app, run_workers
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -347,3 +348,65 @@ def test_evict_forgets_not_ours_answers_for_a_new_tenants_domain(
     with site.app_context():
         site.extensions["dispatch"].extension.evict("globex")
     assert call(site, host="globex.com").body.startswith("globex ")
+
+
+def test_evicting_every_tenant_forgets_every_domain_answer(site: Flask, domains: Domains) -> None:
+    # What `flask dispatch evict --all` makes every process do.
+    assert call(site, host="acme.com").body.startswith("acme ")
+    domains.table["acme.com"] = "globex"  # the shop moved
+    site.extensions["dispatch"].evict(None, everywhere=False)
+    assert call(site, host="acme.com").body.startswith("globex ")
+
+
+def test_an_answer_given_during_an_evict_is_not_remembered() -> None:
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    dispatch.subdomain(flask_tenant)
+    table = {"shop.com": "acme"}
+    read, go = threading.Event(), threading.Event()
+
+    @dispatch.domain
+    def resolve(host: str) -> str | None:
+        name = table.get(host)  # reads the directory, then is slow
+        if not go.is_set():
+            read.set()
+            assert go.wait(10)
+        return name
+
+    first: list[str] = []
+    request = threading.Thread(target=lambda: first.append(call(app, host="shop.com").body))
+    request.start()
+    assert read.wait(10)
+    table["shop.com"] = "globex"  # the domain moves while the answer is on its way
+    with app.app_context():
+        dispatch.evict("acme")
+    go.set()
+    request.join(10)
+    assert first[0].startswith("acme ")  # asked before the evict
+    assert call(app, host="shop.com").body.startswith("globex ")
+
+
+def test_a_forked_child_does_not_wait_for_the_parents_resolver_call() -> None:
+    parent = os.getpid()
+    inside, release = threading.Event(), threading.Event()
+
+    def resolve(host: str) -> str | None:
+        if os.getpid() == parent:
+            inside.set()
+            assert release.wait(10)
+        return "acme"
+
+    app = make_host_app(DISPATCH_CREATE_TIMEOUT=5)
+    dispatch = Dispatch(app)
+    dispatch.subdomain(flask_tenant)
+    dispatch.domain(resolve)
+    call(app, host="acme.example.com")  # the router is built
+    request = threading.Thread(target=call, args=(app,), kwargs={"host": "shop.com"})
+    request.start()
+    assert inside.wait(10)  # the parent's request is inside the resolver
+    try:
+        body, seconds = in_forked_child(lambda: call(app, host="shop.com").body)
+    finally:
+        release.set()
+        request.join(10)
+    assert body.startswith("acme ") and seconds < 2

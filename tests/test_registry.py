@@ -25,7 +25,7 @@ from flask_dispatch import (
 )
 from flask_dispatch.registry import SAMPLE
 
-from .conftest import NamedApp, RecordingFactory, run_workers, wait_for
+from .conftest import NamedApp, RecordingFactory, in_forked_child, run_workers, wait_for
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -788,9 +788,39 @@ def test_a_request_after_evict_does_not_join_the_stale_creation() -> None:
     assert registry.stats().evictions == {"evict": 1}  # the stale one, dropped
 
 
-def test_a_forked_child_does_not_inherit_creations_under_way() -> None:
-    import multiprocessing
+def test_evicting_hung_creations_leaves_creation_threads_for_other_tenants() -> None:
+    # "acme is stuck: evict it", twice, with two creation threads: each hung
+    # creation is given up, so beta is still built, at once.
+    hang = threading.Event()
 
+    def factory(name: str) -> WSGIApplication:
+        if name == "acme":
+            hang.wait(30)
+        return NamedApp(name)
+
+    registry = make_registry(max_creating=2, create_timeout=0.3)
+    try:
+        for _ in range(2):
+            with pytest.raises(TenantCreationTimeout):
+                registry.get("acme", factory)
+            registry.evict("acme")
+        assert registry.get("beta", factory).name == "beta"
+        # A third hung one cannot be given up (two are, the limit): acme is
+        # busy until it ends, and other tenants are still built.
+        with pytest.raises(TenantCreationTimeout):
+            registry.get("acme", factory)
+        registry.evict("acme")
+        with pytest.raises(TenantBusy, match="evicted while it was being created"):
+            registry.get("acme", factory)
+        assert registry.get("gamma", factory).name == "gamma"
+    finally:
+        hang.set()
+    wait_for(lambda: registry.stats().creations == 5)
+    assert registry.get("acme", factory).name == "acme"  # built afresh
+    assert registry.stats().creations == 6
+
+
+def test_a_forked_child_does_not_inherit_creations_under_way() -> None:
     parent = os.getpid()
     release = threading.Event()
 
@@ -804,20 +834,9 @@ def test_a_forked_child_does_not_inherit_creations_under_way() -> None:
     first.start()
     wait_for(lambda: registry.waiting("acme") == 1)
 
-    def child(results: t.Any) -> None:
-        start = time.monotonic()
-        app = registry.get("acme", factory)
-        results.put((type(app).__name__, time.monotonic() - start))
-
-    context = multiprocessing.get_context("fork")
-    results = context.Queue()
-    process = context.Process(target=child, args=(results,))
-    process.start()
     try:
-        kind, seconds = results.get(timeout=10)
+        kind, seconds = in_forked_child(lambda: type(registry.get("acme", factory)).__name__)
     finally:
-        process.join(10)
         release.set()
         first.join(10)
-        results.close()
     assert kind == "NamedApp" and seconds < 1
