@@ -57,10 +57,11 @@ class DispatchMiddleware:
         raw_host = environ.get("HTTP_HOST")
         if raw_host is None:  # HTTP/1.0: the server's name stands in
             raw_host = environ.get("SERVER_NAME", "")
-        target = router.route(raw_host, environ.get("PATH_INFO", ""))
+        path = environ.get("PATH_INFO", "")
+        target = router.route(raw_host, path)
         if target.kind is _DOMAIN:
             try:
-                target = self._custom_domain(target, router, environ.get("PATH_INFO", ""))
+                target = self._custom_domain(target, router, path)
             except Exception as e:  # the resolver's: the host app's to report
                 return self.fail(environ, start_response, e)
         slot = target.slot
@@ -79,7 +80,6 @@ class DispatchMiddleware:
         # The one place a request is handed to a tenant or a mount.
         cut = target.cut
         if cut:
-            path = environ["PATH_INFO"]
             environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + path[:cut]
             environ["PATH_INFO"] = path[cut:]
         return app(environ, start_response)  # type: ignore[no-any-return]
