@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import typing as t
 from dataclasses import dataclass
 
@@ -133,7 +134,7 @@ class DispatchSettings:
             max_age=_optional_number(config, MAX_AGE),
             miss_ttl=_number(config, MISS_TTL, allow_zero=True),
             max_misses=int(_number(config, MAX_MISSES, integer=True, allow_zero=True)),
-            create_timeout=_number(config, CREATE_TIMEOUT),
+            create_timeout=_number(config, CREATE_TIMEOUT, most=threading.TIMEOUT_MAX),
             max_waiting=int(_number(config, MAX_WAITING, integer=True)),
             max_creating=int(_number(config, MAX_CREATING, integer=True)),
             scope_sessions=_flag(config, SCOPE_SESSIONS),
@@ -176,10 +177,12 @@ def _reserved(value: object) -> frozenset[str]:
 
 
 def _pattern(value: object) -> re.Pattern[str]:
-    if isinstance(value, re.Pattern):
+    if isinstance(value, re.Pattern) and isinstance(value.pattern, str):
         return t.cast("re.Pattern[str]", value)
     if not isinstance(value, str):
-        raise DispatchConfigError(f"{NAME_PATTERN} must be a regular expression string.")
+        raise DispatchConfigError(
+            f"{NAME_PATTERN} must be a regular expression string, got {value!r}."
+        )
     try:
         return re.compile(value)
     except re.error as e:
@@ -192,6 +195,7 @@ def _number(
     *,
     integer: bool = False,
     allow_zero: bool = False,
+    most: float = math.inf,
 ) -> float:
     value: t.Any = config[key]
     right_kind = isinstance(value, int) if integer else isinstance(value, (int, float))
@@ -200,6 +204,8 @@ def _number(
         raise DispatchConfigError(f"{key} must be {kind}, got {value!r}.")
     if math.isnan(value) or math.isinf(value) or value < 0 or (value == 0 and not allow_zero):
         raise DispatchConfigError(f"{key} must be a finite positive number, got {value!r}.")
+    if value > most:
+        raise DispatchConfigError(f"{key} must be at most {most:.0f}, got {value!r}.")
     return value if integer else float(value)
 
 

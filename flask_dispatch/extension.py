@@ -120,9 +120,13 @@ class DispatchState:
             ) from e
 
         logger = logging.getLogger("flask_dispatch")
-        return EvictionBus(
-            redis, self.settings.redis_prefix, self._evicted_elsewhere, logger=logger
-        )
+        try:
+            return EvictionBus(
+                redis, self.settings.redis_prefix, self._evicted_elsewhere, logger=logger
+            )
+        except ValueError as e:  # redis-py's, for a URL or client it cannot use
+            where = config.REDIS_URL if isinstance(redis, str) else "Dispatch(redis=...)"
+            raise DispatchConfigError(f"{where}: {e}") from e
 
     def evict(self, name: str | None, *, everywhere: bool = True) -> int:
         """Drop tenant ``name`` (``None``: every tenant) with its remembered
@@ -539,7 +543,8 @@ def _invoker(app: Flask, state: DispatchState) -> t.Callable[[Factory, str], Ans
             )
         if isinstance(answer, Flask):
             if state.settings.scope_sessions:
-                scope_session(answer, name, app)
+                by = "path" if factory is state.extension.path_factory else "subdomain"
+                scope_session(answer, name, app, by=by)
             name_tenant_in_logs(answer)
         return answer
 
