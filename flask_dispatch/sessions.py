@@ -11,13 +11,19 @@ tenant only, and named and sent so that tenants do not overwrite each other's.
 
 from __future__ import annotations
 
+import typing as t
 from urllib.parse import quote
 
 from flask import Flask, request
 from flask.sessions import SecureCookieSessionInterface
 
-#: What the signing salt of a tenant's session cookie starts with; the
-#: tenant's name follows. (Flask's own salt is ``"cookie-session"``.)
+if t.TYPE_CHECKING:
+    from .links import By
+
+#: What the signing salt of a tenant's session cookie starts with; how the
+#: tenant is addressed and its name follow, as in
+#: ``"flask_dispatch.session:path:acme"``. (Flask's own salt is
+#: ``"cookie-session"``.)
 SALT_PREFIX = "flask_dispatch.session:"
 
 # Cookie names browsers refuse unless Path=/ (RFC 6265bis).
@@ -27,22 +33,25 @@ _HOST_PREFIX = "__Host-"
 class TenantSessionInterface(SecureCookieSessionInterface):
     """Flask's signed cookie session, bound to one tenant.
 
-    The tenant's name is part of the signing salt, so a cookie signed by
-    another tenant or by the host app fails the signature check even under
-    the same ``SECRET_KEY``, whatever name or path it is sent with. When
+    The tenant's name, and whether it is a subdomain or a path tenant, are
+    part of the signing salt, so a cookie signed by another tenant (a
+    same-named tenant of the other kind too) or by the host app fails the
+    signature check even under the same ``SECRET_KEY``, whatever name or
+    path it is sent with. When
     ``SESSION_COOKIE_PATH`` is not set, the cookie's path is the script root
     of the request (``/acme`` for a tenant by path, ``/`` by subdomain)
     instead of ``APPLICATION_ROOT``: one app may serve both addresses.
 
     :param tenant: the tenant's name.
+    :param by: ``"subdomain"`` or ``"path"``: the factory that built it.
 
     .. versionadded:: 0.2
     """
 
-    def __init__(self, tenant: str) -> None:
+    def __init__(self, tenant: str, *, by: By) -> None:
         #: The tenant's name.
         self.tenant = tenant
-        self.salt = SALT_PREFIX + tenant
+        self.salt = f"{SALT_PREFIX}{by}:{tenant}"
 
     def get_cookie_path(self, app: Flask) -> str:
         """``SESSION_COOKIE_PATH`` if set, else the request's script root
@@ -56,7 +65,7 @@ class TenantSessionInterface(SecureCookieSessionInterface):
         return request.root_path or "/"
 
 
-def scope_session(tenant_app: Flask, name: str, host_app: Flask) -> None:
+def scope_session(tenant_app: Flask, name: str, host_app: Flask, *, by: By) -> None:
     """Scope the session of ``tenant_app`` to tenant ``name``, unless the
     tenant has a session interface of its own (see :doc:`/sessions` for the
     rules). Dispatch calls it for each Flask app a factory returns, unless
@@ -65,6 +74,9 @@ def scope_session(tenant_app: Flask, name: str, host_app: Flask) -> None:
     :param tenant_app: the app a factory returned.
     :param name: the tenant's name.
     :param host_app: the host app, whose settings a factory may have copied.
+    :param by: ``"subdomain"`` or ``"path"``: the factory that built it. A
+        subdomain tenant and a path tenant of the same name, built by two
+        factories, are two tenants.
     :raises RuntimeError: if the app is already scoped to another tenant (a
         factory returned one app object for two names).
 
@@ -91,4 +103,4 @@ def scope_session(tenant_app: Flask, name: str, host_app: Flask) -> None:
     for key in ("SESSION_COOKIE_PATH", "SESSION_COOKIE_DOMAIN"):
         if config[key] == host[key]:
             config[key] = None
-    tenant_app.session_interface = TenantSessionInterface(name)
+    tenant_app.session_interface = TenantSessionInterface(name, by=by)

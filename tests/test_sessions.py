@@ -379,12 +379,12 @@ def test_tenant_settings_of_its_own_are_kept(
 )
 def test_cookie_name_is_a_token_for_any_tenant_name(name: str, cookie: str) -> None:
     tenant = Flask("tenant")
-    scope_session(tenant, name, Flask("host"))
+    scope_session(tenant, name, Flask("host"), by="path")
     assert tenant.config["SESSION_COOKIE_NAME"] == cookie
     # RFC 6265's cookie-name: an RFC 2616 token.
     assert re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", cookie)
     assert isinstance(tenant.session_interface, TenantSessionInterface)
-    assert tenant.session_interface.salt == SALT_PREFIX + name
+    assert tenant.session_interface.salt == f"{SALT_PREFIX}path:{name}"
 
 
 def test_only_flask_apps_with_flasks_own_sessions_are_scoped() -> None:
@@ -408,6 +408,38 @@ def test_only_flask_apps_with_flasks_own_sessions_are_scoped() -> None:
     assert call(host, "/plain/x").body == "plain|/plain|/x|plain"
 
 
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        pytest.param(("subdomain", "acme"), ("path", "acme"), id="subdomain-to-path"),
+        pytest.param(("path", "acme"), ("subdomain", "acme"), id="path-to-subdomain"),
+    ],
+)
+def test_same_named_tenants_of_two_factories_do_not_share_a_session(
+    source: tuple[str, str], target: tuple[str, str]
+) -> None:
+    # Organisations by subdomain, unrelated blogs by path: acme.example.com
+    # and example.com/acme/ are two tenants, though with one name and key.
+    def factory(kind: str) -> t.Callable[[str], Flask]:
+        def build(name: str) -> Flask:
+            tenant = Flask(f"{kind}_{name}")
+            tenant.config["SECRET_KEY"] = HOST_KEY
+            add_login(tenant, f"{kind}-{name}")
+            return tenant
+
+        return build
+
+    host = make_host_app(SECRET_KEY=HOST_KEY)
+    dispatch = Dispatch(host)
+    dispatch.subdomain(factory("subdomain"))
+    dispatch.path(factory("path"))
+    stolen = issued(visit(host, *source, "/login"))
+    own = issued(visit(host, *target, "/login"))
+    assert stolen.name == own.name == "session_acme"  # one name: sent under it as is
+    assert me(host, *target, f"{own.name}={own.value}") == f"user-of-{target[0]}-acme"
+    assert me(host, *target, f"{stolen.name}={stolen.value}") == "anonymous"
+
+
 def test_one_app_for_two_tenants_is_refused() -> None:
     shared = Flask("shared")
     shared.config["SECRET_KEY"] = "k"
@@ -419,7 +451,7 @@ def test_one_app_for_two_tenants_is_refused() -> None:
     response = call(host, "/globex/me")
     assert (response.status, response.body) == (500, "site 500 page")
     with pytest.raises(RuntimeError, match="already scoped to tenant 'acme'"):
-        scope_session(shared, "globex", host)
+        scope_session(shared, "globex", host, by="path")
 
 
 def test_an_app_built_again_for_the_same_tenant_is_kept_as_it_is() -> None:
