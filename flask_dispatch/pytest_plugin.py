@@ -100,27 +100,44 @@ class TenantClient(FlaskClient):
             kwargs["base_url"] = f"{scheme}://{self.tenant_host}/"
         return path
 
-    def get_cookie(self, key: str, domain: str | None = None, path: str = "/") -> Cookie | None:
+    def get_cookie(
+        self, key: str, domain: str | None = None, path: str | None = None
+    ) -> Cookie | None:
         """Like :meth:`werkzeug.test.Client.get_cookie`; ``domain`` defaults
-        to the tenant's host by subdomain."""
-        return super().get_cookie(key, domain or self._cookie_domain, path)
+        to the tenant's host by subdomain, and ``path`` to the tenant's path
+        (``/acme``) by path, where its session cookie is."""
+        return super().get_cookie(key, domain or self._cookie_domain, path or self._cookie_path)
 
     def set_cookie(
-        self, key: str, value: str = "", *, domain: str | None = None, **kwargs: t.Any
+        self,
+        key: str,
+        value: str = "",
+        *,
+        domain: str | None = None,
+        path: str | None = None,
+        **kwargs: t.Any,
     ) -> None:
-        """Like :meth:`werkzeug.test.Client.set_cookie`; ``domain`` defaults
-        to the tenant's host by subdomain."""
-        super().set_cookie(key, value, domain=domain or self._cookie_domain, **kwargs)
+        """Like :meth:`werkzeug.test.Client.set_cookie`; ``domain`` and
+        ``path`` default as for :meth:`get_cookie`."""
+        domain, path = domain or self._cookie_domain, path or self._cookie_path
+        super().set_cookie(key, value, domain=domain, path=path, **kwargs)
 
-    def delete_cookie(self, key: str, *, domain: str | None = None, path: str = "/") -> None:
-        """Like :meth:`werkzeug.test.Client.delete_cookie`; ``domain``
-        defaults to the tenant's host by subdomain."""
-        super().delete_cookie(key, domain=domain or self._cookie_domain, path=path)
+    def delete_cookie(
+        self, key: str, *, domain: str | None = None, path: str | None = None
+    ) -> None:
+        """Like :meth:`werkzeug.test.Client.delete_cookie`; ``domain`` and
+        ``path`` default as for :meth:`get_cookie`."""
+        domain, path = domain or self._cookie_domain, path or self._cookie_path
+        super().delete_cookie(key, domain=domain, path=path)
 
     @property
     def _cookie_domain(self) -> str:
         # Werkzeug's default, for cookies of requests to localhost.
         return self.tenant_host or "localhost"
+
+    @property
+    def _cookie_path(self) -> str:
+        return "/" if self.tenant_host else f"/{self.tenant}"
 
     @contextmanager
     def session_transaction(self, *args: t.Any, **kwargs: t.Any) -> Iterator[SessionMixin]:

@@ -195,6 +195,17 @@ def test_cookies_per_tenant(pytester: Pytester) -> None:
             acme.delete_cookie("session_acme")
             assert acme.get("/me").text == "nobody"
 
+        def test_cookies_by_path(tenant_client):
+            acme, globex = tenant_client("acme", by="path"), tenant_client("globex", by="path")
+            assert acme.get("/login/alice").text == "ok"
+            # on the tenant's path, where dispatch scopes its session cookie
+            assert acme.get_cookie("session_acme").path == "/acme"
+            acme.delete_cookie("session_acme")
+            assert acme.get("/me").text == "nobody"
+            acme.set_cookie("theme", "dark")
+            assert acme.get("/cookie/theme").text == "dark"
+            assert globex.get_cookie("theme") is None
+
         def test_set_cookie_reaches_the_tenant(tenant_client):
             acme = tenant_client("acme")
             acme.set_cookie("theme", "dark")
@@ -202,7 +213,7 @@ def test_cookies_per_tenant(pytester: Pytester) -> None:
             assert tenant_client("globex").get("/cookie/theme").text == "none"
         """,
     )
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
 
 
 def test_same_client_on_repeat(pytester: Pytester) -> None:
