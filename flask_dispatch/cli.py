@@ -424,6 +424,10 @@ def evict_command(name: str | None, all_tenants: bool) -> None:
     if all_tenants == (name is not None):
         raise click.UsageError("Give a tenant name or --all.")
     state = _state()
+    if name is not None and state.settings.name_pattern.fullmatch(name) is None:
+        raise click.UsageError(
+            f"{name!r} does not match DISPATCH_NAME_PATTERN, so no tenant has that name."
+        )
     bus = state.bus
     what = "every tenant" if name is None else f"tenant {name!r}"
     if bus is None:

@@ -776,12 +776,17 @@ def test_evict_without_redis_reaches_nothing(app: Flask, args: list[str]) -> Non
 
 
 @pytest.mark.parametrize(
-    "args", [pytest.param([], id="neither"), pytest.param(["acme", "--all"], id="both")]
+    ("args", "error"),
+    [
+        pytest.param([], "Give a tenant name or --all.", id="neither"),
+        pytest.param(["acme", "--all"], "Give a tenant name or --all.", id="both"),
+        pytest.param(["ACME"], "'ACME' does not match DISPATCH_NAME_PATTERN", id="not-a-name"),
+    ],
 )
-def test_evict_usage_errors(app: Flask, args: list[str]) -> None:
+def test_evict_usage_errors(app: Flask, args: list[str], error: str) -> None:
     result = invoke(app, "evict", *args)
     assert result.exit_code == 2
-    assert "Error: Give a tenant name or --all." in result.output
+    assert f"Error: {error}" in result.output
 
 
 def test_an_app_without_dispatch() -> None:
