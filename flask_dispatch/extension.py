@@ -120,13 +120,23 @@ class DispatchState:
             ) from e
 
         logger = logging.getLogger("flask_dispatch")
+        # The bus's threads hold the bus, not this state: an app dropped
+        # (one per test, say) is freed, and its bus closed, off the thread
+        # that collected it (closing waits for the listener's read).
+        ref = weakref.ref(self)
         try:
-            return EvictionBus(
-                redis, self.settings.redis_prefix, self._evicted_elsewhere, logger=logger
+            bus = EvictionBus(
+                redis,
+                self.settings.redis_prefix,
+                lambda name: _evicted_elsewhere(ref, name),
+                logger=logger,
             )
         except ValueError as e:  # redis-py's, for a URL or client it cannot use
             where = config.REDIS_URL if isinstance(redis, str) else "Dispatch(redis=...)"
             raise DispatchConfigError(f"{where}: {e}") from e
+        # Not at exit: no thread may start then, and the process is ending.
+        weakref.finalize(self, _close_in_background, bus).atexit = False
+        return bus
 
     def evict(self, name: str | None, *, everywhere: bool = True) -> int:
         """Drop tenant ``name`` (``None``: every tenant) with its remembered
@@ -136,10 +146,6 @@ class DispatchState:
         if name is None:
             return self.registry.clear(everywhere=everywhere)
         return self.registry.evict(name, everywhere=everywhere)
-
-    def _evicted_elsewhere(self, name: str | None) -> None:
-        """Apply an eviction another process published."""
-        self.evict(name, everywhere=False)
 
     def build_router(self) -> Router:
         """Build the router from what is registered and from the host app's
@@ -223,6 +229,17 @@ class DispatchState:
                 threading.Thread(
                     target=_housekeep, args=(ref, period), name=name, daemon=True
                 ).start()
+
+
+def _evicted_elsewhere(ref: weakref.ref[DispatchState], name: str | None) -> None:
+    """Apply an eviction another process published."""
+    state = ref()
+    if state is not None:
+        state.evict(name, everywhere=False)
+
+
+def _close_in_background(bus: EvictionBus) -> None:
+    threading.Thread(target=bus.close, name="flask_dispatch-close", daemon=True).start()
 
 
 def _trusted_hosts(value: t.Any) -> tuple[str, ...] | None:

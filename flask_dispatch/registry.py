@@ -138,6 +138,9 @@ class _Creation:
         self.set_aside = False
 
 
+_Job = tuple[_Creation, t.Callable[[], None]]
+
+
 class _CreationThreads:
     """Run factories on at most ``limit`` daemon threads, with at most
     ``16 * limit`` creations pending; the rest wait in line.
@@ -148,8 +151,8 @@ class _CreationThreads:
     at once, so threads stay bounded.
     Threads start on demand in the process that needs them: threads do not
     survive a fork, so a process that finds it was forked starts its own.
-    Daemon threads, because a factory that never returns must not stop the
-    process from exiting."""
+    They end with their registry (see :meth:`stop`). Daemon threads, because
+    a factory that never returns must not stop the process from exiting."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -161,8 +164,7 @@ class _CreationThreads:
         with self._lock:
             if self._pid != os.getpid():
                 self._pid = os.getpid()
-                self._jobs: queue.SimpleQueue[tuple[_Creation, t.Callable[[], None]]]
-                self._jobs = queue.SimpleQueue()
+                self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
                 self._threads = self._pending = self._set_aside = 0
             if self._pending >= 16 * self.limit:
                 return False
@@ -186,9 +188,24 @@ class _CreationThreads:
             self._pending -= 1
             return True
 
-    def _serve(self, jobs: queue.SimpleQueue[tuple[_Creation, t.Callable[[], None]]]) -> None:
-        while True:
-            creation, run = jobs.get()
+    def forked(self) -> None:
+        """In a forked child: the parent's threads, jobs and lock are not
+        this process's."""
+        self._lock = threading.Lock()
+        self._pid = -1
+
+    def stop(self) -> None:
+        """End each thread once it is done with the jobs before: called when
+        the registry is garbage collected, so an app dropped (one per test,
+        say) does not leave its threads behind."""
+        with self._lock:
+            if self._pid == os.getpid():
+                for _ in range(self._threads):
+                    self._jobs.put(None)
+
+    def _serve(self, jobs: queue.SimpleQueue[_Job | None]) -> None:
+        while (job := jobs.get()) is not None:
+            creation, run = job
             try:
                 run()
             finally:
@@ -199,7 +216,7 @@ class _CreationThreads:
                         else:
                             self._pending -= 1
                 # Its creation holds an app that may be evicted meanwhile.
-                del creation, run
+                del creation, run, job
 
 
 class _Creating(threading.local):
@@ -217,7 +234,7 @@ def _after_fork(ref: weakref.ref[TenantRegistry]) -> None:
     if registry is not None:
         registry._lock = threading.Lock()
         registry._creations.clear()
-        registry._threads = _CreationThreads(registry._threads.limit)
+        registry._threads.forked()
 
 
 def _call(factory: Factory, name: str) -> Answer:
@@ -303,6 +320,8 @@ class TenantRegistry:
         self._timed = idle_timeout is not None or max_age is not None
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+        # An idle creation thread holds no job, so nothing holds the registry.
+        weakref.finalize(self, self._threads.stop).atexit = False
 
     def slot(self, name: str, factory: Factory) -> TenantSlot:
         """The one slot of ``(factory, name)``, for :meth:`fetch`. It lives

@@ -507,3 +507,47 @@ def test_publishing_to_a_redis_that_does_not_answer_does_not_hold_requests() -> 
         for connection in [*accepted, silent]:
             connection.close()
         bus.close()
+
+
+@pytest.mark.parametrize(
+    "with_redis", [pytest.param(False, id="no-redis"), pytest.param(True, id="redis")]
+)
+def test_an_app_dropped_leaves_no_threads_connections_or_tenants(
+    server: RedisServer, admin: redis.Redis, with_redis: bool
+) -> None:
+    # One app per test is the usual test suite: each must be freed with its
+    # tenants, its creation threads, its bus's threads and connections.
+    import gc
+    import weakref
+
+    from flask import Flask
+
+    from flask_dispatch import Dispatch
+
+    def clients() -> int:
+        return len(admin.client_list())
+
+    # Other tests' apps may be freed meanwhile: only what this one adds counts.
+    threads, connections = set(threading.enumerate()), clients()
+    apps: list[weakref.ref[Flask]] = []
+    tenants: list[weakref.ref[Flask]] = []
+
+    def tenant(name: str) -> Flask:
+        built = Flask(name)
+        tenants.append(weakref.ref(built))
+        return built
+
+    for _ in range(5):
+        app = Flask("host")
+        app.config.update(DISPATCH_REDIS_URL=server.url if with_redis else None)
+        dispatch = Dispatch(app)
+        dispatch.path(tenant)
+        assert app.test_client().get("/acme/").status_code == 404  # built, held
+        with app.app_context():
+            dispatch.evict("globex")  # published, with Redis
+        apps.append(weakref.ref(app))
+        del app, dispatch
+    gc.collect()
+    assert [ref() for ref in apps + tenants] == [None] * 10
+    wait_for(lambda: set(threading.enumerate()) <= threads)
+    wait_for(lambda: clients() <= connections)
