@@ -223,7 +223,9 @@ class DispatchState:
             if self._housekeeper_pid != os.getpid():
                 self._housekeeper_pid = os.getpid()
                 bounds = [b for b in (settings.idle_timeout, settings.max_age) if b is not None]
-                period = min(1.0, min(bounds) / 2)
+                # Within about a second, but no busy loop for a tiny bound:
+                # each sweep takes the registry's lock.
+                period = min(1.0, max(0.05, min(bounds) / 2))
                 ref = weakref.ref(self.registry)
                 name = "flask_dispatch housekeeping"
                 threading.Thread(

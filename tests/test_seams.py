@@ -416,6 +416,16 @@ def test_idle_tenants_leave_without_traffic() -> None:
         assert len(app.extensions["dispatch"].registry) == 0
 
 
+def test_a_tiny_idle_timeout_does_not_keep_a_core_busy() -> None:
+    app = make_host_app(DISPATCH_IDLE_TIMEOUT=1e-6)
+    Dispatch(app).subdomain(RecordingFactory())
+    assert call(app, host="acme.example.com").status == 200  # starts the sweeps
+    cpu = time.process_time()
+    time.sleep(1.0)
+    # A sweep every half microsecond would take most of a core.
+    assert time.process_time() - cpu < 0.1
+
+
 @pytest.mark.parametrize(
     "forwarded",
     [pytest.param("acme.example.com", id="subdomain"), pytest.param("example.com", id="host")],
