@@ -102,7 +102,8 @@ class DomainAnswers:
             return asking.name
         finally:
             with self._lock:
-                del self._pending[host]
+                if self._pending.get(host) is asking:  # not forgotten meanwhile
+                    del self._pending[host]
             asking.done.set()
 
     def _ask(self, host: str, now: float) -> str | None:
@@ -126,6 +127,9 @@ class DomainAnswers:
         An answer the resolver is giving meanwhile is not remembered."""
         with self._lock:
             self._forgets += 1
+            # Requests from now on do not join a call under way: it may
+            # answer what was just forgotten.
+            self._pending.clear()
             if name is None:
                 self._answers.clear()
             for host in [h for h, (_, n) in self._answers.items() if n in (name, None)]:

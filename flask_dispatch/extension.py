@@ -562,7 +562,8 @@ def _invoker(app: Flask, state: DispatchState) -> t.Callable[[Factory, str], Ans
             )
         if isinstance(answer, Flask):
             if state.settings.scope_sessions:
-                by = "path" if factory is state.extension.path_factory else "subdomain"
+                # ==, as for registry keys: a bound method is made anew each time.
+                by = "path" if factory == state.extension.path_factory else "subdomain"
                 scope_session(answer, name, app, by=by)
             name_tenant_in_logs(answer)
         return answer

@@ -104,40 +104,37 @@ class TenantClient(FlaskClient):
         self, key: str, domain: str | None = None, path: str | None = None
     ) -> Cookie | None:
         """Like :meth:`werkzeug.test.Client.get_cookie`; ``domain`` defaults
-        to the tenant's host by subdomain, and ``path`` to the tenant's path
-        (``/acme``) by path, where its session cookie is."""
-        return super().get_cookie(key, domain or self._cookie_domain, path or self._cookie_path)
+        to the tenant's host by subdomain, and ``path``, by path, to the
+        tenant's path (``/acme``, where dispatch scopes its session cookie),
+        then ``/``."""
+        domain = domain or self._cookie_domain
+        paths = [path] if path else [f"/{self.tenant}", "/"] if self.by == "path" else ["/"]
+        for candidate in paths:
+            cookie = super().get_cookie(key, domain, candidate)
+            if cookie is not None:
+                return cookie
+        return None
 
     def set_cookie(
-        self,
-        key: str,
-        value: str = "",
-        *,
-        domain: str | None = None,
-        path: str | None = None,
-        **kwargs: t.Any,
+        self, key: str, value: str = "", *, domain: str | None = None, **kwargs: t.Any
     ) -> None:
-        """Like :meth:`werkzeug.test.Client.set_cookie`; ``domain`` and
-        ``path`` default as for :meth:`get_cookie`."""
-        domain, path = domain or self._cookie_domain, path or self._cookie_path
-        super().set_cookie(key, value, domain=domain, path=path, **kwargs)
+        """Like :meth:`werkzeug.test.Client.set_cookie`; ``domain`` defaults
+        to the tenant's host by subdomain."""
+        super().set_cookie(key, value, domain=domain or self._cookie_domain, **kwargs)
 
     def delete_cookie(
         self, key: str, *, domain: str | None = None, path: str | None = None
     ) -> None:
         """Like :meth:`werkzeug.test.Client.delete_cookie`; ``domain`` and
         ``path`` default as for :meth:`get_cookie`."""
-        domain, path = domain or self._cookie_domain, path or self._cookie_path
-        super().delete_cookie(key, domain=domain, path=path)
+        found = self.get_cookie(key, domain, path)
+        path = path or (found.path if found is not None else "/")
+        super().delete_cookie(key, domain=domain or self._cookie_domain, path=path)
 
     @property
     def _cookie_domain(self) -> str:
         # Werkzeug's default, for cookies of requests to localhost.
         return self.tenant_host or "localhost"
-
-    @property
-    def _cookie_path(self) -> str:
-        return "/" if self.tenant_host else f"/{self.tenant}"
 
     @contextmanager
     def session_transaction(self, *args: t.Any, **kwargs: t.Any) -> Iterator[SessionMixin]:

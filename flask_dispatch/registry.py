@@ -123,7 +123,17 @@ _used = attrgetter("used")
 class _Creation:
     """One factory call under way; requests wait on ``done``."""
 
-    __slots__ = ("answer", "done", "error", "set_aside", "stale", "started", "thread", "waiting")
+    __slots__ = (
+        "answer",
+        "done",
+        "error",
+        "pooled",
+        "set_aside",
+        "stale",
+        "started",
+        "thread",
+        "waiting",
+    )
 
     def __init__(self, started: float) -> None:
         self.started = started
@@ -134,8 +144,9 @@ class _Creation:
         self.thread: int | None = None
         # Evicted or given up while running: serve the waiters, keep nothing.
         self.stale = False
-        # Given up, and no longer counted against the creation threads.
-        self.set_aside = False
+        # Run by the creation threads (not inline, by a factory asking for
+        # another tenant); given up, and no longer counted against them.
+        self.pooled = self.set_aside = False
 
 
 _Job = tuple[_Creation, t.Callable[[], None]]
@@ -169,6 +180,7 @@ class _CreationThreads:
             if self._pending >= 16 * self.limit:
                 return False
             self._pending += 1
+            creation.pooled = True
             # While no more jobs are pending than there are threads not
             # stuck in a set-aside job, one of them is free.
             if self._threads - self._set_aside < min(self.limit, self._pending):
@@ -181,7 +193,7 @@ class _CreationThreads:
         """Stop counting ``creation`` against the limit; ``False`` if
         ``limit`` creations are set aside already."""
         with self._lock:
-            if creation.set_aside or self._set_aside >= self.limit:
+            if creation.set_aside or not creation.pooled or self._set_aside >= self.limit:
                 return False
             creation.set_aside = True
             self._set_aside += 1
@@ -204,7 +216,8 @@ class _CreationThreads:
                     self._jobs.put(None)
 
     def _serve(self, jobs: queue.SimpleQueue[_Job | None]) -> None:
-        while (job := jobs.get()) is not None:
+        surplus = False
+        while not surplus and (job := jobs.get()) is not None:
             creation, run = job
             try:
                 run()
@@ -215,6 +228,11 @@ class _CreationThreads:
                             self._set_aside -= 1
                         else:
                             self._pending -= 1
+                        # Another thread was started while this job was set
+                        # aside: with it done, one of them is one too many.
+                        surplus = self._threads - self._set_aside > self.limit
+                        if surplus:
+                            self._threads -= 1
                 # Its creation holds an app that may be evicted meanwhile.
                 del creation, run, job
 
@@ -487,10 +505,10 @@ class TenantRegistry:
         with self._lock:
             if creation.thread is not None:
                 return
+            if creation.set_aside:  # given up before it started
+                creation.done.set()
+                return
             creation.thread = threading.get_ident()
-        if creation.set_aside:  # given up before it started
-            creation.done.set()
-            return
         key, name = slot.key, slot.name
         answer: Answer = None
         nested, _creating.active = _creating.active, True

@@ -158,7 +158,7 @@ class Router:
             try:
                 target = self._remember(self._hosts, raw_host, self._decide_host)
             except _NotRemembered as e:
-                return e.target
+                target = e.target
         if target.kind is not _HOST_APP:
             return target
         # The host app's side: the common case of route_path written out, as

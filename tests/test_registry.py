@@ -820,6 +820,83 @@ def test_evicting_hung_creations_leaves_creation_threads_for_other_tenants() -> 
     assert registry.stats().creations == 6
 
 
+def test_evicting_a_tenant_built_inside_another_factory_gives_up_nothing() -> None:
+    # b is built inline, on a's creation thread, not by the creation threads:
+    # evicting it must not be counted as giving up one of theirs, or later
+    # hung creations could no longer be given up.
+    registry = make_registry(max_creating=1, create_timeout=0.3)
+    in_b, release = threading.Event(), threading.Event()
+    hang = threading.Event()
+
+    def factory(name: str) -> WSGIApplication:
+        if name == "a":
+            registry.get("b", factory)
+        elif name == "b":
+            in_b.set()
+            assert release.wait(10)
+        elif name == "c" and not hang.is_set():
+            hang.wait(30)
+        return NamedApp(name)
+
+    first = threading.Thread(target=registry.get, args=("a", factory))
+    first.start()
+    assert in_b.wait(10)
+    registry.evict("b")
+    release.set()
+    first.join(10)
+    try:
+        with pytest.raises(TenantCreationTimeout):
+            registry.get("c", factory)
+        registry.evict("c")  # given up: a new attempt at once
+        with pytest.raises(TenantCreationTimeout):
+            registry.get("c", factory)
+    finally:
+        hang.set()
+
+
+def test_max_creating_holds_after_a_creation_was_given_up() -> None:
+    # While a is set aside (evicted mid-creation) a second creation thread
+    # serves b; once a ends, only one factory may run at a time again.
+    registry = make_registry(max_creating=1, create_timeout=5)
+    running: list[str] = []
+    peak = [0]
+    lock = threading.Lock()
+    in_a, release_a, release = threading.Event(), threading.Event(), threading.Event()
+
+    def factory(name: str) -> WSGIApplication:
+        with lock:
+            running.append(name)
+            peak[0] = max(peak[0], len(running))
+        if name == "a":
+            in_a.set()
+            assert release_a.wait(10)
+        elif name != "b":
+            assert release.wait(10)
+        with lock:
+            running.remove(name)
+        return NamedApp(name)
+
+    first = threading.Thread(target=registry.get, args=("a", factory))
+    first.start()
+    assert in_a.wait(10)
+    registry.evict("a")
+    assert registry.get("b", factory).name == "b"
+    release_a.set()
+    first.join(10)
+    wait_for(lambda: not running)
+    peak[0] = 0
+    later = [threading.Thread(target=registry.get, args=(n, factory)) for n in ("c", "d")]
+    for thread in later:
+        thread.start()
+    wait_for(lambda: running != [])
+    time.sleep(0.3)  # time for a second factory to start, were it allowed to
+    assert peak[0] == 1
+    release.set()
+    for thread in later:
+        thread.join(10)
+    assert registry.stats().creations == 4
+
+
 def test_a_forked_child_does_not_inherit_creations_under_way() -> None:
     parent = os.getpid()
     release = threading.Event()

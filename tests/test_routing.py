@@ -34,6 +34,7 @@ RULES = Rules(
     path_factory=path_factory,
 )
 S, P, H, M = Kind.SUBDOMAIN, Kind.PATH, Kind.HOST_APP, Kind.MOUNT
+PATHS_ONLY = dataclasses.replace(RULES, subdomain_factory=None)
 
 
 @pytest.mark.parametrize(
@@ -98,6 +99,11 @@ def test_route(host: str, path: str, kind: Kind, name: str, script: str) -> None
             H,
             id="custom-pattern-rejects",
         ),
+        # With no subdomain factory, any subdomain is the host app's side,
+        # whose paths still decide: names the pattern rejects too.
+        pytest.param(PATHS_ONLY, "eu.shop.example.com", "/acme/x", P, id="path-on-deep-host"),
+        pytest.param(PATHS_ONLY, "-x.example.com", "/backend/x", M, id="mount-on-rejected-host"),
+        pytest.param(PATHS_ONLY, "shop.example.com", "/acme/x", P, id="path-on-subdomain"),
     ],
 )
 def test_route_without_everything_registered(

@@ -429,10 +429,22 @@ def test_same_named_tenants_of_two_factories_do_not_share_a_session(
 
         return build
 
+    class Tenants:
+        """Factories as bound methods: each attribute access makes a new one."""
+
+        def subdomain(self, name: str) -> Flask:
+            return factory("subdomain")(name)
+
+        def path(self, name: str) -> Flask:
+            return factory("path")(name)
+
+    tenants = Tenants()
     host = make_host_app(SECRET_KEY=HOST_KEY)
     dispatch = Dispatch(host)
-    dispatch.subdomain(factory("subdomain"))
-    dispatch.path(factory("path"))
+    dispatch.subdomain(tenants.subdomain)
+    dispatch.path(tenants.path)
+    with host.app_context():  # a warm-up, with a bound method made anew
+        dispatch.registry.get("acme", tenants.path)
     stolen = issued(visit(host, *source, "/login"))
     own = issued(visit(host, *target, "/login"))
     assert stolen.name == own.name == "session_acme"  # one name: sent under it as is
