@@ -336,9 +336,14 @@ class TenantRegistry:
         self._evictions: Counter[str] = Counter()
         # Only a registry with a time bound reads the clock on a hit.
         self._timed = idle_timeout is not None or max_age is not None
+        self._follow_the_process()
+
+    def _follow_the_process(self) -> None:
+        """Start afresh in a forked child, and end the creation threads once
+        the registry is collected (an idle one holds no job, so nothing of
+        the registry). Not at exit: the process is ending."""
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork(ref))
-        # An idle creation thread holds no job, so nothing holds the registry.
         weakref.finalize(self, self._threads.stop).atexit = False
 
     def slot(self, name: str, factory: Factory) -> TenantSlot:
