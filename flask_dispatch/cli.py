@@ -80,6 +80,8 @@ def check_command(url: str, build: bool, method: str) -> None:
     router = state.current_router()
     target = router.route(raw_host, path)
     details: _Details = [("Host", f"{raw_host!r} (IDNA)")] if idna else []
+    if target.kind is Kind.DOMAIN:
+        target = _custom_domain(state, router, target, path, details)
     status = 0
     error: BaseException | None = None
     kind = target.kind
@@ -91,7 +93,7 @@ def check_command(url: str, build: bool, method: str) -> None:
         details.append(("why", target.reason))
     elif kind is Kind.HOST_APP:
         summary = "host app"
-        details.append(("why", target.reason))
+        details += [("why", target.reason)] if target.reason else []
         segment = split_first_segment(path)[0]
         if segment and router.rules.path_factory is not None:
             problem = _name_problem(router, segment, Kind.PATH)
@@ -137,6 +139,21 @@ def _explain_served(
     if isinstance(app, Flask):
         details.append(_match(app, child))
     return 0, None
+
+
+def _custom_domain(
+    state: DispatchState, router: Router, target: Target, path: str, details: _Details
+) -> Target:
+    """Ask the ``@dispatch.domain`` resolver, as a request does: its
+    tenant's target, else the host app's side by path."""
+    resolver = t.cast("t.Callable[[str], object]", state.extension.domain_resolver)
+    name = resolver(target.name)
+    if isinstance(name, str) and router.is_tenant_name(name, "subdomain"):
+        details.append(("custom domain", f"of tenant {name!r}, says the resolver"))
+        return router.tenant_target(name)
+    said = "no tenant" if name is None else f"{name!r}, not a tenant name"
+    details.append(("custom domain", f"the resolver says {said}"))
+    return router.route_path(path)
 
 
 def _split_url(url: str) -> tuple[str, str, str, str, bool]:

@@ -180,12 +180,21 @@ class DispatchState:
             return resolver(host)
 
     def current_router(self) -> Router:
-        """The router as things stand, without keeping it."""
+        """The router as things stand, without keeping it.
+
+        :raises DispatchConfigError: a custom domain resolver without a
+            subdomain factory to build the tenants it names.
+        """
         if self.middleware.router is not None:
             return self.middleware.router
         rules = list(self.url_map.iter_rules())
         settings = self.settings
         extension = self.extension
+        if extension.domain_resolver is not None and extension.subdomain_factory is None:
+            raise DispatchConfigError(
+                "@dispatch.domain needs a subdomain factory: a custom domain names a"
+                " subdomain tenant, built by the @dispatch.subdomain factory."
+            )
         return Router(
             Rules(
                 domains=settings.domains,
@@ -441,17 +450,21 @@ class Dispatch:
         """The tenant registry of the current app."""
         return _state(current_app).registry
 
-    def is_tenant_name(self, name: str) -> bool:
+    def is_tenant_name(self, name: str, by: By | None = None) -> bool:
         """Whether ``name`` may be a tenant's name in the current app: it
-        matches :data:`DISPATCH_NAME_PATTERN`, is not reserved, and is
-        neither the first path segment nor the subdomain of one of the host
-        app's own URL rules. Use it to check a name at signup.
+        matches :data:`DISPATCH_NAME_PATTERN`, is not reserved, is not the
+        subdomain of one of the host app's own URL rules, and is neither the
+        first path segment of one of them nor of a mount. Use it to check a
+        name at signup.
 
         :param name: a candidate tenant name.
+        :param by: ``"subdomain"`` for a name only served by subdomain, which
+            first path segments do not shadow. By default the name must suit
+            both.
 
         .. versionadded:: 0.2
         """
-        return _state(current_app).current_router().is_tenant_name(name)
+        return _state(current_app).current_router().is_tenant_name(name, by)
 
     def evict(self, name: str) -> int:
         """Drop every instance of tenant ``name`` and any remembered "no such

@@ -157,7 +157,7 @@ class TenantClientFactory(t.Protocol):
     .. versionadded:: 0.2
     """
 
-    def __call__(self, name: str, by: By = "subdomain") -> TenantClient:
+    def __call__(self, name: str, by: By | None = None) -> TenantClient:
         """The client for tenant ``name``, by ``"subdomain"`` or ``"path"``."""
         ...
 
@@ -165,9 +165,10 @@ class TenantClientFactory(t.Protocol):
 @pytest.fixture
 def tenant_client(app: Flask) -> TenantClientFactory:
     """Make test clients for tenants of ``app``: ``tenant_client(name,
-    by="subdomain")`` returns a :class:`TenantClient` for tenant ``name``, by
+    by=None)`` returns a :class:`TenantClient` for tenant ``name``, by
     ``"subdomain"`` (``http://<name>.<domain>/``, with the longest domain in
-    :data:`DISPATCH_DOMAIN`) or by ``"path"`` (``/<name>/...``).
+    :data:`DISPATCH_DOMAIN`) or by ``"path"`` (``/<name>/...``). By default,
+    by subdomain, unless a path factory is the only one registered.
 
     Within one test, the same name and ``by`` give the same client; any
     other call gives a new client, with cookies of its own.
@@ -180,7 +181,8 @@ def tenant_client(app: Flask) -> TenantClientFactory:
     """
     clients: dict[tuple[str, By], TenantClient] = {}
 
-    def make(name: str, by: By = "subdomain") -> TenantClient:
+    def make(name: str, by: By | None = None) -> TenantClient:
+        by = by or _default_by(app)
         if (name, by) not in clients:
             clients[name, by] = _make_client(app, name, by)
         return clients[name, by]
@@ -200,6 +202,14 @@ def _dispatch_clear_tenants(request: pytest.FixtureRequest) -> Iterator[None]:
         # In an app context, like requests that evict, for tenant_evicted receivers.
         with app.app_context():
             state.evict(None, everywhere=False)  # this process only
+
+
+def _default_by(app: Flask) -> By:
+    """By subdomain, unless a path factory is the only one registered."""
+    state = _dispatch_state(app)
+    if state is None or state.extension.subdomain_factory is not None:
+        return "subdomain"
+    return "subdomain" if state.extension.path_factory is None else "path"
 
 
 def _dispatch_state(app: object) -> DispatchState | None:

@@ -146,6 +146,7 @@ class Router:
         self._mount_targets = {
             m: Target(Kind.MOUNT, m, len(m), app) for m, app in rules.mounts.items()
         }
+        self._mount_segments = frozenset(m.split("/")[1] for m in rules.mounts)
 
     def route(self, raw_host: str, path: str) -> Target:
         """Where a request goes.
@@ -215,19 +216,22 @@ class Router:
 
     def is_tenant_name(self, name: str, by: str | None = None) -> bool:
         """Whether ``name`` may name a tenant: it matches the pattern, is not
-        reserved, and is neither a first path segment nor a subdomain of the
-        host app's own URL rules.
+        reserved, is not a subdomain of the host app's own URL rules, and
+        is neither a first path segment of them nor of a mount.
 
         :param name: a candidate tenant name.
-        :param by: ``"subdomain"`` for a subdomain tenant only, which the
-            host app's first path segments do not shadow.
+        :param by: ``"subdomain"`` for a subdomain tenant only, which first
+            path segments do not shadow.
         """
         rules = self.rules
         return (
             rules.name_pattern.fullmatch(name) is not None
             and name not in rules.reserved
-            and (by == "subdomain" or name not in rules.own_segments)
             and name not in rules.own_subdomains
+            and (
+                by == "subdomain"
+                or (name not in rules.own_segments and name not in self._mount_segments)
+            )
         )
 
     def _decide_host(self, raw_host: str) -> Target:

@@ -348,6 +348,51 @@ def test_check_refuses_a_url_it_cannot_read(app: Flask, url: str, message: str) 
     assert f"Error: Invalid value for URL: {message}" in result.output
 
 
+@pytest.mark.parametrize(
+    ("url", "output"),
+    [
+        pytest.param(
+            "http://acme.test/notes/1",
+            lines(
+                "subdomain tenant 'acme'",
+                "  custom domain: of tenant 'acme', says the resolver",
+                "  SCRIPT_NAME:   ''",
+                "  PATH_INFO:     '/notes/1'",
+                "  factory:       not called (--build calls it)",
+            ),
+            id="domain-of-a-tenant",
+        ),
+        pytest.param(
+            "http://127.0.0.1/acme/notes/1",
+            lines(
+                "path tenant 'acme'",
+                "  custom domain: the resolver says no tenant",
+                "  SCRIPT_NAME:   '/acme'",
+                "  PATH_INFO:     '/notes/1'",
+                "  factory:       not called (--build calls it)",
+            ),
+            id="no-tenant-then-by-path",
+        ),
+        pytest.param(
+            "http://bad.test/",
+            lines(
+                "host app",
+                "  custom domain: the resolver says 'Not A Name', not a tenant name",
+                "  endpoint:      'index' (rule '/')",
+            ),
+            id="not-a-tenant-name",
+        ),
+    ],
+)
+def test_check_asks_the_custom_domain_resolver(app: Flask, url: str, output: str) -> None:
+    app.extensions["dispatch"].extension.domain({"acme.test": "acme", "bad.test": "Not A Name"}.get)
+    result = invoke(app, "check", url)
+    assert (result.exit_code, result.output) == (0, output)
+    built = invoke(app, "check", "--build", "http://acme.test/notes/1")
+    assert "built:         <Flask 'tenant_acme'>" in built.output
+    assert factories(app)[0].calls == ["acme"]
+
+
 def test_check_reports_an_untrusted_host(app: Flask) -> None:
     app.config["TRUSTED_HOSTS"] = [".example.com"]
     result = invoke(app, "check", "http://acme.example.org/")

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 from flask import Flask, url_for
 
-from flask_dispatch import Dispatch, current_tenant
+from flask_dispatch import Dispatch, DispatchConfigError, current_tenant
 
 from .conftest import RecordingFactory, call, in_forked_child, make_host_app, run_workers
 
@@ -411,3 +411,12 @@ def test_a_forked_child_does_not_wait_for_the_parents_resolver_call() -> None:
         release.set()
         request.join(10)
     assert body.startswith("acme ") and seconds < 2
+
+
+def test_a_domain_resolver_without_a_subdomain_factory_is_refused() -> None:
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    dispatch.path(RecordingFactory())
+    dispatch.domain(lambda host: "acme")
+    with pytest.raises(DispatchConfigError, match="needs a subdomain factory"):
+        call(app, host="acme.com")

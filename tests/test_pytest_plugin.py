@@ -340,10 +340,12 @@ def test_errors(pytester: Pytester) -> None:
 
             def test_subdomain(self, tenant_client):
                 with pytest.raises(DispatchConfigError, match=r"DISPATCH_DOMAIN \\(or SERVER"):
-                    tenant_client("acme")
+                    tenant_client("acme", by="subdomain")
 
-            def test_path_still_works(self, tenant_client):
-                assert tenant_client("acme", by="path").get("/").text == "acme index"
+            def test_path_still_works_and_is_the_default(self, tenant_client):
+                acme = tenant_client("acme")
+                assert acme.by == "path" and acme is tenant_client("acme", by="path")
+                assert acme.get("/").text == "acme index"
 
         class TestNoDispatch:
             @pytest.fixture

@@ -113,18 +113,25 @@ def test_route_without_everything_registered(
 
 
 @pytest.mark.parametrize(
-    ("name", "expected"),
+    ("name", "expected", "by_subdomain"),
     [
-        pytest.param("acme", True, id="name"),
-        pytest.param("www", False, id="reserved"),
-        pytest.param("login", False, id="host-rule-segment"),
-        pytest.param("admin", False, id="host-rule-subdomain"),
-        pytest.param("Acme", False, id="pattern"),
-        pytest.param("", False, id="empty"),
+        pytest.param("acme", True, True, id="name"),
+        pytest.param("www", False, False, id="reserved"),
+        pytest.param("login", False, True, id="host-rule-segment"),
+        pytest.param("admin", False, False, id="host-rule-subdomain"),
+        pytest.param("backend", False, True, id="mount"),
+        pytest.param("api", False, True, id="mount-first-segment"),
+        pytest.param("Acme", False, False, id="pattern"),
+        pytest.param("", False, False, id="empty"),
     ],
 )
-def test_is_tenant_name(name: str, expected: bool) -> None:
-    assert Router(RULES).is_tenant_name(name) is expected
+def test_is_tenant_name(name: str, expected: bool, by_subdomain: bool) -> None:
+    router = Router(RULES)
+    assert router.is_tenant_name(name) is expected
+    assert router.is_tenant_name(name, "subdomain") is by_subdomain
+    # A name that may be a path tenant is one that routing makes one.
+    path_tenant = router.route("example.com", f"/{name}/x").kind is P
+    assert path_tenant is router.is_tenant_name(name, "path")
 
 
 @pytest.mark.parametrize(
