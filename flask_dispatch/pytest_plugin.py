@@ -116,11 +116,19 @@ class TenantClient(FlaskClient):
         return None
 
     def set_cookie(
-        self, key: str, value: str = "", *, domain: str | None = None, **kwargs: t.Any
+        self,
+        key: str,
+        value: str = "",
+        *,
+        domain: str | None = None,
+        path: str | None = None,
+        **kwargs: t.Any,
     ) -> None:
         """Like :meth:`werkzeug.test.Client.set_cookie`; ``domain`` defaults
-        to the tenant's host by subdomain."""
-        super().set_cookie(key, value, domain=domain or self._cookie_domain, **kwargs)
+        to the tenant's host by subdomain, and ``path`` to the tenant's path
+        by path, as the tenant's own session cookie."""
+        path = path or (f"/{self.tenant}" if self.by == "path" else "/")
+        super().set_cookie(key, value, domain=domain or self._cookie_domain, path=path, **kwargs)
 
     def delete_cookie(
         self, key: str, *, domain: str | None = None, path: str | None = None

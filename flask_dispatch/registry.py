@@ -190,10 +190,13 @@ class _CreationThreads:
         return True
 
     def set_aside(self, creation: _Creation) -> bool:
-        """Stop counting ``creation`` against the limit; ``False`` if
-        ``limit`` creations are set aside already."""
+        """Stop counting ``creation`` against the limit; ``False`` if it is
+        not running on one of the threads (it is waiting in line, or runs
+        inline: setting it aside would free no thread) or ``limit``
+        creations are set aside already. Call with the registry's lock held."""
         with self._lock:
-            if creation.set_aside or not creation.pooled or self._set_aside >= self.limit:
+            running = creation.pooled and creation.thread is not None
+            if creation.set_aside or not running or self._set_aside >= self.limit:
                 return False
             creation.set_aside = True
             self._set_aside += 1
@@ -510,10 +513,10 @@ class TenantRegistry:
         with self._lock:
             if creation.thread is not None:
                 return
-            if creation.set_aside:  # given up before it started
-                creation.done.set()
-                return
             creation.thread = threading.get_ident()
+            # Run inline by a factory asking for another tenant, not by the
+            # creation thread whose job this was: that job will do nothing.
+            creation.pooled = creation.pooled and not _creating.active
         key, name = slot.key, slot.name
         answer: Answer = None
         nested, _creating.active = _creating.active, True

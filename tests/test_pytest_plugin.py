@@ -203,11 +203,14 @@ def test_cookies_per_tenant(pytester: Pytester) -> None:
             acme.delete_cookie("session_acme")
             assert acme.get("/me").text == "nobody"
             # and on / too (a cookie set with Flask's default path)
-            acme.set_cookie("theme", "dark")
+            acme.set_cookie("theme", "dark", path="/")
             assert acme.get("/cookie/theme").text == "dark"
             assert acme.get_cookie("theme").path == "/"
             acme.delete_cookie("theme")
             assert acme.get("/cookie/theme").text == "none"
+            # set on the tenant's path, as its session cookie is
+            acme.set_cookie("theme", "light")
+            assert acme.get_cookie("theme", path="/acme").value == "light"
 
         def test_set_cookie_reaches_the_tenant(tenant_client):
             acme = tenant_client("acme")

@@ -897,6 +897,90 @@ def test_max_creating_holds_after_a_creation_was_given_up() -> None:
     assert registry.stats().creations == 4
 
 
+class Peak:
+    """A factory that records how many of its calls run at once; a name in
+    ``gates`` waits for its event, one starting with ``slow`` sleeps."""
+
+    def __init__(self, registry: TenantRegistry, gates: t.Iterable[str] = ()) -> None:
+        self.registry = registry
+        self.gates = {name: threading.Event() for name in gates}
+        self.entered: set[str] = set()
+        self.running: set[str] = set()
+        self.peak = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, name: str) -> WSGIApplication:
+        with self._lock:
+            self.entered.add(name)
+            self.running.add(name)
+            self.peak = max(self.peak, len(self.running))
+        try:
+            if name == "outer":  # asks for a tenant waiting in line
+                assert self.gates[name].wait(10)
+                self.registry.get("inner", self)
+            elif name in self.gates:
+                assert self.gates[name].wait(10)
+            elif name.startswith("slow"):
+                time.sleep(0.3)
+            return NamedApp(name)
+        finally:
+            with self._lock:
+                self.running.discard(name)
+
+
+def test_a_creation_run_inline_then_evicted_gives_up_no_thread() -> None:
+    registry = make_registry(max_creating=2, create_timeout=5)
+    factory = Peak(registry, ("outer", "blocker", "inner"))
+    requests = [
+        threading.Thread(target=get_quietly, args=(registry, n, factory))
+        for n in ("outer", "blocker")
+    ]
+    for request in requests:
+        request.start()
+    wait_for(lambda: factory.entered == {"outer", "blocker"})
+    inner = threading.Thread(target=get_quietly, args=(registry, "inner", factory))
+    inner.start()
+    wait_for(lambda: registry.waiting("inner") == 1)  # in line behind both threads
+    factory.gates["outer"].set()
+    wait_for(lambda: "inner" in factory.entered)  # run by outer's factory, inline
+    factory.gates["blocker"].set()
+    requests[1].join(10)  # its thread then finds inner's job begun
+    registry.evict("inner")
+    factory.gates["inner"].set()
+    for request in [requests[0], inner]:
+        request.join(10)
+    factory.peak = 0
+    later = [
+        threading.Thread(target=get_quietly, args=(registry, f"slow{i}", factory)) for i in range(3)
+    ]
+    for request in later:
+        request.start()
+    for request in later:
+        request.join(10)
+    assert factory.peak == 2  # max_creating
+
+
+def test_a_creation_waiting_in_line_is_not_given_up() -> None:
+    # Giving up a creation that never started frees no thread: another
+    # would start beside the one still busy.
+    registry = make_registry(max_creating=1, create_timeout=0.1)
+    factory = Peak(registry)
+    requests = [
+        threading.Thread(target=get_quietly, args=(registry, n, factory))
+        for n in ("slow-x", "slow-y", "slow-z")
+    ]
+    for request in requests:
+        request.start()
+    wait_for(lambda: registry.waiting("slow-z") == 1)
+    time.sleep(0.5)  # past four times the timeout, still in line
+    with pytest.raises(TenantBusy, match="its creation has run for"):
+        registry.get("slow-z", factory)
+    for request in requests:
+        request.join(10)
+    wait_for(lambda: registry.stats().creations == 3)
+    assert factory.peak == 1
+
+
 def test_a_forked_child_does_not_inherit_creations_under_way() -> None:
     parent = os.getpid()
     release = threading.Event()
