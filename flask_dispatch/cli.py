@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import RequestRedirect
 from werkzeug.test import create_environ
 
+from .config import DispatchConfigError
 from .errors import TenantError, TenantFactoryError
 from .hosts import MalformedHost, parse_host
 from .paths import split_first_segment
@@ -52,13 +53,17 @@ _by_option = click.option(
 
 
 def _state() -> DispatchState:
-    state = current_app.extensions.get("dispatch")
+    state = t.cast("DispatchState | None", current_app.extensions.get("dispatch"))
     if state is None:
         raise click.ClickException(
             f"flask_dispatch is not registered on the app {current_app.name!r}."
             " Did you forget to call 'init_app'?"
         )
-    return t.cast("DispatchState", state)
+    try:  # what is registered must make a router, as for a request
+        state.current_router()
+    except DispatchConfigError as e:
+        raise click.ClickException(str(e)) from e
+    return state
 
 
 # -- flask dispatch check -------------------------------------------------------------
@@ -145,9 +150,16 @@ def _custom_domain(
     state: DispatchState, router: Router, target: Target, path: str, details: _Details
 ) -> Target:
     """Ask the ``@dispatch.domain`` resolver, as a request does: its
-    tenant's target, else the host app's side by path."""
+    tenant's target, else the host app's side by path. Exits with 1 if it
+    raises."""
     resolver = t.cast("t.Callable[[str], object]", state.extension.domain_resolver)
-    name = resolver(target.name)
+    try:
+        name = resolver(target.name)
+    except Exception as e:  # a request would get the host app's 500
+        click.echo(f"custom domain {target.name!r}: 500 Internal Server Error")
+        click.echo(f"  why: the resolver raised {_describe(e)}")
+        _echo_traceback(e)
+        click.get_current_context().exit(1)
     if isinstance(name, str) and router.is_tenant_name(name, "subdomain"):
         details.append(("custom domain", f"of tenant {name!r}, says the resolver"))
         return router.tenant_target(name)

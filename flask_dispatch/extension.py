@@ -458,12 +458,18 @@ class Dispatch:
         name at signup.
 
         :param name: a candidate tenant name.
-        :param by: ``"subdomain"`` for a name only served by subdomain, which
-            first path segments do not shadow. By default the name must suit
-            both.
+        :param by: ``"subdomain"`` or ``"path"``: the kind of tenant (first
+            path segments do not shadow a subdomain tenant). By default, the
+            kinds that have a factory registered: a name must suit both when
+            both do.
+        :raises ValueError: for another ``by``.
 
         .. versionadded:: 0.2
         """
+        if by not in (None, "subdomain", "path"):
+            raise ValueError(f"by must be 'subdomain' or 'path', not {by!r}.")
+        if by is None and (self.subdomain_factory is None) != (self.path_factory is None):
+            by = "path" if self.subdomain_factory is None else "subdomain"
         return _state(current_app).current_router().is_tenant_name(name, by)
 
     def evict(self, name: str) -> int:

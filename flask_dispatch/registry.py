@@ -181,13 +181,17 @@ class _CreationThreads:
                 return False
             self._pending += 1
             creation.pooled = True
-            # While no more jobs are pending than there are threads not
-            # stuck in a set-aside job, one of them is free.
-            if self._threads - self._set_aside < min(self.limit, self._pending):
-                self._threads += 1
-                threading.Thread(target=self._serve, args=(self._jobs,), daemon=True).start()
             self._jobs.put((creation, run))
+            self._start_if_needed()
         return True
+
+    def _start_if_needed(self) -> None:
+        """Start a thread unless one is free for the pending jobs: one is
+        while no more jobs are pending than there are threads not stuck in
+        a set-aside job. Call with the lock held."""
+        if self._threads - self._set_aside < min(self.limit, self._pending):
+            self._threads += 1
+            threading.Thread(target=self._serve, args=(self._jobs,), daemon=True).start()
 
     def set_aside(self, creation: _Creation) -> bool:
         """Stop counting ``creation`` against the limit; ``False`` if it is
@@ -201,6 +205,7 @@ class _CreationThreads:
             creation.set_aside = True
             self._set_aside += 1
             self._pending -= 1
+            self._start_if_needed()  # for the jobs waiting behind it
             return True
 
     def forked(self) -> None:

@@ -393,6 +393,34 @@ def test_check_asks_the_custom_domain_resolver(app: Flask, url: str, output: str
     assert factories(app)[0].calls == ["acme"]
 
 
+def test_check_reports_a_resolver_that_raises(app: Flask) -> None:
+    def resolve(host: str) -> str | None:
+        raise LookupError("directory down")
+
+    app.extensions["dispatch"].extension.domain(resolve)
+    result = invoke(app, "check", "http://acme.com/")
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        "custom domain 'acme.com': 500 Internal Server Error\n"
+        "  why: the resolver raised LookupError: directory down\n"
+        "Traceback (most recent call last):\n"
+    )
+
+
+def test_a_resolver_without_a_subdomain_factory_is_an_error_in_every_command() -> None:
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    dispatch.path(TenantFactory())
+    dispatch.domain(lambda host: None)
+    for args in (["check", "http://example.com/acme/"], ["routes", "acme"]):
+        result = invoke(app, *args)
+        assert result.exit_code == 1
+        assert result.output == (
+            "Error: @dispatch.domain needs a subdomain factory: a custom domain names a"
+            " subdomain tenant, built by the @dispatch.subdomain factory.\n"
+        )
+
+
 def test_check_reports_an_untrusted_host(app: Flask) -> None:
     app.config["TRUSTED_HOSTS"] = [".example.com"]
     result = invoke(app, "check", "http://acme.example.org/")

@@ -173,3 +173,29 @@ def test_mount_rejects_duplicate_and_non_callable() -> None:
         dispatch.mount("/backend/", NamedApp("y"))
     with pytest.raises(TypeError):
         dispatch.mount("/other", "not an app")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kinds", "name", "by", "expected"),
+    [
+        pytest.param(("subdomain",), "status", None, True, id="subdomain-only-site-mount-name"),
+        pytest.param(("path",), "status", None, False, id="path-only-site-mount-name"),
+        pytest.param(("subdomain", "path"), "status", None, False, id="both-must-suit"),
+        pytest.param(("subdomain", "path"), "status", "subdomain", True, id="by-subdomain"),
+        pytest.param(("subdomain", "path"), "acme", None, True, id="free-name"),
+        pytest.param(("subdomain", "path"), "www", "subdomain", False, id="reserved"),
+    ],
+)
+def test_is_tenant_name_checks_the_kinds_registered(
+    kinds: tuple[str, ...], name: str, by: t.Any, expected: bool
+) -> None:
+    # /status is a mount: no path tenant can be called "status".
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    for kind in kinds:
+        getattr(dispatch, kind)(RecordingFactory())
+    dispatch.mount("/status", NamedApp("status"))
+    with app.app_context():
+        assert dispatch.is_tenant_name(name, by) is expected
+        with pytest.raises(ValueError, match="'subdomain' or 'path', not 'paths'"):
+            dispatch.is_tenant_name(name, "paths")  # type: ignore[arg-type]

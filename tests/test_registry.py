@@ -981,6 +981,27 @@ def test_a_creation_waiting_in_line_is_not_given_up() -> None:
     assert factory.peak == 1
 
 
+def test_evicting_a_hung_creation_frees_the_creations_in_line_behind_it() -> None:
+    registry = make_registry(max_creating=1, create_timeout=0.3)
+    hang = threading.Event()
+
+    def factory(name: str) -> WSGIApplication:
+        if name == "hung":
+            hang.wait(30)
+        return NamedApp(name)
+
+    try:
+        with pytest.raises(TenantCreationTimeout):
+            registry.get("hung", factory)
+        with pytest.raises(TenantCreationTimeout):
+            registry.get("next", factory)  # in line behind it
+        registry.evict("hung")
+        wait_for(lambda: "next" in registry)  # its creation, in line, now runs
+        assert registry.get("next", factory).name == "next"
+    finally:
+        hang.set()
+
+
 def test_a_forked_child_does_not_inherit_creations_under_way() -> None:
     parent = os.getpid()
     release = threading.Event()
