@@ -964,17 +964,19 @@ def test_a_creation_waiting_in_line_is_not_given_up() -> None:
     # Giving up a creation that never started frees no thread: another
     # would start beside the one still busy.
     registry = make_registry(max_creating=1, create_timeout=0.1)
-    factory = Peak(registry)
+    factory = Peak(registry, ("busy",))
     requests = [
         threading.Thread(target=get_quietly, args=(registry, n, factory))
-        for n in ("slow-x", "slow-y", "slow-z")
+        for n in ("busy", "next", "last")
     ]
     for request in requests:
         request.start()
-    wait_for(lambda: registry.waiting("slow-z") == 1)
+    wait_for(lambda: registry.waiting("next") == registry.waiting("last") == 1)
     time.sleep(0.5)  # past four times the timeout, still in line
-    with pytest.raises(TenantBusy, match="its creation has run for"):
-        registry.get("slow-z", factory)
+    for name in ("next", "last"):
+        with pytest.raises(TenantBusy, match="its creation has run for"):
+            registry.get(name, factory)
+    factory.gates["busy"].set()
     for request in requests:
         request.join(10)
     wait_for(lambda: registry.stats().creations == 3)
