@@ -95,9 +95,9 @@ class DomainAnswers:
             # takes longer than a creation may, ask for ourselves.
             if asking.done.wait(self._wait) and asking.answered:
                 return asking.name
-            return self._ask(host, now)
+            return self._ask(host)
         try:
-            asking.name = self._ask(host, now)
+            asking.name = self._ask(host)
             asking.answered = True
             return asking.name
         finally:
@@ -106,8 +106,9 @@ class DomainAnswers:
                     del self._pending[host]
             asking.done.set()
 
-    def _ask(self, host: str, now: float) -> str | None:
-        forgets = self._forgets
+    def _ask(self, host: str) -> str | None:
+        # Remembered from when it was asked, not from when a request began.
+        now, forgets = self._clock(), self._forgets
         name = self._resolve(host)
         if name is not None and not (isinstance(name, str) and self._is_tenant_name(name)):
             log.warning("The domain resolver gave %r for host %r: not a tenant name.", name, host)

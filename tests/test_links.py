@@ -3,8 +3,10 @@ current tenant."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import time
 import typing as t
 from urllib.parse import urlsplit
 
@@ -420,3 +422,42 @@ def test_a_domain_resolver_without_a_subdomain_factory_is_refused() -> None:
     dispatch.domain(lambda host: "acme")
     with pytest.raises(DispatchConfigError, match="needs a subdomain factory"):
         call(app, host="acme.com")
+
+
+def test_an_answer_is_remembered_from_when_it_was_asked() -> None:
+    # A request that waited for another's call, which failed, asks itself
+    # later: its answer lives miss_ttl from then.
+    from flask_dispatch.domains import DomainAnswers
+
+    now = [0.0]
+    asked, fail = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def resolve(host: str) -> str | None:
+        calls.append(host)
+        if len(calls) == 1:
+            asked.set()
+            assert fail.wait(10)
+            raise LookupError("directory down")
+        return "acme"
+
+    answers = DomainAnswers(resolve, lambda name: True, 10, 100, clock=lambda: now[0])
+
+    def ask_quietly() -> None:
+        with contextlib.suppress(LookupError):
+            answers.name_for("shop.com")
+
+    first = threading.Thread(target=ask_quietly)
+    first.start()
+    assert asked.wait(10)
+    waiter = threading.Thread(target=ask_quietly)
+    waiter.start()
+    time.sleep(0.1)  # it waits for the first call
+    now[0] = 5.0
+    fail.set()
+    for thread in (first, waiter):
+        thread.join(10)
+    assert calls == ["shop.com"] * 2
+    now[0] = 12.0  # within 10 s of the waiter's own call
+    assert answers.name_for("shop.com") == "acme"
+    assert len(calls) == 2
