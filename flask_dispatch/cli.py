@@ -26,6 +26,7 @@ from werkzeug.test import create_environ
 from .config import DispatchConfigError
 from .errors import TenantError, TenantFactoryError
 from .hosts import MalformedHost, parse_host
+from .links import tenant_factory
 from .paths import split_first_segment
 from .routing import UNTRUSTED_HOST, Kind
 
@@ -33,6 +34,7 @@ if t.TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
 
     from .extension import DispatchState
+    from .links import By
     from .registry import Factory
     from .routing import Router, Target
 
@@ -261,18 +263,17 @@ def _echo_traceback(error: BaseException | None) -> None:
 
 
 def _factory(state: DispatchState, by: str | None) -> tuple[Kind, Factory]:
-    """The kind of tenant and the factory ``--by`` picks."""
+    """The kind of tenant and the factory ``--by`` picks (a click choice)."""
     extension = state.extension
-    subdomain, path = extension.subdomain_factory, extension.path_factory
-    if by != "path" and subdomain is not None:
-        return Kind.SUBDOMAIN, subdomain
-    if by != "subdomain" and path is not None:
-        return Kind.PATH, path
-    if by is None:
+    if by is None and extension.subdomain_factory is None and extension.path_factory is None:
         raise click.ClickException(
             "No tenant factory is registered (@dispatch.subdomain or @dispatch.path)."
         )
-    raise click.ClickException(f"No {by} factory is registered (@dispatch.{by}).")
+    try:
+        by, factory = tenant_factory(state, t.cast("By | None", by))
+    except ValueError as e:
+        raise click.ClickException(str(e)) from e
+    return (Kind.SUBDOMAIN if by == "subdomain" else Kind.PATH), factory
 
 
 def _name_problem(router: Router, name: str, kind: Kind) -> str | None:

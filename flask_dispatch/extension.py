@@ -468,8 +468,6 @@ class Dispatch:
         """
         if by not in (None, "subdomain", "path"):
             raise ValueError(f"by must be 'subdomain' or 'path', not {by!r}.")
-        if by is None and (self.subdomain_factory is None) != (self.path_factory is None):
-            by = "path" if self.subdomain_factory is None else "subdomain"
         return _state(current_app).current_router().is_tenant_name(name, by)
 
     def evict(self, name: str) -> int:

@@ -41,7 +41,7 @@ def tenant_url(
     state: DispatchState, name: str, path: str = "/", by: By | None = None, external: bool = True
 ) -> str:
     """See :meth:`.Dispatch.tenant_url`."""
-    by, _ = _factory(state, by)
+    by, _ = tenant_factory(state, by)
     if not state.current_router().is_tenant_name(name, by):
         raise ValueError(f"{name!r} is not a tenant name.")
     if not path.startswith("/"):
@@ -61,7 +61,7 @@ def tenant_url_for(
 ) -> str:
     """See :meth:`.Dispatch.url_for`."""
     base = urlsplit(tenant_url(state, name, "/", by))
-    tenant = state.registry.get(name, _factory(state, by)[1])
+    tenant = state.registry.get(name, tenant_factory(state, by)[1])
     if not isinstance(tenant, Flask):
         raise LookupError(f"Tenant {name!r} is not a Flask app: {tenant!r}.")
     adapter = tenant.url_map.bind(
@@ -70,14 +70,25 @@ def tenant_url_for(
     return adapter.build(endpoint, values, force_external=True)
 
 
-def _factory(state: DispatchState, by: By | None) -> tuple[By, Factory]:
-    """The kind of URL to build (subdomain if that factory is registered),
-    and its factory."""
+def default_by(state: DispatchState) -> By:
+    """How a tenant is addressed when the caller does not say: by
+    subdomain, unless a path factory is the only one registered."""
     extension = state.extension
-    by = by or ("subdomain" if extension.subdomain_factory is not None else "path")
+    only_path = extension.subdomain_factory is None and extension.path_factory is not None
+    return "path" if only_path else "subdomain"
+
+
+def tenant_factory(state: DispatchState, by: By | None) -> tuple[By, Factory]:
+    """How a tenant is addressed (``by``, else :func:`default_by`), and the
+    factory that builds it.
+
+    :raises ValueError: if no factory of that kind is registered.
+    """
+    by = by or default_by(state)
+    extension = state.extension
     factory = extension.subdomain_factory if by == "subdomain" else extension.path_factory
     if factory is None:
-        raise ValueError(f"No {by} factory is registered.")
+        raise ValueError(f"No {by} factory is registered (@dispatch.{by}).")
     return by, factory
 
 

@@ -31,6 +31,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from . import DispatchConfigError, DispatchState
+from .links import By, default_by
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -38,10 +39,7 @@ if t.TYPE_CHECKING:
     from flask.sessions import SessionMixin
     from werkzeug.test import Cookie, TestResponse
 
-#: How a :class:`TenantClient` reaches its tenant.
-By = t.Literal["subdomain", "path"]
-
-_BY: tuple[By, ...] = ("subdomain", "path")
+_BY: tuple[By, ...] = t.get_args(By)
 
 
 class TenantClient(FlaskClient):
@@ -213,11 +211,8 @@ def _dispatch_clear_tenants(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def _default_by(app: Flask) -> By:
-    """By subdomain, unless a path factory is the only one registered."""
     state = _dispatch_state(app)
-    if state is None or state.extension.subdomain_factory is not None:
-        return "subdomain"
-    return "subdomain" if state.extension.path_factory is None else "path"
+    return "subdomain" if state is None else default_by(state)
 
 
 def _dispatch_state(app: object) -> DispatchState | None:

@@ -118,11 +118,10 @@ class Router:
     Hosts and first path segments repeat from request to request, so each is
     decided once and remembered, as is the target of each subdomain tenant
     (whatever spelling or custom domain reached it), up to ``memo_size`` of
-    each; past that the
-    one decided longest ago is forgotten, one at a time. A memo hit writes
-    nothing, so hits from many threads over many tenants share the memo
-    without contention. Malformed hosts and names the pattern rejects are
-    never remembered.
+    each; past that the one decided longest ago is forgotten, one at a time.
+    A memo hit writes nothing, so hits from many threads over many tenants
+    share the memo without contention. Malformed hosts and names the pattern
+    rejects are never remembered.
 
     :param rules: what routing depends on.
     :param memo_size: most hosts, path segments and subdomain tenants
@@ -220,10 +219,13 @@ class Router:
         is neither a first path segment of them nor of a mount.
 
         :param name: a candidate tenant name.
-        :param by: ``"subdomain"`` for a subdomain tenant only, which first
-            path segments do not shadow.
+        :param by: ``"subdomain"`` or ``"path"``: the kind of tenant (first
+            path segments do not shadow a subdomain tenant). By default, the
+            kinds that have a factory: both when both do.
         """
         rules = self.rules
+        if by is None and (rules.subdomain_factory is None) != (rules.path_factory is None):
+            by = "path" if rules.subdomain_factory is None else "subdomain"
         return (
             rules.name_pattern.fullmatch(name) is not None
             and name not in rules.reserved
