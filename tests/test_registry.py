@@ -854,49 +854,6 @@ def test_evicting_a_tenant_built_inside_another_factory_gives_up_nothing() -> No
         hang.set()
 
 
-def test_max_creating_holds_after_a_creation_was_given_up() -> None:
-    # While a is set aside (evicted mid-creation) a second creation thread
-    # serves b; once a ends, only one factory may run at a time again.
-    registry = make_registry(max_creating=1, create_timeout=5)
-    running: list[str] = []
-    peak = [0]
-    lock = threading.Lock()
-    in_a, release_a, release = threading.Event(), threading.Event(), threading.Event()
-
-    def factory(name: str) -> WSGIApplication:
-        with lock:
-            running.append(name)
-            peak[0] = max(peak[0], len(running))
-        if name == "a":
-            in_a.set()
-            assert release_a.wait(10)
-        elif name != "b":
-            assert release.wait(10)
-        with lock:
-            running.remove(name)
-        return NamedApp(name)
-
-    first = threading.Thread(target=registry.get, args=("a", factory))
-    first.start()
-    assert in_a.wait(10)
-    registry.evict("a")
-    assert registry.get("b", factory).name == "b"
-    release_a.set()
-    first.join(10)
-    wait_for(lambda: not running)
-    peak[0] = 0
-    later = [threading.Thread(target=registry.get, args=(n, factory)) for n in ("c", "d")]
-    for thread in later:
-        thread.start()
-    wait_for(lambda: running != [])
-    time.sleep(0.3)  # time for a second factory to start, were it allowed to
-    assert peak[0] == 1
-    release.set()
-    for thread in later:
-        thread.join(10)
-    assert registry.stats().creations == 4
-
-
 class Peak:
     """A factory that records how many of its calls run at once; a name in
     ``gates`` waits for its event, one starting with ``slow`` sleeps."""
@@ -928,18 +885,44 @@ class Peak:
                 self.running.discard(name)
 
 
+def requested(registry: TenantRegistry, factory: t.Any, *names: str) -> list[threading.Thread]:
+    """A request for each of ``names``, each on a thread of its own, started."""
+    threads = [threading.Thread(target=get_quietly, args=(registry, n, factory)) for n in names]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def test_max_creating_holds_after_a_creation_was_given_up() -> None:
+    # While a is set aside (evicted mid-creation) a second creation thread
+    # serves b; once a ends, only one factory may run at a time again.
+    registry = make_registry(max_creating=1, create_timeout=5)
+    factory = Peak(registry, ("a", "c", "d"))
+    (first,) = requested(registry, factory, "a")
+    wait_for(lambda: "a" in factory.entered)
+    registry.evict("a")
+    assert registry.get("b", factory).name == "b"
+    factory.gates["a"].set()
+    first.join(10)
+    wait_for(lambda: not factory.running)
+    factory.peak = 0
+    later = requested(registry, factory, "c", "d")
+    wait_for(lambda: bool(factory.running))
+    time.sleep(0.3)  # time for a second factory to start, were it allowed to
+    assert factory.peak == 1
+    for name in ("c", "d"):
+        factory.gates[name].set()
+    for thread in later:
+        thread.join(10)
+    assert registry.stats().creations == 4
+
+
 def test_a_creation_run_inline_then_evicted_gives_up_no_thread() -> None:
     registry = make_registry(max_creating=2, create_timeout=5)
     factory = Peak(registry, ("outer", "blocker", "inner"))
-    requests = [
-        threading.Thread(target=get_quietly, args=(registry, n, factory))
-        for n in ("outer", "blocker")
-    ]
-    for request in requests:
-        request.start()
+    requests = requested(registry, factory, "outer", "blocker")
     wait_for(lambda: factory.entered == {"outer", "blocker"})
-    inner = threading.Thread(target=get_quietly, args=(registry, "inner", factory))
-    inner.start()
+    (inner,) = requested(registry, factory, "inner")
     wait_for(lambda: registry.waiting("inner") == 1)  # in line behind both threads
     factory.gates["outer"].set()
     wait_for(lambda: "inner" in factory.entered)  # run by outer's factory, inline
@@ -950,11 +933,7 @@ def test_a_creation_run_inline_then_evicted_gives_up_no_thread() -> None:
     for request in [requests[0], inner]:
         request.join(10)
     factory.peak = 0
-    later = [
-        threading.Thread(target=get_quietly, args=(registry, f"slow{i}", factory)) for i in range(3)
-    ]
-    for request in later:
-        request.start()
+    later = requested(registry, factory, "slow0", "slow1", "slow2")
     for request in later:
         request.join(10)
     assert factory.peak == 2  # max_creating
@@ -965,12 +944,7 @@ def test_a_creation_waiting_in_line_is_not_given_up() -> None:
     # would start beside the one still busy.
     registry = make_registry(max_creating=1, create_timeout=0.1)
     factory = Peak(registry, ("busy",))
-    requests = [
-        threading.Thread(target=get_quietly, args=(registry, n, factory))
-        for n in ("busy", "next", "last")
-    ]
-    for request in requests:
-        request.start()
+    requests = requested(registry, factory, "busy", "next", "last")
     wait_for(lambda: registry.waiting("next") == registry.waiting("last") == 1)
     time.sleep(0.5)  # past four times the timeout, still in line
     for name in ("next", "last"):
