@@ -10,12 +10,12 @@ resolver and its answer; if it raises, each of them asks for itself.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import typing as t
-import weakref
 from collections import OrderedDict
+
+from .forks import renew_in_child
 
 log = logging.getLogger("flask_dispatch")
 
@@ -71,8 +71,13 @@ class DomainAnswers:
         # Counts calls of forget: an answer asked for before one is not kept,
         # as the resolver may have read what the eviction was about.
         self._forgets = 0
-        ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+        renew_in_child(self._after_fork)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the lock may have been held by a thread that
+        did not survive the fork, and so were the resolver calls under way."""
+        self._lock = threading.Lock()
+        self._pending.clear()
 
     def name_for(self, host: str) -> str | None:
         """The tenant that ``host`` belongs to, or ``None``.
@@ -135,12 +140,3 @@ class DomainAnswers:
                 self._answers.clear()
             for host in [h for h, (_, n) in self._answers.items() if n in (name, None)]:
                 del self._answers[host]
-
-
-def _after_fork(ref: weakref.ref[DomainAnswers]) -> None:
-    """In a forked child: the lock may have been held by a thread that did
-    not survive the fork, and so were the resolver calls under way."""
-    answers = ref()
-    if answers is not None:
-        answers._lock = threading.Lock()
-        answers._pending.clear()

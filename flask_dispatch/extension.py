@@ -26,6 +26,7 @@ from . import config, links
 from .cli import dispatch_cli
 from .config import DispatchConfigError, DispatchSettings
 from .domains import DomainAnswers, Resolver
+from .forks import renew_in_child
 from .logs import name_tenant_in_logs
 from .middleware import ERROR_KEY, DispatchMiddleware, fresh_copy
 from .paths import normalize_mount_prefix, rule_first_segments
@@ -88,8 +89,16 @@ class DispatchState:
         self.bus = self._bus(redis if redis is not None else settings.redis_url)
         #: The app's :class:`TenantRegistry`.
         self.registry = self._registry(app)
-        ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _resume_after_fork(ref))
+        renew_in_child(self._after_fork)
+
+    def _after_fork(self) -> None:
+        """Tenants built before a fork (a ``--preload`` warm-up) are held by
+        the child too: its background work must run without waiting for a
+        creation. The lock may have been held by a thread that did not
+        survive the fork."""
+        self._lock = threading.Lock()
+        if len(self.registry):
+            self.start_background()
 
     def _registry(self, app: Flask) -> TenantRegistry:
         settings = self.settings
@@ -258,18 +267,6 @@ def _trusted_hosts(value: t.Any) -> tuple[str, ...] | None:
     if value is None:
         return None
     return (value,) if isinstance(value, str) else tuple(value)
-
-
-def _resume_after_fork(ref: weakref.ref[DispatchState]) -> None:
-    """Tenants built before a fork (a ``--preload`` warm-up) are held by the
-    child too: its background work must run without waiting for a creation.
-    The lock may have been held by a thread that did not survive the fork."""
-    state = ref()
-    if state is None:
-        return
-    state._lock = threading.Lock()
-    if len(state.registry):
-        state.start_background()
 
 
 def _housekeep(ref: weakref.ref[TenantRegistry], period: float) -> None:

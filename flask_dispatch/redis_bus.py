@@ -33,18 +33,18 @@ stream key while a process is away.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import reprlib
 import secrets
 import threading
 import time
 import typing as t
-import weakref
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from .forks import renew_in_child
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
@@ -115,8 +115,7 @@ class EvictionBus:
         self._run_id: str | None = None
         self._closed = False
         self._after_fork()
-        hook = weakref.WeakMethod(self._after_fork)
-        os.register_at_fork(after_in_child=lambda: (method := hook()) is not None and method())
+        renew_in_child(self._after_fork)
 
     def _after_fork(self) -> None:
         """Set up what belongs to one process; a forked child runs it first."""

@@ -49,6 +49,7 @@ from collections import Counter, OrderedDict
 from operator import attrgetter
 
 from .errors import TenantBusy, TenantCreationTimeout, TenantFactoryError, TenantRecursionError
+from .forks import renew_in_child
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -253,16 +254,6 @@ class _Creating(threading.local):
 _creating = _Creating()
 
 
-def _after_fork(ref: weakref.ref[TenantRegistry]) -> None:
-    """In a forked child: the registry's lock may have been held by a thread
-    that did not survive the fork, and so were its creations."""
-    registry = ref()
-    if registry is not None:
-        registry._lock = threading.Lock()
-        registry._creations.clear()
-        registry._threads.forked()
-
-
 def _call(factory: Factory, name: str) -> Answer:
     return factory(name)
 
@@ -350,9 +341,15 @@ class TenantRegistry:
         """Start afresh in a forked child, and end the creation threads once
         the registry is collected (an idle one holds no job, so nothing of
         the registry). Not at exit: the process is ending."""
-        ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+        renew_in_child(self._after_fork)
         weakref.finalize(self, self._threads.stop).atexit = False
+
+    def _after_fork(self) -> None:
+        """In a forked child: the lock may have been held by a thread that
+        did not survive the fork, and so were the creations."""
+        self._lock = threading.Lock()
+        self._creations.clear()
+        self._threads.forked()
 
     def slot(self, name: str, factory: Factory) -> TenantSlot:
         """The one slot of ``(factory, name)``, for :meth:`fetch`. It lives

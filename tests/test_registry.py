@@ -5,11 +5,13 @@ eviction."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import random
 import sys
 import threading
 import time
+import tracemalloc
 import typing as t
 from collections import OrderedDict
 
@@ -976,6 +978,23 @@ def test_evicting_a_hung_creation_frees_the_creations_in_line_behind_it() -> Non
         assert registry.get("next", factory).name == "next"
     finally:
         hang.set()
+
+
+def test_registries_dropped_leave_no_memory_behind() -> None:
+    # One app per test is the usual test suite: each registry renews itself
+    # in forked children, and must not be remembered for that once dropped.
+    TenantRegistry()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(2000):
+            TenantRegistry()
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 20_000, f"2,000 registries dropped kept {kept:,} bytes"
 
 
 def test_a_forked_child_does_not_inherit_creations_under_way() -> None:
