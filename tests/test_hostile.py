@@ -321,3 +321,16 @@ def test_a_flood_of_valid_names_is_bounded() -> None:
         tracemalloc.stop()
     with app.app_context():
         assert app.extensions["dispatch"].registry.stats().misses == 100
+
+
+def test_a_flood_of_valid_names_rebuilds_no_held_tenant() -> None:
+    # The flood pushes the held tenant's host out of the router's memo; its
+    # next request decides the host again and finds the app it held.
+    app = make_host_app()
+    factory = RecordingFactory(known={"acme"})
+    Dispatch(app).subdomain(factory)
+    assert call(app, host="acme.example.com").status == 200
+    for i in range(3000):
+        assert call(app, host=f"n{i}.example.com").status == 404
+    assert call(app, host="acme.example.com").status == 200
+    assert factory.calls.count("acme") == 1
