@@ -620,10 +620,11 @@ class TenantRegistry:
     def evict(self, name: str, *, everywhere: bool = True) -> int:
         """Drop every app called ``name`` and any remembered miss for it, so
         the next request builds it afresh. A creation of ``name`` under way
-        still serves the requests waiting for it, but is not kept (should
+        still serves the requests waiting for it, but is not kept; should
         ``max_creating`` creations be set aside already, requests for
-        ``name`` get :exc:`TenantBusy` until it ends). Requests already
-        inside an evicted app finish normally.
+        ``name`` get :exc:`TenantBusy` until it ends. A creation still in
+        line for a creation thread builds after the eviction, and is kept.
+        Requests already inside an evicted app finish normally.
 
         :param name: the tenant's name.
         :param everywhere: also tell the other processes (see ``broadcast``).
@@ -653,13 +654,15 @@ class TenantRegistry:
             for key in [k for k in self._misses if matches(k)]:
                 del self._misses[key]
             for key in [k for k in self._creations if matches(k)]:
+                creation = self._creations[key]
+                if creation.thread is None:
+                    continue  # still in line: it will build after the eviction
                 # Its waiters are still served by it; later requests start
                 # afresh once it stops counting against the creation threads
                 # (else evicting a hung creation again and again would take
                 # them all). Until then they are told it is busy.
-                creation = self._creations[key]
                 creation.stale = True
-                if creation.thread is None or self._threads.set_aside(creation):
+                if self._threads.set_aside(creation):
                     del self._creations[key]
         self._notify(evicted)
         return len(evicted)

@@ -1017,3 +1017,20 @@ def test_a_forked_child_does_not_inherit_creations_under_way() -> None:
         release.set()
         first.join(10)
     assert kind == "NamedApp" and seconds < 1
+
+
+def test_a_creation_in_line_when_its_tenant_is_evicted_is_kept() -> None:
+    # It has not begun, so what it builds comes after the eviction: keeping
+    # it spares a second factory call.
+    events = Events()
+    registry = make_registry(events, max_creating=1, create_timeout=5)
+    factory = Peak(registry, ("a",))
+    first, second = requested(registry, factory, "a", "b")
+    wait_for(lambda: "a" in factory.entered and registry.waiting("b") == 1)
+    registry.evict("b")
+    factory.gates["a"].set()
+    for thread in (first, second):
+        thread.join(10)
+    assert "b" in registry
+    assert registry.get("b", factory).name == "b"
+    assert events.created == ["a", "b"]
