@@ -11,6 +11,7 @@ remove a hook, so one hook serves them all.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import typing as t
@@ -36,7 +37,14 @@ def _in_child() -> None:
     for ref in list(_methods):
         method = ref()
         if method is not None:
-            method()
+            # One failure (a thread that cannot start, say) must not leave
+            # the objects after it with the parent's locks.
+            try:
+                method()
+            except Exception:
+                logging.getLogger("flask_dispatch").exception(
+                    "Renewing %r in a forked child failed.", method
+                )
 
 
 os.register_at_fork(after_in_child=_in_child)
