@@ -178,15 +178,25 @@ def _reserved(value: object) -> frozenset[str]:
 
 def _pattern(value: object) -> re.Pattern[str]:
     if isinstance(value, re.Pattern) and isinstance(value.pattern, str):
-        return t.cast("re.Pattern[str]", value)
-    if not isinstance(value, str):
+        pattern = t.cast("re.Pattern[str]", value)
+    elif isinstance(value, str):
+        try:
+            pattern = re.compile(value)
+        except re.error as e:
+            raise DispatchConfigError(f"{NAME_PATTERN} does not compile: {e}.") from e
+    else:
         raise DispatchConfigError(
             f"{NAME_PATTERN} must be a regular expression string, got {value!r}."
         )
-    try:
-        return re.compile(value)
-    except re.error as e:
-        raise DispatchConfigError(f"{NAME_PATTERN} does not compile: {e}.") from e
+    # "" is the path "/" and "." and ".." are dot segments: a factory given
+    # one of them could build the site's root, or a file path above its own.
+    for name in ("", ".", ".."):
+        if pattern.fullmatch(name):
+            raise DispatchConfigError(
+                f"{NAME_PATTERN} {pattern.pattern!r} matches {name!r}, which can never be"
+                " a tenant's name."
+            )
+    return pattern
 
 
 def _number(
