@@ -129,6 +129,7 @@ class _Creation:
         "done",
         "error",
         "pooled",
+        "refused",
         "set_aside",
         "stale",
         "started",
@@ -145,9 +146,12 @@ class _Creation:
         self.thread: int | None = None
         # Evicted or given up while running: serve the waiters, keep nothing.
         self.stale = False
-        # Run by the creation threads (not inline, by a factory asking for
-        # another tenant); given up, and no longer counted against them.
-        self.pooled = self.set_aside = False
+        # Could not start: too many creations were pending.
+        self.refused = False
+        # Run by the creation threads, unless a factory asking for another
+        # tenant claims it to run inline; given up, and no longer counted
+        # against them.
+        self.pooled, self.set_aside = True, False
 
 
 _Job = tuple[_Creation, t.Callable[[], None]]
@@ -181,7 +185,6 @@ class _CreationThreads:
             if self._pending >= 16 * self.limit:
                 return False
             self._pending += 1
-            creation.pooled = True
             self._jobs.put((creation, run))
             self._start_if_needed()
         return True
@@ -446,9 +449,7 @@ class TenantRegistry:
                 # which may be itself.
                 self._create(slot, creation)
             elif start and not self._threads.submit(creation, lambda: self._create(slot, creation)):
-                busy = TenantBusy(name, "too many creations are pending")
-                self._abandon(key, creation, busy)
-                raise busy
+                self._abandon(key, creation)
             return self._wait(creation, name, overflow)
         finally:
             with self._lock:
@@ -485,13 +486,13 @@ class TenantRegistry:
         creation.waiting += 1
         return creation, start, overflow
 
-    def _abandon(self, key: _Key, creation: _Creation, error: TenantBusy) -> None:
-        """A creation that could not start: requests that joined it get
-        ``error`` at once."""
+    def _abandon(self, key: _Key, creation: _Creation) -> None:
+        """A creation that could not start: requests that joined it are told
+        at once."""
         with self._lock:
             if self._creations.get(key) is creation:
                 del self._creations[key]
-        creation.error = error
+        creation.refused = True
         creation.done.set()
 
     def _wait(self, creation: _Creation, name: str, overflow: bool) -> Answer:
@@ -503,7 +504,7 @@ class TenantRegistry:
                 raise TenantBusy(name, f"{self.max_waiting} requests already wait for it")
         elif not creation.done.wait(self.create_timeout):
             raise TenantCreationTimeout(name, self.create_timeout)
-        if isinstance(creation.error, TenantBusy):  # it could not start
+        if creation.refused:
             raise TenantBusy(name, "too many creations are pending")
         if creation.error is not None:
             raise TenantFactoryError(name) from creation.error
@@ -518,7 +519,7 @@ class TenantRegistry:
             creation.thread = threading.get_ident()
             # Run inline by a factory asking for another tenant, not by the
             # creation thread whose job this was: that job will do nothing.
-            creation.pooled = creation.pooled and not _creating.active
+            creation.pooled = not _creating.active
         key, name = slot.key, slot.name
         answer: Answer = None
         nested, _creating.active = _creating.active, True

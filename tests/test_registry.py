@@ -1034,3 +1034,17 @@ def test_a_creation_in_line_when_its_tenant_is_evicted_is_kept() -> None:
     assert "b" in registry
     assert registry.get("b", factory).name == "b"
     assert events.created == ["a", "b"]
+
+
+def test_a_factory_that_raises_tenant_busy_fails_as_a_factory_error() -> None:
+    # A factory that looks up a busy tenant fails; that is not the registry
+    # refusing to start the creation, so it is not told as such.
+    registry = make_registry()
+
+    def factory(name: str) -> WSGIApplication:
+        raise TenantBusy("other", "its creation has run for 12 s")
+
+    with pytest.raises(TenantFactoryError) as caught:
+        registry.get("acme", factory)
+    assert isinstance(caught.value.__cause__, TenantBusy)
+    assert registry.stats().failures == 1
