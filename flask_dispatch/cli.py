@@ -451,7 +451,9 @@ def evict_command(name: str | None, all_tenants: bool) -> None:
     Redis (DISPATCH_REDIS_URL): without it, or with Redis unreachable, it
     exits with 1.
     """
-    if all_tenants == (name is not None):
+    if all_tenants and name is not None:
+        raise click.UsageError("Give a tenant name or --all, not both.")
+    if not all_tenants and name is None:
         raise click.UsageError("Give a tenant name or --all.")
     state = _state()
     if name is not None and state.settings.name_pattern.fullmatch(name) is None:

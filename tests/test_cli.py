@@ -852,7 +852,7 @@ def test_evict_without_redis_reaches_nothing(app: Flask, args: list[str]) -> Non
     ("args", "error"),
     [
         pytest.param([], "Give a tenant name or --all.", id="neither"),
-        pytest.param(["acme", "--all"], "Give a tenant name or --all.", id="both"),
+        pytest.param(["acme", "--all"], "Give a tenant name or --all, not both.", id="both"),
         pytest.param(["ACME"], "'ACME' does not match DISPATCH_NAME_PATTERN", id="not-a-name"),
     ],
 )
