@@ -102,7 +102,8 @@ class TenantClient(FlaskClient):
         self, key: str, domain: str | None = None, path: str | None = None
     ) -> Cookie | None:
         """Like :meth:`werkzeug.test.Client.get_cookie`; ``domain`` defaults
-        to the tenant's host by subdomain, and ``path``, by path, to the
+        to the host requests go to (the tenant's by subdomain, ``localhost``
+        or ``SERVER_NAME``'s by path), and ``path``, by path, to the
         tenant's path (``/acme``, where dispatch scopes its session cookie),
         then ``/``."""
         domain = domain or self._cookie_domain
@@ -123,7 +124,7 @@ class TenantClient(FlaskClient):
         **kwargs: t.Any,
     ) -> None:
         """Like :meth:`werkzeug.test.Client.set_cookie`; ``domain`` defaults
-        to the tenant's host by subdomain, and ``path`` to the tenant's path
+        to the host requests go to, and ``path`` to the tenant's path
         by path, as the tenant's own session cookie."""
         path = path or (f"/{self.tenant}" if self.by == "path" else "/")
         super().set_cookie(key, value, domain=domain or self._cookie_domain, path=path, **kwargs)
@@ -139,8 +140,10 @@ class TenantClient(FlaskClient):
 
     @property
     def _cookie_domain(self) -> str:
-        # Werkzeug's default, for cookies of requests to localhost.
-        return self.tenant_host or "localhost"
+        # The domain Werkzeug files a response's cookies under: the host of
+        # the request, as by subdomain, else as the app's own test client.
+        host = self.tenant_host or self.application.config.get("SERVER_NAME") or "localhost"
+        return urlsplit(f"//{host}").hostname or "localhost"
 
     @contextmanager
     def session_transaction(self, *args: t.Any, **kwargs: t.Any) -> Iterator[SessionMixin]:

@@ -222,6 +222,31 @@ def test_cookies_per_tenant(pytester: Pytester) -> None:
     result.assert_outcomes(passed=3)
 
 
+def test_cookies_by_path_with_a_server_name(pytester: Pytester) -> None:
+    # By path, requests go to SERVER_NAME, and so do the cookies' defaults.
+    fixture = """
+
+@pytest.fixture
+def app():
+    return make_dispatch_app(SERVER_NAME="Example.com:5000")
+"""
+    result = run(
+        pytester,
+        """
+        def test_cookies(tenant_client):
+            acme = tenant_client("acme", by="path")
+            assert acme.get("/login/alice").text == "ok"
+            assert acme.get_cookie("session_acme").domain == "example.com"
+            acme.set_cookie("theme", "dark")
+            assert acme.get("/cookie/theme").text == "dark"
+            acme.delete_cookie("session_acme")
+            assert acme.get("/me").text == "nobody"
+        """,
+        conftest=CONFTEST + fixture,
+    )
+    result.assert_outcomes(passed=1)
+
+
 def test_same_client_on_repeat(pytester: Pytester) -> None:
     result = run(
         pytester,
