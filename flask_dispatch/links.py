@@ -9,7 +9,7 @@ is the current tenant's name inside a tenant request.
 from __future__ import annotations
 
 import typing as t
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from flask import Flask, has_request_context, request
 from werkzeug.local import LocalProxy
@@ -22,6 +22,10 @@ if t.TYPE_CHECKING:
     from .registry import Factory
 
 By = t.Literal["subdomain", "path"]
+
+ALWAYS_EXTERNAL = "A subdomain tenant's URL is always external."
+#: What an anchor may hold unquoted, as in :func:`flask.url_for`.
+ANCHOR_SAFE = "%!#$&'()*+,/:;=?@"
 
 
 def tenant_name() -> str | None:
@@ -50,24 +54,37 @@ def tenant_url(
     if by == "path":
         return f"{scheme}://{host}{root}/{name}{path}" if external else f"{root}/{name}{path}"
     if not external:
-        raise ValueError("A subdomain tenant's URL is always external.")
+        raise ValueError(ALWAYS_EXTERNAL)
     hostname, colon, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
     parent = _parent_domain(state, hostname if colon else host)
-    return f"{scheme}://{name}.{parent}{colon}{port if colon else ''}{path}"
+    # The whole site is served under the script root, subdomain tenants too.
+    return f"{scheme}://{name}.{parent}{colon}{port if colon else ''}{root}{path}"
 
 
 def tenant_url_for(
     state: DispatchState, name: str, endpoint: str, by: By | None, values: dict[str, t.Any]
 ) -> str:
     """See :meth:`.Dispatch.url_for`."""
+    values = dict(values)
+    anchor, method = values.pop("_anchor", None), values.pop("_method", None)
+    scheme, external = values.pop("_scheme", None), values.pop("_external", True)
+    if scheme is not None and not external:
+        raise ValueError("When specifying '_scheme', '_external' must be True.")
+    by, factory = tenant_factory(state, by)
+    if not external and by == "subdomain":
+        raise ValueError(ALWAYS_EXTERNAL)
     base = urlsplit(tenant_url(state, name, "/", by))
-    tenant = state.registry.get(name, tenant_factory(state, by)[1])
+    tenant = state.registry.get(name, factory)
     if not isinstance(tenant, Flask):
         raise LookupError(f"Tenant {name!r} is not a Flask app: {tenant!r}.")
+    with tenant.app_context():  # for the tenant's url_defaults functions
+        tenant.inject_url_defaults(endpoint, values)
     adapter = tenant.url_map.bind(
-        base.netloc, script_name=base.path.rstrip("/") or "/", url_scheme=base.scheme
+        base.netloc, script_name=base.path.rstrip("/") or "/", url_scheme=scheme or base.scheme
     )
-    return adapter.build(endpoint, values, force_external=True)
+    url = adapter.build(endpoint, values, method=method, force_external=external)
+    # As flask.url_for quotes it.
+    return url if anchor is None else f"{url}#{quote(anchor, safe=ANCHOR_SAFE)}"
 
 
 def default_by(state: DispatchState) -> By:

@@ -223,6 +223,13 @@ def test_resolver_runs_in_the_host_app_context() -> None:
         pytest.param("path", "http://example.com", {"_external": False}, "/acme/notes", id="rel"),
         pytest.param(
             "both",
+            "http://example.com/site",
+            {},
+            "http://acme.example.com/site/notes",
+            id="subdomain-under-a-script-root",
+        ),
+        pytest.param(
+            "both",
             "http://x.example.com",
             {},
             "http://acme.example.com/notes",
@@ -258,6 +265,18 @@ def test_tenant_url_outside_a_request_uses_server_name() -> None:
     dispatch.subdomain(flask_tenant)
     with app.app_context():
         assert dispatch.tenant_url("acme") == "https://acme.example.com:5000/"
+        app.config["APPLICATION_ROOT"] = "/site/"
+        assert dispatch.tenant_url("acme") == "https://acme.example.com:5000/site/"
+
+
+def test_a_subdomain_link_under_a_script_root_is_the_tenants_own_url() -> None:
+    # The whole site is served under the script root, subdomain tenants too.
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    dispatch.subdomain(flask_tenant)
+    with app.test_request_context("/", base_url="http://example.com/site"):
+        link = dispatch.tenant_url("acme")
+    assert call(app, host="acme.example.com", script_name="/site").body == f"acme {link}"
 
 
 @pytest.mark.parametrize(
@@ -287,6 +306,70 @@ def test_url_for_builds_through_the_tenants_url_map() -> None:
         assert dispatch.url_for("acme", "note", by="path", note=3, q="x") == (
             "https://example.com/acme/notes/3?q=x"
         )
+
+
+def localised_tenant(name: str) -> WSGIApplication:
+    """A tenant whose URLs carry a language, filled in by url_defaults."""
+    tenant = Flask(f"tenant_{name}")
+
+    @tenant.url_defaults
+    def add_language(endpoint: str, values: dict[str, t.Any]) -> None:
+        values.setdefault("lang", "en")
+
+    @tenant.route("/<lang>/page", methods=["GET", "POST"])
+    def page(lang: str) -> str:
+        return lang
+
+    @tenant.post("/<lang>/form")
+    def form(lang: str) -> str:
+        return lang
+
+    return tenant
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        pytest.param({}, "http://acme.example.com/en/page", id="url-defaults"),
+        pytest.param({"lang": "fr"}, "http://acme.example.com/fr/page", id="value-given"),
+        pytest.param({"_anchor": "top x"}, "http://acme.example.com/en/page#top%20x", id="anchor"),
+        pytest.param(
+            {"_scheme": "https", "_external": True}, "https://acme.example.com/en/page", id="scheme"
+        ),
+        pytest.param({"by": "path", "_external": False}, "/acme/en/page", id="relative-by-path"),
+        pytest.param(
+            {"endpoint": "form", "_method": "POST"}, "http://acme.example.com/en/form", id="method"
+        ),
+    ],
+)
+def test_url_for_is_like_flask_url_for_inside_the_tenant(
+    kwargs: dict[str, t.Any], expected: str
+) -> None:
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    dispatch.subdomain(localised_tenant)
+    dispatch.path(localised_tenant)
+    endpoint = kwargs.pop("endpoint", "page")
+    with app.test_request_context("/", base_url="http://example.com"):
+        assert dispatch.url_for("acme", endpoint, **kwargs) == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        pytest.param({"_external": False}, "always external", id="relative-subdomain"),
+        pytest.param(
+            {"by": "path", "_scheme": "https", "_external": False}, "_scheme", id="scheme"
+        ),
+    ],
+)
+def test_url_for_errors(kwargs: dict[str, t.Any], error: str) -> None:
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    dispatch.subdomain(localised_tenant)
+    dispatch.path(localised_tenant)
+    with app.test_request_context("/"), pytest.raises(ValueError, match=error):
+        dispatch.url_for("acme", "page", **kwargs)
 
 
 def test_current_tenant() -> None:
