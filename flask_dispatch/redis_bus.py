@@ -266,8 +266,10 @@ class EvictionBus:
             self._last_id = (max(0, int((seconds + micros / 1e6 - behind) * 1000)), 0)
             self._run_id = server["run_id"]
         restarted = server["run_id"] != self._run_id
-        self._run_id = server["run_id"]
         self._catch_up(self._last_id, "Redis restarted" if restarted else None)
+        # Only once caught up: should that fail (Redis still loading, say),
+        # the next attempt must still see the restart.
+        self._run_id = server["run_id"]
         self._healthy = True
 
     def _catch_up(self, since: _StreamId, reason: str | None = None) -> bool:
