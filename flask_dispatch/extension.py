@@ -185,6 +185,8 @@ class DispatchState:
         )
 
     def _in_context(self, resolver: Resolver, host: str) -> str | None:
+        # Its answers are remembered, so evictions must reach this process.
+        self.start_background()
         with self._app_context():
             return resolver(host)
 
@@ -227,9 +229,10 @@ class DispatchState:
     def start_background(self) -> None:
         """Start this process's background work: the Redis listener, and the
         thread that drops idle and aged tenants without waiting for traffic.
-        Called at each factory call, and after a fork in a child that holds
-        tenants, so both run in the processes that hold tenants (a reloader
-        parent never does)."""
+        Called at each factory call and custom domain resolver call, and
+        after a fork in a child that holds tenants, so both run in the
+        processes that hold tenants or domain answers (a reloader parent
+        never does)."""
         if self.bus is not None:
             self.bus.ensure_started()
         settings = self.settings

@@ -538,6 +538,39 @@ def test_publishing_to_a_redis_that_does_not_answer_does_not_hold_requests() -> 
         bus.close()
 
 
+def test_a_process_that_only_resolved_domains_hears_evictions(server: RedisServer) -> None:
+    # It has built no tenant, but it remembers the resolver's answers: an
+    # eviction elsewhere (a domain added to tenant acme) must reach it.
+    from flask import Flask
+
+    from flask_dispatch import Dispatch
+
+    domains: dict[str, str] = {}
+
+    def site() -> tuple[Flask, Dispatch]:
+        app = Flask("host")
+        app.config.update(
+            DISPATCH_DOMAIN="example.com", DISPATCH_REDIS_URL=server.url, DISPATCH_MISS_TTL=60
+        )
+        dispatch = Dispatch(app)
+        dispatch.subdomain(lambda name: Flask(f"tenant_{name}"))
+        dispatch.domain(domains.get)
+        app.add_url_rule("/", "landing", lambda: "host app")
+        return app, dispatch
+
+    (a, dispatch_a), (b, _) = site(), site()
+    assert b.test_client().get("/", headers={"Host": "acme.com"}).text == "host app"
+    domains["acme.com"] = "acme"
+    with a.app_context():
+        dispatch_a.evict("acme")
+
+    def served_by_acme() -> bool:
+        response = b.test_client().get("/", headers={"Host": "acme.com"})
+        return response.status_code == 404  # the bare tenant's, not the landing page
+
+    wait_for(served_by_acme, timeout=5.0)
+
+
 @pytest.mark.parametrize(
     "with_redis", [pytest.param(False, id="no-redis"), pytest.param(True, id="redis")]
 )
