@@ -18,7 +18,7 @@ import typing as t
 import weakref
 from contextlib import nullcontext
 
-from flask import Flask, current_app, has_app_context, request
+from flask import Flask, current_app, has_app_context, request, request_started
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -350,7 +350,7 @@ class Dispatch:
         state = DispatchState(self, app, settings, redis if redis is not None else self._redis)
         app.extensions[_EXTENSION_KEY] = state
         state.middleware = _install(app, state)
-        app.url_value_preprocessors.setdefault(None, []).insert(0, _route_dispatch_error)
+        request_started.connect(_route_dispatch_error, app)
         app.after_request(_keep_retry_after)
         app.cli.add_command(dispatch_cli)
         self._apps.add(app)
@@ -609,10 +609,11 @@ def _send_evicted(app: Flask, name: str, tenant: WSGIApplication, reason: EvictR
         tenant_evicted.send(app, name=name, tenant_app=tenant, reason=reason)
 
 
-def _route_dispatch_error(endpoint: str | None, values: dict[str, t.Any] | None) -> None:
+def _route_dispatch_error(sender: Flask, **extra: t.Any) -> None:
     """Put the error dispatch left in the environ where Flask keeps a routing
-    error: ``before_request`` functions run, ``request.endpoint`` is
-    ``None``, and then Flask raises it like its own 404."""
+    error, before any request hook runs: the app's own hooks run with
+    ``request.endpoint`` ``None`` and no blueprint's (whatever the host app
+    matched the path to), and then Flask raises it like its own 404."""
     error = request.environ.get(ERROR_KEY)
     if error is not None:
         request.url_rule = None

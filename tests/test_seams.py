@@ -12,7 +12,16 @@ import typing as t
 import weakref
 
 import pytest
-from flask import Flask, abort, current_app, g, render_template_string, request, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    g,
+    render_template_string,
+    request,
+    url_for,
+)
 from werkzeug.exceptions import Forbidden, NotFound
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -325,6 +334,46 @@ def test_dispatch_errors_run_before_request_with_no_endpoint(
     response = call(app, path, host=host)
     assert (response.status, response.body) == (status, "someone None")
     assert seen == [None]
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        pytest.param("nobody.example.com", 404, id="unknown-tenant"),
+        pytest.param("acme..example.com", 400, id="malformed-host"),
+        pytest.param("broken.example.com", 500, id="factory-raises"),
+    ],
+)
+def test_dispatch_errors_run_no_blueprint_hooks(app: Flask, host: str, status: int) -> None:
+    # The path matches a host blueprint's rule (Flask's i18n pattern), but
+    # like Flask's own routing 404, the error runs none of its hooks.
+    def factory(name: str) -> WSGIApplication | None:
+        if name == "broken":
+            raise RuntimeError("the tenant's database is gone")
+        return None
+
+    Dispatch(app).subdomain(factory)
+    seen: list[str] = []
+    pages = Blueprint("pages", __name__, url_prefix="/<lang_code>")
+
+    @pages.url_value_preprocessor
+    def pull_lang_code(endpoint: str | None, values: dict[str, t.Any] | None) -> None:
+        seen.append("preprocessor")
+        g.lang_code = values.pop("lang_code")  # type: ignore[union-attr]
+
+    @pages.before_request
+    def require_login() -> None:
+        seen.append("before_request")
+
+    @pages.get("/about")
+    def about() -> str:
+        return "about"
+
+    app.register_blueprint(pages)
+    assert call(app, "/en/about").body == "about"
+    seen.clear()
+    assert call(app, "/en/about", host=host).status == status
+    assert seen == []
 
 
 @pytest.mark.parametrize(
