@@ -56,7 +56,8 @@ class DispatchMiddleware:
         router = self.router or self.state.build_router()
         raw_host = environ.get("HTTP_HOST")
         if raw_host is None:  # HTTP/1.0: the server's name stands in
-            raw_host = environ.get("SERVER_NAME", "")
+            server = environ.get("SERVER_NAME", "")
+            raw_host = f"[{server}]" if ":" in server else server  # an IPv6 address
         path = environ.get("PATH_INFO", "")
         target = router.route(raw_host, path)
         if target.kind is _DOMAIN:
@@ -80,7 +81,10 @@ class DispatchMiddleware:
         # The one place a request is handed to a tenant or a mount.
         cut = target.cut
         if cut:
-            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + path[:cut]
+            # A server or proxy may give SCRIPT_NAME "/" or "/pre/": "//acme"
+            # would make the tenant's links protocol-relative.
+            script_name = environ.get("SCRIPT_NAME", "").rstrip("/")
+            environ["SCRIPT_NAME"] = script_name + path[:cut]
             environ["PATH_INFO"] = path[cut:]
         return app(environ, start_response)  # type: ignore[no-any-return]
 

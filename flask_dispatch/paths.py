@@ -45,7 +45,7 @@ def normalize_mount_prefix(prefix: str) -> str:
     return stripped
 
 
-def find_mount(path_info: str, prefixes: t.Container[str]) -> str | None:
+def find_mount(path_info: str, prefixes: t.Collection[str]) -> str | None:
     """Return the longest prefix in ``prefixes`` that holds ``path_info`` on
     whole segments (``/backend/x`` is under ``/backend``, ``/backendx`` is not).
 
@@ -53,6 +53,11 @@ def find_mount(path_info: str, prefixes: t.Container[str]) -> str | None:
     :param prefixes: normalised mount prefixes.
     """
     script = path_info
+    longest = max(map(len, prefixes), default=0)
+    if len(script) > longest:
+        # No longer part can be a prefix: start at the last segment boundary
+        # within the longest, so a long path costs no more than a short one.
+        script = script[: max(0, script.rfind("/", 0, longest + 1))]
     while script:
         if script in prefixes:
             return script

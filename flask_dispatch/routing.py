@@ -228,7 +228,8 @@ class Router:
             by = "path" if rules.subdomain_factory is None else "subdomain"
         return (
             rules.name_pattern.fullmatch(name) is not None
-            and name not in rules.reserved
+            # Reserved names are lowercase; hosts are, paths need not be.
+            and name.lower() not in rules.reserved
             and name not in rules.own_subdomains
             and (
                 by == "subdomain"

@@ -74,6 +74,17 @@ def test_server_name_used_without_host_header(app: Flask, sub_factory: Recording
     assert call(app, host=None, SERVER_NAME="acme.example.com").body.startswith("acme|")
 
 
+@pytest.mark.parametrize(
+    "server_name", [pytest.param("::1", id="ipv6"), pytest.param("127.0.0.1", id="ipv4")]
+)
+def test_an_address_without_host_header_is_the_host_app(
+    app: Flask, sub_factory: RecordingFactory, server_name: str
+) -> None:
+    # HTTP/1.0 to a server bound to an address, as Werkzeug reads it.
+    assert call(app, host=None, SERVER_NAME=server_name).body == "host index"
+    assert sub_factory.calls == []
+
+
 # Rule 2: TRUSTED_HOSTS is checked before any lookup.
 @pytest.mark.parametrize(
     "trusted",
@@ -114,6 +125,27 @@ def test_subdomain_routing(
     response = call(app, path, host=host)
     assert (response.status, response.body) == (status, body)
     assert sub_factory.calls == calls
+
+
+@pytest.mark.parametrize(
+    "segment",
+    [
+        pytest.param("admin", id="as-configured"),
+        pytest.param("Admin", id="capital"),
+        pytest.param("ADMIN", id="upper"),
+    ],
+)
+def test_reserved_names_are_reserved_in_any_case(segment: str) -> None:
+    # With a pattern that allows capitals, /Admin/ is no more a tenant than
+    # Admin.example.com (hosts are lowercased) is.
+    app = make_host_app(DISPATCH_NAME_PATTERN=r"[A-Za-z]+", DISPATCH_RESERVED=["Admin"])
+    dispatch = Dispatch(app)
+    factory = RecordingFactory(known={"admin", "Admin", "ADMIN"})
+    dispatch.path(factory)
+    assert call(app, f"/{segment}/x").status == 404
+    assert factory.calls == []
+    with app.app_context():
+        assert not dispatch.is_tenant_name(segment)
 
 
 def test_custom_name_pattern(sub_factory: RecordingFactory) -> None:
@@ -169,6 +201,17 @@ def test_host_side_order(
     assert call(app, path, host="example.com").body == body
 
 
+@pytest.mark.parametrize(
+    "script_name", [pytest.param("/", id="root"), pytest.param("/pre/", id="pre")]
+)
+def test_a_mount_under_a_script_name_with_a_trailing_slash(
+    app: Flask, dispatch: Dispatch, script_name: str
+) -> None:
+    dispatch.mount("/backend", NamedApp("backend"))
+    body = call(app, "/backend/x", script_name=script_name).body
+    assert body == f"backend|{script_name.rstrip('/')}/backend|/x|None"
+
+
 def test_mount_wins_over_path_tenant(
     app: Flask, dispatch: Dispatch, path_factory: RecordingFactory
 ) -> None:
@@ -193,6 +236,10 @@ def test_mounts_not_on_tenant_subdomains(
         pytest.param(
             "/acme/x", "/outer", "path:acme|/outer/acme|/x|acme", ["acme"], id="outer-script-name"
         ),
+        pytest.param(
+            "/acme/x", "/pre/", "path:acme|/pre/acme|/x|acme", ["acme"], id="script-name-slash"
+        ),
+        pytest.param("/acme/x", "/", "path:acme|/acme|/x|acme", ["acme"], id="script-name-root"),
         pytest.param("/login", "", "host login", [], id="host-rule-never-asked"),
         pytest.param("/static/x.css", "", "site 404 page", [], id="static-never-asked"),
         pytest.param("/about/team", "", "host team", [], id="host-rule-prefix"),

@@ -50,6 +50,31 @@ def test_find_mount(path: str, expected: str | None) -> None:
     assert find_mount(path, MOUNTS) == expected
 
 
+class Lookups(set[str]):
+    """Mount prefixes that count how often they are looked in."""
+
+    looked = 0
+
+    def __contains__(self, item: object) -> bool:
+        self.looked += 1
+        return super().__contains__(item)
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        pytest.param("/api" + "/" * 65_000, "/api", id="many-slashes"),
+        pytest.param("/api/v1" + "/x" * 30_000, "/api/v1", id="many-segments"),
+        pytest.param("/zzz" + "/" * 65_000, None, id="no-mount"),
+    ],
+)
+def test_find_mount_work_is_bounded_by_the_longest_prefix(path: str, expected: str | None) -> None:
+    # A long path (a stranger's) costs no more than a short one.
+    prefixes = Lookups(MOUNTS)
+    assert find_mount(path, prefixes) == expected
+    assert prefixes.looked <= max(map(len, MOUNTS))  # one per character at most
+
+
 @pytest.mark.parametrize(
     ("prefix", "expected"),
     [
