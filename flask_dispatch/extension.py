@@ -125,7 +125,7 @@ class DispatchState:
             from .redis_bus import EvictionBus  # redis is an optional dependency
         except ImportError as e:
             raise DispatchConfigError(
-                f"{config.REDIS_URL} needs redis-py: pip install 'flask-dispatch[redis]'"
+                f"{config.REDIS_URL} needs redis-py: pip install redis"
             ) from e
 
         logger = logging.getLogger("flask_dispatch")

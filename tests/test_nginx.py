@@ -176,6 +176,23 @@ def test_apps_see_the_client_not_the_proxy(
     assert reply.body == f"127.0.0.2 https {host}:{site.https} {script_root}"
 
 
+@pytest.mark.parametrize(
+    ("url", "seen"),
+    [
+        pytest.param("https://acme.example.com:{port}/_seen", "acme.example.com", id="subdomain"),
+        pytest.param("https://example.com:{port}/acme/_seen", "example.com", id="path"),
+    ],
+)
+def test_a_full_url_in_the_request_line_wins_over_the_host_header(
+    site: Site, url: str, seen: str
+) -> None:
+    # nginx picks the server block by the URL; the app must see that host,
+    # not the forged Host header, or it would put evil.test in its links.
+    reply = fetch(site, "evil.test", url.format(port=site.https), sni=seen)
+    assert reply.status == 200, reply.body[:500]
+    assert reply.body.split()[2] == f"{seen}:{site.https}"
+
+
 def test_landing_links_to_subdomains_over_https(site: Site) -> None:
     body = fetch(site, "example.com").body
     assert f'href="https://acme.example.com:{site.https}/"' in body
