@@ -6,9 +6,10 @@ its own SQLite database and a settings page, reached at
 ``http://<name>.localhost:5000/`` or ``http://localhost:5000/<name>/``.
 
 Run it with ``flask --app example_project run`` or, under gunicorn,
-``gunicorn -w 4 'example_project:create_app()'``. With several workers or
-hosts, set ``FLASK_DISPATCH_REDIS_URL`` so that a signup, a settings change
-or a deletion reaches every process (see ``docs/workers.rst``).
+``gunicorn -w 1 --threads 4 'example_project:create_app()'``. With several
+workers or hosts, set ``FLASK_DISPATCH_REDIS_URL`` so that a signup, a
+settings change or a deletion reaches every process (see
+``docs/workers.rst``).
 """
 
 from __future__ import annotations

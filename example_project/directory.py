@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS tenant (
     name TEXT PRIMARY KEY,
     display_name TEXT NOT NULL,
     colour TEXT NOT NULL,
-    created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+    -- To the millisecond: a name deleted and signed up again is told apart.
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now'))
 )
 """
 
@@ -42,6 +43,8 @@ class Tenant:
     name: str
     display_name: str
     colour: str
+    #: When this tenant signed up: a later one of the same name differs.
+    created_at: str
 
 
 class DuplicateTenant(Exception):
@@ -136,7 +139,7 @@ def get_tenant(name: str) -> Tenant | None:
     connection = _connect(_path())
     try:
         row = connection.execute(
-            "SELECT name, display_name, colour FROM tenant WHERE name = ?", (name,)
+            "SELECT name, display_name, colour, created_at FROM tenant WHERE name = ?", (name,)
         ).fetchone()
     finally:
         connection.close()
@@ -148,7 +151,7 @@ def list_tenants() -> list[Tenant]:
     connection = _connect(_path())
     try:
         rows = connection.execute(
-            "SELECT name, display_name, colour FROM tenant ORDER BY name"
+            "SELECT name, display_name, colour, created_at FROM tenant ORDER BY name"
         ).fetchall()
     finally:
         connection.close()
@@ -167,7 +170,10 @@ def add_tenant(name: str, display_name: str, colour: str) -> Tenant:
         )
     except sqlite3.IntegrityError as e:
         raise DuplicateTenant(name) from e
-    return Tenant(name, display_name, colour)
+    added = get_tenant(name)
+    if added is None:  # deleted again at once
+        raise DuplicateTenant(name)
+    return added
 
 
 def update_tenant(name: str, display_name: str, colour: str) -> bool:

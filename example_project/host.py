@@ -138,11 +138,11 @@ views = Blueprint("site", __name__)
 @views.get("/")
 def landing() -> str:
     tenants = list_tenants()
-    owned = set(session.get("owned", ()))
+    owned = [tenant for tenant in tenants if _owns(tenant)]
     return render_template(
         "landing.html",
         tenants=[(tenant, _links(tenant.name)) for tenant in tenants],
-        owned=[(tenant, _settings_url(tenant.name)) for tenant in tenants if tenant.name in owned],
+        owned=[(tenant, _settings_url(tenant.name)) for tenant in owned],
     )
 
 
@@ -176,7 +176,7 @@ def signup() -> ResponseReturnValue:
     status = 400
     if error is None:
         try:
-            add_tenant(form["name"], form["display_name"], form["colour"])
+            tenant = add_tenant(form["name"], form["display_name"], form["colour"])
         except DuplicateTenant:
             error = f"The name “{form['name']}” is taken. Choose another."
         except sqlite3.Error:
@@ -189,7 +189,8 @@ def signup() -> ResponseReturnValue:
         return render_template("signup.html", form=form), status
     # Forget any "no such tenant" remembered for this name, in every process.
     dispatch.evict(form["name"])
-    session["owned"] = [*session.get("owned", ()), form["name"]][-MAX_OWNED:]
+    owned = {**_owned_here(), tenant.name: tenant.created_at}
+    session["owned"] = dict(list(owned.items())[-MAX_OWNED:])
     flash(f"Welcome, {form['display_name']}! Your space is ready.", "ok")
     return redirect(url_for("site.landing"))
 
@@ -250,7 +251,7 @@ def delete(name: str) -> ResponseReturnValue:
         remove_files(data_file(current_app.config["TENANT_DATA_DIR"], name))
     except OSError:  # the next signup of the name removes them
         current_app.logger.exception("Notes of deleted tenant %r not removed", name)
-    session["owned"] = [n for n in session.get("owned", ()) if n != name]
+    session["owned"] = {n: at for n, at in _owned_here().items() if n != name}
     flash(f"{tenant.display_name} is deleted.", "ok")
     return redirect(url_for("site.landing"))
 
@@ -259,9 +260,21 @@ def _owned(name: str) -> Tenant:
     tenant = get_tenant(name)
     if tenant is None:
         abort(404)
-    if name not in session.get("owned", ()):
+    if not _owns(tenant):
         abort(403)
     return tenant
+
+
+def _owned_here() -> dict[str, str]:
+    """The spaces this browser signed up: name -> when."""
+    owned = session.get("owned")
+    return owned if isinstance(owned, dict) else {}
+
+
+def _owns(tenant: Tenant) -> bool:
+    # By the signup's time, not the name alone: a session kept from before a
+    # deletion must not own whoever signs up the name next.
+    return _owned_here().get(tenant.name) == tenant.created_at
 
 
 @views.app_errorhandler(400)

@@ -103,7 +103,7 @@ def add_note() -> Response:
     return redirect(url_for(".index"))
 
 
-@views.post("/notes/<int:note_id>/delete")
+@views.post("/notes/<int(max=9223372036854775807):note_id>/delete")  # SQLite's largest
 def delete_note(note_id: int) -> Response:
     _store().delete(note_id)
     flash("Note deleted.", "ok")

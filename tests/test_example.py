@@ -125,6 +125,15 @@ def test_notes_are_isolated_and_shared_across_addressing(example: Flask) -> None
     assert "acme secret" not in client.get(f"{LOCAL}/globex/").text
 
 
+def test_a_note_id_beyond_sqlite_is_not_found(example: Flask) -> None:
+    client = example.test_client()
+    signup(client, "acme")
+    base = "http://acme.localhost:5000"
+    csrf = token(client, f"{base}/")
+    response = client.post(f"{base}/notes/{2**63}/delete", data={"csrf_token": csrf})
+    assert response.status_code == 404
+
+
 def test_note_needs_csrf_token(example: Flask) -> None:
     client = example.test_client()
     signup(client, "acme")
@@ -281,6 +290,22 @@ def test_only_the_owner_may_delete(example: Flask) -> None:
     assert owner.get(f"{LOCAL}/teams/nobody/delete").status_code == 404
     response = owner.post(f"{LOCAL}/teams/acme/delete", data={"confirm": "acme"})
     assert response.status_code == 400, "CSRF"
+
+
+def test_a_session_from_before_a_deletion_does_not_own_the_next_signup(example: Flask) -> None:
+    # Ownership is kept in the signed session cookie, which cannot be taken
+    # back: a copy kept from before the deletion must not own the new space.
+    alice = example.test_client()
+    signup(alice, "foo", "Alice's")
+    kept = alice.get_cookie("session")
+    assert kept is not None
+    assert delete(alice, "foo").status_code == 302
+    bob = example.test_client()
+    assert signup(bob, "foo", "Bob's").status_code == 302
+    alice.set_cookie("session", kept.value)
+    assert alice.get(f"{LOCAL}/teams/foo/delete").status_code == 403
+    assert 'id="owned"' not in alice.get(f"{LOCAL}/").text
+    assert bob.get(f"{LOCAL}/teams/foo/delete").status_code == 200
 
 
 def test_a_deleted_tenants_file_is_not_brought_back(tmp_path: Path) -> None:
