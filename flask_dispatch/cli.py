@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 import traceback
 import types
 import typing as t
@@ -24,7 +25,6 @@ from werkzeug.routing import RequestRedirect
 from werkzeug.test import create_environ
 
 from .config import DispatchConfigError
-from .errors import TenantError, TenantFactoryError
 from .hosts import MalformedHost, parse_host
 from .links import tenant_factory
 from .paths import split_first_segment
@@ -135,7 +135,9 @@ def _explain_served(
         details.append(("factory", "not called (--build calls it)"))
         return 0, None
     else:
+        started = time.monotonic()
         app, why, error = _build(state, target.name, target.handler)
+        _note_slow(state, time.monotonic() - started, details)
         if app is None:
             details.append(("not built", why))
             if target.kind is Kind.PATH and why == _NONE:
@@ -146,6 +148,19 @@ def _explain_served(
     if isinstance(app, Flask):
         details.append(_match(app, child))
     return 0, None
+
+
+def _note_slow(state: DispatchState, seconds: float, details: _Details) -> None:
+    """Say so when the build took longer than a request waits for one."""
+    limit = state.settings.create_timeout
+    if seconds > limit:
+        details.append(
+            (
+                "slow",
+                f"built in {seconds:.1f} s; a request waits {limit:g} s"
+                " (DISPATCH_CREATE_TIMEOUT), then gets a 503 until it is built",
+            )
+        )
 
 
 def _custom_domain(
@@ -235,15 +250,13 @@ _NONE = "no such tenant: the factory returned None"
 def _build(
     state: DispatchState, name: str, factory: Factory
 ) -> tuple[WSGIApplication | None, str, BaseException | None]:
-    """Build tenant ``name`` through the registry: ``(app, "", None)``, or
+    """Build tenant ``name`` once, as a request would but in this process
+    only (see :meth:`.DispatchState.build_once`): ``(app, "", None)``, or
     ``(None, why not, the factory's exception if it raised)``."""
     try:
-        answer = state.registry.get(name, factory)
-    except TenantFactoryError as e:
-        cause = e.__cause__
-        return None, f"the factory raised {_describe(cause)}", cause
-    except TenantError as e:  # timed out, busy, or asked for itself
-        return None, str(e), None
+        answer = state.build_once(name, factory)
+    except Exception as e:
+        return None, f"the factory raised {_describe(e)}", e
     if answer is None:
         return None, _NONE, None
     if isinstance(answer, HTTPException):
@@ -286,8 +299,8 @@ def _name_problem(router: Router, name: str, kind: Kind) -> str | None:
         return "it is reserved (DISPATCH_RESERVED)"
     if kind is Kind.SUBDOMAIN:
         target = router.route(f"{name}.{rules.domains[0]}", "/")
-    else:
-        target = router.route(rules.domains[0] if rules.domains else "localhost", f"/{name}/")
+    else:  # on whichever host the host app is served
+        target = router.route_path(f"/{name}/")
     if target.kind is kind and target.name == name:
         return None
     if kind is Kind.PATH:
@@ -388,7 +401,10 @@ def _tenant_names(state: DispatchState) -> list[str]:
             " @dispatch.tenant_names."
         )
     try:
-        names = list(dict.fromkeys(function()))
+        found = function()
+        if isinstance(found, str):  # iterable, but of characters
+            raise TypeError(f"it returned the string {found!r}, not a list of names")
+        names = list(dict.fromkeys(found))
     except Exception as e:
         _echo_traceback(e)
         raise click.ClickException(

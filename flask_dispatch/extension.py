@@ -101,6 +101,10 @@ class DispatchState:
             self.start_background()
 
     def _registry(self, app: Flask) -> TenantRegistry:
+        self._make_tenant = _invoker(app, self)
+        self._send_created: t.Callable[[str, WSGIApplication], None] = lambda name, tenant: (
+            _send_created(app, name, tenant)
+        )
         settings = self.settings
         return TenantRegistry(
             max_instances=settings.max_instances,
@@ -111,9 +115,9 @@ class DispatchState:
             create_timeout=settings.create_timeout,
             max_waiting=settings.max_waiting,
             max_creating=settings.max_creating,
-            invoke=_invoker(app, self),
+            invoke=self._invoke,
             is_miss=_is_miss,
-            on_created=lambda name, tenant: _send_created(app, name, tenant),
+            on_created=self._send_created,
             on_evicted=lambda name, tenant, reason: _send_evicted(app, name, tenant, reason),
             broadcast=_ignore if self.bus is None else self.bus.publish,
         )
@@ -225,6 +229,29 @@ class DispatchState:
             memo_size=max(1024, 2 * settings.max_instances),
             slots=self.registry.slot,
         )
+
+    def _invoke(self, factory: Factory, name: str) -> Answer:
+        """Build a tenant for the registry: in a process that serves."""
+        self.start_background()
+        return self._make_tenant(factory, name)
+
+    def build_once(self, name: str, factory: Factory) -> Answer:
+        """Build tenant ``name`` as a request would (in the host app's
+        context, its session scoped, ``tenant_created`` sent), but on this
+        thread, with no timeout, without holding it and without starting
+        any background work: for a command that runs once and exits.
+
+        :param name: the tenant's name.
+        :param factory: the factory of its kind.
+        :return: the app, or the factory's "no such tenant" answer.
+        :raises Exception: what the factory raised.
+
+        .. versionadded:: 0.2
+        """
+        answer = self._make_tenant(factory, name)
+        if not _is_miss(answer):
+            self._send_created(name, answer)
+        return answer
 
     def start_background(self) -> None:
         """Start this process's background work: the Redis listener, and the
@@ -564,7 +591,6 @@ def _invoker(app: Flask, state: DispatchState) -> t.Callable[[Factory, str], Ans
     WSGI app is an error."""
 
     def invoke(factory: Factory, name: str) -> Answer:
-        state.start_background()
         with app.app_context():
             try:
                 answer: object = factory(name)

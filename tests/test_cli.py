@@ -11,6 +11,7 @@ import shlex
 import subprocess
 import sys
 import threading
+import time
 import typing as t
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 from flask import Flask, current_app
 from werkzeug.exceptions import Gone
 
-from flask_dispatch import Dispatch
+from flask_dispatch import Dispatch, tenant_evicted
 from flask_dispatch.cli import dispatch_cli
 
 from .conftest import NamedApp, RecordingFactory, make_host_app, wait_for
@@ -524,15 +525,41 @@ def test_check_build_calls_no_factory_for_what_is_no_tenant(app: Flask, url: str
     assert calls(app) == ([], [])
 
 
-def test_check_build_of_a_slow_tenant_says_it_timed_out() -> None:
+def test_check_build_of_a_slow_tenant_waits_and_says_requests_would_not() -> None:
+    # A command waits for the factory (Ctrl-C stops it); a request would not.
     app = make_site(DISPATCH_CREATE_TIMEOUT=0.2)
     sub, _ = factories(app)
-    try:
-        result = invoke(app, "check", "--build", "http://slow.example.com/")
-    finally:
-        sub.release.set()
-    assert result.exit_code == 1
-    assert "  not built:   Tenant 'slow' was not created within 0.2 seconds.\n" in result.output
+    threading.Timer(0.5, sub.release.set).start()
+    result = invoke(app, "check", "--build", "http://slow.example.com/")
+    assert result.exit_code == 0
+    assert re.search(
+        r"  slow:        built in 0\.\d s; a request waits 0\.2 s \(DISPATCH_CREATE_TIMEOUT\),"
+        r" then gets a 503 until it is built\n",
+        result.output,
+    ), result.output
+    assert "  built:       <NamedApp" in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["routes", "acme"], id="routes"),
+        pytest.param(["run", "acme", "--", "whoami"], id="run"),
+        pytest.param(["check", "--build", "http://acme.example.com/"], id="check-build"),
+    ],
+)
+def test_commands_build_a_tenant_without_background_work(args: list[str]) -> None:
+    # No idle sweeper to evict the tenant while its command runs, and no
+    # Redis listener: a command is not a serving process.
+    app = make_site(DISPATCH_IDLE_TIMEOUT=0.05, DISPATCH_REDIS_URL="redis://127.0.0.1:9/0")
+    before = set(threading.enumerate())
+    evicted: list[str] = []
+    with tenant_evicted.connected_to(lambda sender, name, **extra: evicted.append(name), app):
+        result = invoke(app, *args)
+        time.sleep(0.2)  # four sweeps, were a sweeper running
+    assert result.exit_code == 0, result.output
+    assert set(threading.enumerate()) <= before
+    assert evicted == []
 
 
 # -- routes ---------------------------------------------------------------------------
@@ -568,8 +595,15 @@ def test_routes_takes_the_options_of_flask_routes(app: Flask) -> None:
     assert "GET, HEAD, OPTIONS" in rows[0]
 
 
-def test_routes_by_path_without_a_subdomain_factory() -> None:
-    app = make_host_app()
+@pytest.mark.parametrize(
+    "config",
+    [
+        pytest.param({}, id="plain"),
+        pytest.param({"TRUSTED_HOSTS": ["notes.test"]}, id="served-on-another-host"),
+    ],
+)
+def test_routes_by_path_without_a_subdomain_factory(config: dict[str, t.Any]) -> None:
+    app = make_host_app(**config)
     factory = TenantFactory()
     Dispatch(app).path(factory)
     assert invoke(app, "routes", "acme").output == ACME_ROUTES
@@ -821,6 +855,13 @@ def test_run_all_stops_at_an_abort(app: Flask) -> None:
             1,
             "Error: The @dispatch.tenant_names function named 42, which is not a string.",
             id="not a string",
+        ),
+        pytest.param(
+            lambda: "acme",
+            1,
+            "Error: The @dispatch.tenant_names function raised TypeError: it returned the"
+            " string 'acme', not a list of names.",
+            id="one string",
         ),
     ],
 )
