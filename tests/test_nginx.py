@@ -12,10 +12,13 @@ Skipped when nginx or openssl is missing, unless
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import http.client
 import re
 import socket
 import ssl
+import threading
 import typing as t
 from dataclasses import dataclass
 
@@ -191,6 +194,49 @@ def test_a_full_url_in_the_request_line_wins_over_the_host_header(
     reply = fetch(site, "evil.test", url.format(port=site.https), sni=seen)
     assert reply.status == 200, reply.body[:500]
     assert reply.body.split()[2] == f"{seen}:{site.https}"
+
+
+@pytest.fixture
+def port_in_front(site: Site) -> t.Iterator[int]:
+    """Another port in front of nginx's HTTPS port, as ``docker -p`` or a
+    load balancer puts one: it relays each connection as it is."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    opened: list[socket.socket] = []
+    relays: list[threading.Thread] = []
+
+    def relay(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+            sink.shutdown(socket.SHUT_WR)
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):  # the listener was closed
+            while True:
+                client, _ = listener.accept()
+                opened.append(client)
+                opened.append(socket.create_connection(("127.0.0.1", site.https), timeout=10))
+                for pair in ((client, opened[-1]), (opened[-1], client)):
+                    relays.append(threading.Thread(target=relay, args=pair, daemon=True))
+                    relays[-1].start()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    yield listener.getsockname()[1]
+    listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
+    listener.close()
+    acceptor.join(5)
+    for thread in relays:
+        thread.join(5)
+    for connection in opened:
+        connection.close()
+
+
+def test_links_keep_the_port_the_client_used(site: Site, port_in_front: int) -> None:
+    front = dataclasses.replace(site, https=port_in_front)
+    seen = fetch(front, "acme.example.com", "/_seen").body
+    assert seen.split()[2] == f"acme.example.com:{port_in_front}"
+    assert f'href="https://acme.example.com:{port_in_front}/"' in fetch(front, "example.com").body
 
 
 def test_landing_links_to_subdomains_over_https(site: Site) -> None:
