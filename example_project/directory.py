@@ -19,6 +19,7 @@ import secrets
 import sqlite3
 import typing as t
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from flask import current_app
 
@@ -27,8 +28,7 @@ CREATE TABLE IF NOT EXISTS tenant (
     name TEXT PRIMARY KEY,
     display_name TEXT NOT NULL,
     colour TEXT NOT NULL,
-    -- To the millisecond: a name deleted and signed up again is told apart.
-    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now'))
+    created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
 )
 """
 
@@ -163,17 +163,17 @@ def add_tenant(name: str, display_name: str, colour: str) -> Tenant:
 
     :raises DuplicateTenant: if the name is taken.
     """
+    # To the microsecond, rather than by the column's default (to the
+    # second): a name deleted and signed up again is told apart.
+    created_at = datetime.now(UTC).isoformat(timespec="microseconds")
     try:
         _write(
-            "INSERT INTO tenant (name, display_name, colour) VALUES (?, ?, ?)",
-            (name, display_name, colour),
+            "INSERT INTO tenant (name, display_name, colour, created_at) VALUES (?, ?, ?, ?)",
+            (name, display_name, colour, created_at),
         )
     except sqlite3.IntegrityError as e:
         raise DuplicateTenant(name) from e
-    added = get_tenant(name)
-    if added is None:  # deleted again at once
-        raise DuplicateTenant(name)
-    return added
+    return Tenant(name, display_name, colour, created_at)
 
 
 def update_tenant(name: str, display_name: str, colour: str) -> bool:

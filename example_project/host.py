@@ -189,8 +189,8 @@ def signup() -> ResponseReturnValue:
         return render_template("signup.html", form=form), status
     # Forget any "no such tenant" remembered for this name, in every process.
     dispatch.evict(form["name"])
-    owned = {**_owned_here(), tenant.name: tenant.created_at}
-    session["owned"] = dict(list(owned.items())[-MAX_OWNED:])
+    owned = [*_owned_here().items(), (tenant.name, tenant.created_at)]
+    session["owned"] = owned[-MAX_OWNED:]
     flash(f"Welcome, {form['display_name']}! Your space is ready.", "ok")
     return redirect(url_for("site.landing"))
 
@@ -251,7 +251,7 @@ def delete(name: str) -> ResponseReturnValue:
         remove_files(data_file(current_app.config["TENANT_DATA_DIR"], name))
     except OSError:  # the next signup of the name removes them
         current_app.logger.exception("Notes of deleted tenant %r not removed", name)
-    session["owned"] = {n: at for n, at in _owned_here().items() if n != name}
+    session["owned"] = [(n, at) for n, at in _owned_here().items() if n != name]
     flash(f"{tenant.display_name} is deleted.", "ok")
     return redirect(url_for("site.landing"))
 
@@ -266,9 +266,12 @@ def _owned(name: str) -> Tenant:
 
 
 def _owned_here() -> dict[str, str]:
-    """The spaces this browser signed up: name -> when."""
-    owned = session.get("owned")
-    return owned if isinstance(owned, dict) else {}
+    """The spaces this browser signed up, oldest first: name -> when. Kept
+    as a list of pairs: the session's JSON would sort a dict's keys."""
+    owned = session.get("owned", ())
+    return {
+        pair[0]: pair[1] for pair in owned if isinstance(pair, (list, tuple)) and len(pair) == 2
+    }
 
 
 def _owns(tenant: Tenant) -> bool:

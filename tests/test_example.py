@@ -308,6 +308,16 @@ def test_a_session_from_before_a_deletion_does_not_own_the_next_signup(example: 
     assert bob.get(f"{LOCAL}/teams/foo/delete").status_code == 200
 
 
+def test_a_browser_owns_the_spaces_it_signed_up_last(example: Flask) -> None:
+    # At most 20 are kept, the oldest going first, whatever their names.
+    client = example.test_client()
+    names = [f"m{i:02d}" for i in range(19)] + ["zzz", "aaa", "bbb"]
+    for name in names:
+        assert signup(client, name).status_code == 302
+    owned = [n for n in names if client.get(f"{LOCAL}/teams/{n}/delete").status_code == 200]
+    assert owned == names[2:]
+
+
 def test_a_deleted_tenants_file_is_not_brought_back(tmp_path: Path) -> None:
     # An instance some process still holds can no longer write: its writes
     # fail rather than making a new file that nobody would see.
