@@ -57,7 +57,8 @@ class DispatchMiddleware:
         raw_host = environ.get("HTTP_HOST")
         if raw_host is None:  # HTTP/1.0: the server's name stands in
             server = environ.get("SERVER_NAME", "")
-            raw_host = f"[{server}]" if ":" in server else server  # an IPv6 address
+            # An IPv6 address, unless the server bracketed it already.
+            raw_host = f"[{server}]" if ":" in server and server[:1] != "[" else server
         path = environ.get("PATH_INFO", "")
         target = router.route(raw_host, path)
         if target.kind is _DOMAIN:

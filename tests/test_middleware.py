@@ -75,7 +75,12 @@ def test_server_name_used_without_host_header(app: Flask, sub_factory: Recording
 
 
 @pytest.mark.parametrize(
-    "server_name", [pytest.param("::1", id="ipv6"), pytest.param("127.0.0.1", id="ipv4")]
+    "server_name",
+    [
+        pytest.param("::1", id="ipv6"),
+        pytest.param("[::1]", id="ipv6-bracketed"),
+        pytest.param("127.0.0.1", id="ipv4"),
+    ],
 )
 def test_an_address_without_host_header_is_the_host_app(
     app: Flask, sub_factory: RecordingFactory, server_name: str
