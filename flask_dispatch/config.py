@@ -149,6 +149,8 @@ def _domains(value: object, server_name: object) -> tuple[str, ...]:
             return ()
         if not isinstance(server_name, str):
             raise DispatchConfigError("SERVER_NAME must be a string.")
+        if (canonical_host(server_name) or "").startswith("["):
+            return ()  # an IPv6 address has no subdomains
         value = server_name
     raw = [value] if isinstance(value, str) else value
     if not isinstance(raw, (list, tuple, set, frozenset)) or not all(
@@ -212,11 +214,17 @@ def _number(
     if isinstance(value, bool) or not right_kind:
         kind = "an integer" if integer else "a number"
         raise DispatchConfigError(f"{key} must be {kind}, got {value!r}.")
-    if math.isnan(value) or math.isinf(value) or value < 0 or (value == 0 and not allow_zero):
-        raise DispatchConfigError(f"{key} must be a finite positive number, got {value!r}.")
-    if value > most:
+    positive = f"{key} must be a finite positive number, got {value!r}."
+    try:
+        number = value if integer else float(value)  # an int may be too big for a float
+    except OverflowError:
+        raise DispatchConfigError(positive) from None
+    infinite = isinstance(number, float) and not math.isfinite(number)
+    if infinite or number < 0 or (number == 0 and not allow_zero):
+        raise DispatchConfigError(positive)
+    if number > most:
         raise DispatchConfigError(f"{key} must be at most {most:.0f}, got {value!r}.")
-    return value if integer else float(value)
+    return t.cast(float, number)
 
 
 def _redis_url(config: t.Mapping[str, t.Any]) -> str | None:

@@ -50,11 +50,25 @@ def test_settings_read_at_init_app() -> None:
     assert (registry.miss_ttl, registry.create_timeout) == (0.0, 2.5)
 
 
-def test_domain_defaults_to_server_name_host() -> None:
+@pytest.mark.parametrize(
+    ("server_name", "domains"),
+    [
+        pytest.param("Example.com:8000", ("example.com",), id="name"),
+        pytest.param("[::1]:5000", (), id="ipv6-address-has-no-subdomains"),
+    ],
+)
+def test_domain_defaults_to_server_name_host(server_name: str, domains: tuple[str, ...]) -> None:
     app = Flask("host")
-    app.config["SERVER_NAME"] = "Example.com:8000"
+    app.config["SERVER_NAME"] = server_name
+    Dispatch(app).path(RecordingFactory())
+    assert app.extensions["dispatch"].settings.domains == domains
+
+
+def test_a_huge_integer_limit_is_no_limit() -> None:
+    app = Flask("host")
+    app.config["DISPATCH_MAX_INSTANCES"] = 10**400
     Dispatch(app)
-    assert app.extensions["dispatch"].settings.domains == ("example.com",)
+    assert app.extensions["dispatch"].registry.max_instances == 10**400
 
 
 @pytest.mark.parametrize(
@@ -75,6 +89,7 @@ def test_domain_defaults_to_server_name_host() -> None:
         pytest.param(keys.MAX_INSTANCES, 2.5, id="max-instances-float"),
         pytest.param(keys.MAX_INSTANCES, "10", id="max-instances-str"),
         pytest.param(keys.MAX_INSTANCES, True, id="max-instances-bool"),
+        pytest.param(keys.IDLE_TIMEOUT, 10**400, id="idle-beyond-a-float"),
         pytest.param(keys.IDLE_TIMEOUT, -1, id="idle-negative"),
         pytest.param(keys.IDLE_TIMEOUT, float("inf"), id="idle-inf"),
         pytest.param(keys.MISS_TTL, float("nan"), id="miss-ttl-nan"),
