@@ -107,7 +107,7 @@ class TenantClient(FlaskClient):
         tenant's path (``/acme``, where dispatch scopes its session cookie),
         then ``/``."""
         domain = domain or self._cookie_domain
-        paths = [path] if path else [f"/{self.tenant}", "/"] if self.by == "path" else ["/"]
+        paths = [path] if path else [self._tenant_path, "/"] if self.by == "path" else ["/"]
         for candidate in paths:
             cookie = super().get_cookie(key, domain, candidate)
             if cookie is not None:
@@ -126,7 +126,7 @@ class TenantClient(FlaskClient):
         """Like :meth:`werkzeug.test.Client.set_cookie`; ``domain`` defaults
         to the host requests go to, and ``path`` to the tenant's path
         by path, as the tenant's own session cookie."""
-        path = path or (f"/{self.tenant}" if self.by == "path" else "/")
+        path = path or (self._tenant_path if self.by == "path" else "/")
         super().set_cookie(key, value, domain=domain or self._cookie_domain, path=path, **kwargs)
 
     def delete_cookie(
@@ -137,6 +137,13 @@ class TenantClient(FlaskClient):
         found = self.get_cookie(key, domain, path)
         path = path or (found.path if found is not None else "/")
         super().delete_cookie(key, domain=domain or self._cookie_domain, path=path)
+
+    @property
+    def _tenant_path(self) -> str:
+        # Where dispatch scopes the tenant's session cookie: its script root,
+        # under the app's APPLICATION_ROOT as its requests are.
+        root = self.application.config.get("APPLICATION_ROOT") or "/"
+        return f"{root.rstrip('/')}/{self.tenant}"
 
     @property
     def _cookie_domain(self) -> str:
@@ -203,9 +210,10 @@ def tenant_client(app: Flask) -> TenantClientFactory:
 def _dispatch_clear_tenants(request: pytest.FixtureRequest) -> Iterator[None]:
     """After a test that uses ``app``, drop every tenant and remembered miss
     of the app's dispatch registry."""
-    app = request.getfixturevalue("app") if "app" in request.fixturenames else None
     yield
-    # Looked up afterwards: the test itself may have registered dispatch.
+    # Looked up afterwards: asked for before, ``app`` would be made before
+    # the test's own fixtures, and the test itself may register dispatch.
+    app = request.node.funcargs.get("app") if isinstance(request.node, pytest.Function) else None
     state = _dispatch_state(app)
     if isinstance(app, Flask) and state is not None:
         # In an app context, like requests that evict, for tenant_evicted receivers.

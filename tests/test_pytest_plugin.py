@@ -247,6 +247,61 @@ def app():
     result.assert_outcomes(passed=1)
 
 
+def test_cookies_by_path_under_an_application_root(pytester: Pytester) -> None:
+    fixture = """
+
+@pytest.fixture
+def app():
+    return make_dispatch_app(APPLICATION_ROOT="/site")
+"""
+    result = run(
+        pytester,
+        """
+        def test_cookies(tenant_client):
+            acme = tenant_client("acme", by="path")
+            assert acme.get("/where").text == "acme host=localhost root=/site/acme path=/where"
+            assert acme.get("/login/alice").text == "ok"
+            assert acme.get_cookie("session_acme").path == "/site/acme"
+            acme.set_cookie("theme", "dark")
+            assert acme.get("/cookie/theme").text == "dark"
+            acme.delete_cookie("session_acme")
+            assert acme.get("/me").text == "nobody"
+        """,
+        conftest=CONFTEST + fixture,
+    )
+    result.assert_outcomes(passed=1)
+
+
+def test_app_is_made_when_the_test_asks_for_it(pytester: Pytester) -> None:
+    # The plugin must not make ``app`` ahead of the fixtures a test lists
+    # before it (pytest-flask, turned off here, does so itself).
+    fixture = """
+
+@pytest.fixture
+def domain(monkeypatch):
+    monkeypatch.setenv("FLASK_DISPATCH_DOMAIN", "example.com")
+
+
+@pytest.fixture
+def app():
+    app = make_app()
+    app.config.from_prefixed_env()
+    Dispatch(app).subdomain(factory)
+    return app
+"""
+    result = run(
+        pytester,
+        """
+        def test_order(domain, app, tenant_client):
+            assert tenant_client("acme").get("/").text == "acme index"
+        """,
+        "-p",
+        "no:flask",
+        conftest=CONFTEST + fixture,
+    )
+    result.assert_outcomes(passed=1)
+
+
 def test_same_client_on_repeat(pytester: Pytester) -> None:
     result = run(
         pytester,
