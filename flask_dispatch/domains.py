@@ -61,7 +61,7 @@ class DomainAnswers:
         self._resolve = resolve
         self._is_tenant_name = is_tenant_name
         self._ttl = ttl
-        self._max_size = max(1, max_size)
+        self._max_size = max_size
         self._wait = wait
         self._clock = clock
         self._lock = threading.Lock()

@@ -184,6 +184,17 @@ def test_answers_are_bounded() -> None:
     assert resolver.calls.count("d0.org") == 2 and resolver.calls.count("d49.org") == 1
 
 
+def test_no_answer_is_remembered_when_no_miss_is() -> None:
+    app = make_host_app(DISPATCH_MAX_MISSES=0)
+    dispatch = Dispatch(app)
+    dispatch.subdomain(RecordingFactory(known={"acme"}))
+    resolver = Domains({"acme.com": "acme"})
+    dispatch.domain(resolver)
+    for _ in range(3):
+        assert call(app, host="acme.com").status == 200
+    assert resolver.calls == ["acme.com"] * 3
+
+
 def test_resolver_runs_in_the_host_app_context() -> None:
     app = make_host_app()
     app.config["CUSTOMER_DOMAINS"] = {"acme.com": "acme"}
