@@ -12,6 +12,7 @@ import typing as t
 from urllib.parse import quote, urlsplit
 
 from flask import Flask, has_request_context, request
+from werkzeug.exceptions import HTTPException
 from werkzeug.local import LocalProxy
 
 from .hosts import canonical_host
@@ -75,6 +76,8 @@ def tenant_url_for(
         raise ValueError(ALWAYS_EXTERNAL)
     base = urlsplit(tenant_url(state, name, "/", by))
     tenant = state.registry.get(name, factory)
+    if tenant is None or isinstance(tenant, HTTPException):
+        raise LookupError(f"No tenant {name!r}: its factory answered {tenant!r}.")
     if not isinstance(tenant, Flask):
         raise LookupError(f"Tenant {name!r} is not a Flask app: {tenant!r}.")
     with tenant.app_context():  # for the tenant's url_defaults functions

@@ -68,8 +68,8 @@ class TenantClient(FlaskClient):
         self.tenant = tenant
         #: ``"subdomain"`` or ``"path"``.
         self.by = by
-        #: The host requests go to by subdomain, e.g. ``"acme.example.com"``;
-        #: ``None`` by path.
+        #: The host requests go to by subdomain, e.g. ``"acme.example.com"``
+        #: (with ``SERVER_NAME``'s port, if it has one); ``None`` by path.
         self.tenant_host = host
 
     def open(
@@ -250,10 +250,21 @@ def _make_client(app: Flask, name: str, by: By) -> TenantClient:
                 " (or SERVER_NAME) to be set, e.g."
                 " app.config['DISPATCH_DOMAIN'] = 'example.com'."
             )
-        host = f"{name}.{state.settings.domains[0]}"
+        # With SERVER_NAME's port, as app.test_client() and tenant_url() have it.
+        port = _port(app.config.get("SERVER_NAME") or "")
+        host = f"{name}.{state.settings.domains[0]}{port}"
     base = app.test_client_class
     client_class = TenantClient if base is None or base is FlaskClient else _subclass(base)
     return client_class(app, app.response_class, use_cookies=True, tenant=name, by=by, host=host)
+
+
+def _port(server_name: str) -> str:
+    """``":5000"`` for ``"example.com:5000"``, else ``""``."""
+    try:
+        port = urlsplit(f"//{server_name}").port
+    except ValueError:  # not a port: dispatch's own checks said it is no domain
+        return ""
+    return "" if port is None else f":{port}"
 
 
 def _subclass(base: type[FlaskClient]) -> type[TenantClient]:

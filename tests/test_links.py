@@ -365,6 +365,14 @@ def test_url_for_is_like_flask_url_for_inside_the_tenant(
         assert dispatch.url_for("acme", endpoint, **kwargs) == expected
 
 
+def test_url_for_of_no_tenant_says_so() -> None:
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    dispatch.subdomain(RecordingFactory(known=()))
+    with app.test_request_context("/"), pytest.raises(LookupError, match="No tenant 'initech'"):
+        dispatch.url_for("initech", "index")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [

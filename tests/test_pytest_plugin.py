@@ -272,6 +272,31 @@ def app():
     result.assert_outcomes(passed=1)
 
 
+def test_subdomain_clients_keep_server_names_port(pytester: Pytester) -> None:
+    # As app.test_client() and tenant_url() have it: a host without the port
+    # would make Flask warn that it does not match SERVER_NAME.
+    fixture = """
+
+@pytest.fixture
+def app():
+    return make_dispatch_app(SERVER_NAME="example.com:5000")
+"""
+    result = run(
+        pytester,
+        """
+        def test_port(tenant_client):
+            acme = tenant_client("acme")
+            assert acme.tenant_host == "acme.example.com:5000"
+            assert acme.get("/where").text.startswith("acme host=acme.example.com:5000 ")
+            assert tenant_client("initech").get("/").status_code == 404
+            assert acme.get("/login/alice").text == "ok"
+            assert acme.get_cookie("session_acme") is not None
+        """,
+        conftest=CONFTEST + fixture,
+    )
+    result.assert_outcomes(passed=1)
+
+
 def test_app_is_made_when_the_test_asks_for_it(pytester: Pytester) -> None:
     # The plugin must not make ``app`` ahead of the fixtures a test lists
     # before it (pytest-flask, turned off here, does so itself).
