@@ -11,6 +11,7 @@ tenant only, and named and sent so that tenants do not overwrite each other's.
 
 from __future__ import annotations
 
+import logging
 import typing as t
 from urllib.parse import quote
 
@@ -28,6 +29,10 @@ SALT_PREFIX = "flask_dispatch.session:"
 
 # Cookie names browsers refuse unless Path=/ (RFC 6265bis).
 _HOST_PREFIX = "__Host-"
+
+log = logging.getLogger("flask_dispatch")
+# The session interfaces warned about in this process: once each.
+_warned: set[type] = set()
 
 
 class TenantSessionInterface(SecureCookieSessionInterface):
@@ -93,7 +98,20 @@ def scope_session(tenant_app: Flask, name: str, host_app: Flask, *, by: By) -> N
             )
         return  # the factory returned an app it had built before
     if current is not Flask.session_interface:
-        return  # the tenant's own sessions: left alone
+        # The tenant's own sessions: left alone. Flask's own cookie session,
+        # assigned, is how a tenant opts out; any other (server-side ones,
+        # say) may share a store with other tenants, so say what to check.
+        if type(current) is not SecureCookieSessionInterface and type(current) not in _warned:
+            _warned.add(type(current))
+            log.warning(
+                "Tenant %r has a session interface of its own (%s), which dispatch leaves"
+                " alone: give each tenant its own cookie name and path, and its own store"
+                " key prefix (Flask-Session: SESSION_KEY_PREFIX), or another tenant's"
+                " session id is valid there too.",
+                name,
+                type(current).__name__,
+            )
+        return
     config, host = tenant_app.config, host_app.config
     cookie_name: str = config["SESSION_COOKIE_NAME"]
     if cookie_name in (Flask.default_config["SESSION_COOKIE_NAME"], host["SESSION_COOKIE_NAME"]):

@@ -366,6 +366,33 @@ def test_tenant_settings_of_its_own_are_kept(
 
 
 @pytest.mark.parametrize(
+    ("opt_out", "warned"),
+    [
+        pytest.param(False, True, id="own-interface"),
+        pytest.param(True, False, id="flask-interface-assigned"),
+    ],
+)
+def test_a_session_interface_of_its_own_is_named_in_a_warning_once(
+    caplog: pytest.LogCaptureFixture, opt_out: bool, warned: bool
+) -> None:
+    # Left alone, a server-side session store may be shared by tenants: say
+    # what to set, once per kind of interface (not per tenant built).
+    class StoreSessions(SecureCookieSessionInterface):
+        """A new class each run, as warnings are once per class."""
+
+    host = make_host_app()
+    for name in ("acme", "globex"):
+        tenant = Flask(f"tenant_{name}")
+        tenant.session_interface = SecureCookieSessionInterface() if opt_out else StoreSessions()
+        scope_session(tenant, name, host, by="path")
+    found = [m for r in caplog.records if "session interface of its own" in (m := r.getMessage())]
+    assert len(found) == (1 if warned else 0)
+    if warned:
+        assert "'acme'" in found[0] and "StoreSessions" in found[0]
+        assert "SESSION_KEY_PREFIX" in found[0]
+
+
+@pytest.mark.parametrize(
     ("name", "cookie"),
     [
         pytest.param("acme", "session_acme", id="label"),
