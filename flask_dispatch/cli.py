@@ -193,6 +193,9 @@ def _split_url(url: str) -> tuple[str, str, str, str, bool]:
     scheme, rest = (match[1].lower(), url[match.end() :]) if match else ("http", url)
     if scheme not in ("http", "https"):
         raise click.BadParameter(f"{url!r} is not an http:// or https:// URL.", param_hint="URL")
+    # As a browser reads an http URL: a backslash before the query is a slash.
+    cut = min((i for i in map(rest.find, "?#") if i != -1), default=len(rest))
+    rest = rest[:cut].replace("\\", "/") + rest[cut:]
     end = min((i for i in map(rest.find, "/?#") if i != -1), default=len(rest))
     netloc, rest = rest[:end], rest[end:].partition("#")[0]
     path, _, query = rest.partition("?")

@@ -326,6 +326,18 @@ SUBDOMAIN_ACME = lines(
             lines("bad host: 400 Bad Request", "  why: 'http' is not a port number"),
             id="malformed port",
         ),
+        pytest.param(
+            ["http://example.com\\@evil.com/acme/"],
+            0,
+            lines(
+                "host app",
+                "  why:               example.com is a dispatch domain",
+                "  not a path tenant: it does not match the tenant name pattern"
+                " (DISPATCH_NAME_PATTERN)",
+                "  endpoint:          none: 404 Not Found",
+            ),
+            id="backslash-is-a-slash-as-in-browsers",
+        ),
     ],
 )
 def test_check(app: Flask, args: list[str], status: int, output: str) -> None:
