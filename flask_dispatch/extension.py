@@ -160,6 +160,13 @@ class DispatchState:
             return self.registry.clear(everywhere=everywhere)
         return self.registry.evict(name, everywhere=everywhere)
 
+    def reroute(self) -> None:
+        """Build the router again at the next request: a factory or mount
+        was registered. Under the lock, a router being built is published
+        first and dropped here, rather than missing the registration."""
+        with self._lock:
+            self.middleware.router = None
+
     def build_router(self) -> Router:
         """Build the router from what is registered and from the host app's
         URL rules, and keep it (the middleware calls this at the first
@@ -420,7 +427,8 @@ class Dispatch:
 
         :param prefix: e.g. ``"/backend"``.
         :param wsgi_app: any WSGI app.
-        :raises ValueError: for a malformed or already mounted prefix.
+        :raises ValueError: for a malformed, non-ASCII or already mounted
+            prefix.
         :raises TypeError: if ``wsgi_app`` is not callable.
         """
         prefix = normalize_mount_prefix(prefix)
@@ -466,23 +474,36 @@ class Dispatch:
         """The static mounts, normalised prefix to WSGI app (read-only)."""
         return types.MappingProxyType(self._mounts)
 
+    def _current_state(self) -> DispatchState:
+        """The current app's state, if this instance is the one registered
+        on it."""
+        state = _state(current_app)
+        if state.extension is not self:
+            raise RuntimeError(
+                "The current Flask app is registered with another 'Dispatch' instance."
+                " Use that one, or call this one inside its own app's context."
+            )
+        return state
+
     def _reroute(self) -> None:
         """A new factory or mount changes where requests go: every app this
         is registered on builds its router again at its next request."""
         for app in self._apps:
-            _state(app).middleware.router = None
+            _state(app).reroute()
 
     @property
     def registry(self) -> TenantRegistry:
         """The tenant registry of the current app."""
-        return _state(current_app).registry
+        return self._current_state().registry
 
     def is_tenant_name(self, name: str, by: By | None = None) -> bool:
         """Whether ``name`` may be a tenant's name in the current app: it
         matches :data:`DISPATCH_NAME_PATTERN`, is not reserved, is not the
         subdomain of one of the host app's own URL rules, and is neither the
-        first path segment of one of them nor of a mount. Use it to check a
-        name at signup.
+        first path segment of one of them nor of a mount; by subdomain,
+        requests must be able to reach it (lowercase, labels of at most 63
+        characters, not another dispatch domain). Use it to check a name at
+        signup.
 
         :param name: a candidate tenant name.
         :param by: ``"subdomain"`` or ``"path"``: the kind of tenant (first
@@ -495,7 +516,7 @@ class Dispatch:
         """
         if by not in (None, "subdomain", "path"):
             raise ValueError(f"by must be 'subdomain' or 'path', not {by!r}.")
-        return _state(current_app).current_router().is_tenant_name(name, by)
+        return self._current_state().current_router().is_tenant_name(name, by)
 
     def evict(self, name: str) -> int:
         """Drop every instance of tenant ``name`` and any remembered "no such
@@ -537,7 +558,7 @@ class Dispatch:
 
         .. versionadded:: 0.2
         """
-        return links.tenant_url(_state(current_app), name, path, by, _external)
+        return links.tenant_url(self._current_state(), name, path, by, _external)
 
     def url_for(self, name: str, endpoint: str, *, by: By | None = None, **values: t.Any) -> str:
         """Build a URL through tenant ``name``'s own URL map, like
@@ -551,7 +572,7 @@ class Dispatch:
 
         .. versionadded:: 0.2
         """
-        return links.tenant_url_for(_state(current_app), name, endpoint, by, values)
+        return links.tenant_url_for(self._current_state(), name, endpoint, by, values)
 
     def _states(self) -> list[DispatchState]:
         if has_app_context():

@@ -32,11 +32,14 @@ def normalize_mount_prefix(prefix: str) -> str:
     """Check a mount prefix and return it without a trailing slash.
 
     :param prefix: e.g. ``"/backend"`` or ``"/api/v1/"``.
-    :raises ValueError: if it does not start with ``/``, is only ``/``, or
-        has an empty segment.
+    :raises ValueError: if it does not start with ``/``, is only ``/``, has
+        an empty segment, or is not ASCII.
     """
     if not isinstance(prefix, str) or not prefix.startswith("/"):
         raise ValueError(f"A mount prefix must start with '/', got {prefix!r}.")
+    if not prefix.isascii():
+        # PATH_INFO holds the URL's bytes, not its characters: it would never match.
+        raise ValueError(f"A mount prefix must be ASCII, got {prefix!r}.")
     stripped = prefix.rstrip("/") if prefix != "/" else ""
     if not stripped or "//" in stripped:
         raise ValueError(

@@ -235,7 +235,19 @@ class Router:
                 by == "subdomain"
                 or (name not in rules.own_segments and name not in self._mount_segments)
             )
+            and (by == "path" or self._reached_by_host(name))
         )
+
+    def _reached_by_host(self, name: str) -> bool:
+        """Whether requests can reach subdomain tenant ``name``: hosts come
+        lowercased, with labels of at most 63 characters, and ``eu`` beside
+        the dispatch domains ``example.com`` and ``eu.example.com`` is the
+        host app's."""
+        domains = self.rules.domains
+        if not domains:
+            return True
+        host = f"{name}.{domains[0]}"  # the longest, for the length limit
+        return canonical_host(host) == host and not any(f"{name}.{d}" in domains for d in domains)
 
     def _decide_host(self, raw_host: str) -> Target:
         rules = self.rules

@@ -3,6 +3,8 @@ signals."""
 
 from __future__ import annotations
 
+import threading
+import time
 import typing as t
 
 import pytest
@@ -173,6 +175,76 @@ def test_mount_rejects_duplicate_and_non_callable() -> None:
         dispatch.mount("/backend/", NamedApp("y"))
     with pytest.raises(TypeError):
         dispatch.mount("/other", "not an app")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        pytest.param("acme", True, id="label"),
+        pytest.param("Acme", False, id="capital-hosts-are-lowercased"),
+        pytest.param("a" * 64, False, id="label-too-long-for-a-host"),
+        pytest.param("eu", False, id="makes-another-dispatch-domain"),
+    ],
+)
+def test_is_tenant_name_by_subdomain_agrees_with_routing(name: str, expected: bool) -> None:
+    app = make_host_app(
+        DISPATCH_DOMAIN=["example.com", "eu.example.com"], DISPATCH_NAME_PATTERN=r"[A-Za-z0-9]+"
+    )
+    dispatch = Dispatch(app)
+    factory = RecordingFactory(known={name})
+    dispatch.subdomain(factory)
+    with app.app_context():
+        assert dispatch.is_tenant_name(name, "subdomain") is expected
+    # A request for that name reaches the factory exactly when it may be one
+    # (for "Acme", the factory is asked for "acme").
+    call(app, host=f"{name}.example.com")
+    assert (name in factory.calls) is expected
+
+
+def test_methods_refuse_another_dispatchs_app() -> None:
+    mine, other = Dispatch(make_host_app()), Dispatch()
+    app = make_host_app()
+    other.init_app(app)
+    with app.app_context():
+        assert other.registry is not None
+        for use in (
+            lambda: mine.registry,
+            lambda: mine.is_tenant_name("acme"),
+            lambda: mine.tenant_url("acme"),
+        ):
+            with pytest.raises(RuntimeError, match="another 'Dispatch' instance"):
+                use()
+
+
+def test_a_factory_registered_while_the_router_is_built_is_not_lost() -> None:
+    # The router is built at the first request; a registration meanwhile must
+    # still be seen from the next request on.
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    state = app.extensions["dispatch"]
+    building, registered = threading.Event(), threading.Event()
+    build = state.current_router
+
+    def slow_build() -> t.Any:
+        router = build()  # from what is registered now
+        building.set()
+        assert registered.wait(10)
+        return router
+
+    state.current_router = slow_build
+    first = threading.Thread(target=call, args=(app, "/acme/x"))
+    first.start()
+    assert building.wait(10)
+    factory = RecordingFactory(known={"acme"})
+    registering = threading.Thread(target=dispatch.path, args=(factory,))
+    registering.start()
+    time.sleep(0.1)  # the registration now waits for the build, or is lost
+    registered.set()
+    first.join(10)
+    registering.join(10)
+    state.current_router = build
+    assert call(app, "/acme/x").status == 200
+    assert factory.calls == ["acme"]
 
 
 @pytest.mark.parametrize(

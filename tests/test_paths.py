@@ -94,6 +94,7 @@ def test_normalize_mount_prefix(prefix: str, expected: str) -> None:
         pytest.param("/", id="root"),
         pytest.param("", id="empty"),
         pytest.param("/a//b", id="empty-segment"),
+        pytest.param("/café", id="not-ascii"),
     ],
 )
 def test_normalize_mount_prefix_rejects(prefix: str) -> None:
