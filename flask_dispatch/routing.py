@@ -296,7 +296,7 @@ class Router:
             raise _NotRemembered(Target(Kind.HOST_APP))
         if self.rules.path_factory is None:
             return None
-        if not self.is_tenant_name(segment):
+        if not self.is_tenant_name(segment, "path"):
             return None
         factory = self.rules.path_factory
         slot = self._slot(segment, factory)
