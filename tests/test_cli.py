@@ -145,6 +145,14 @@ def lines(*text: str) -> str:
 
 # -- check ----------------------------------------------------------------------------
 
+#: A first path segment the name pattern rejects: the host app's 404.
+SEGMENT_NOT_A_NAME = lines(
+    "host app",
+    "  why:               example.com is a dispatch domain",
+    "  not a path tenant: it does not match the tenant name pattern (DISPATCH_NAME_PATTERN)",
+    "  endpoint:          none: 404 Not Found",
+)
+
 SUBDOMAIN_ACME = lines(
     "subdomain tenant 'acme'",
     "  SCRIPT_NAME: ''",
@@ -260,13 +268,7 @@ SUBDOMAIN_ACME = lines(
         pytest.param(
             ["http://example.com/ACME/x"],
             0,
-            lines(
-                "host app",
-                "  why:               example.com is a dispatch domain",
-                "  not a path tenant: it does not match the tenant name pattern"
-                " (DISPATCH_NAME_PATTERN)",
-                "  endpoint:          none: 404 Not Found",
-            ),
+            SEGMENT_NOT_A_NAME,
             id="pattern rejects segment",
         ),
         pytest.param(
@@ -329,13 +331,7 @@ SUBDOMAIN_ACME = lines(
         pytest.param(
             ["http://example.com\\@evil.com/acme/"],
             0,
-            lines(
-                "host app",
-                "  why:               example.com is a dispatch domain",
-                "  not a path tenant: it does not match the tenant name pattern"
-                " (DISPATCH_NAME_PATTERN)",
-                "  endpoint:          none: 404 Not Found",
-            ),
+            SEGMENT_NOT_A_NAME,
             id="backslash-is-a-slash-as-in-browsers",
         ),
     ],
