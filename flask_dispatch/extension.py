@@ -87,6 +87,11 @@ class DispatchState:
         #: The :class:`~flask_dispatch.redis_bus.EvictionBus` that carries
         #: evictions to the other processes, or ``None`` without Redis.
         self.bus = self._bus(redis if redis is not None else settings.redis_url)
+        # How a tenant is built and announced, by the registry or a command.
+        self._make_tenant = _invoker(app, self)
+        self._send_created: t.Callable[[str, WSGIApplication], None] = lambda name, tenant: (
+            _send_created(app, name, tenant)
+        )
         #: The app's :class:`TenantRegistry`.
         self.registry = self._registry(app)
         renew_in_child(self._after_fork)
@@ -101,10 +106,6 @@ class DispatchState:
             self.start_background()
 
     def _registry(self, app: Flask) -> TenantRegistry:
-        self._make_tenant = _invoker(app, self)
-        self._send_created: t.Callable[[str, WSGIApplication], None] = lambda name, tenant: (
-            _send_created(app, name, tenant)
-        )
         settings = self.settings
         return TenantRegistry(
             max_instances=settings.max_instances,

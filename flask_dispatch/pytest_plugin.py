@@ -107,8 +107,7 @@ class TenantClient(FlaskClient):
         tenant's path (``/acme``, where dispatch scopes its session cookie),
         then ``/``."""
         domain = domain or self._cookie_domain
-        paths = [path] if path else [self._tenant_path, "/"] if self.by == "path" else ["/"]
-        for candidate in paths:
+        for candidate in [path] if path else dict.fromkeys([self._cookie_path, "/"]):
             cookie = super().get_cookie(key, domain, candidate)
             if cookie is not None:
                 return cookie
@@ -126,7 +125,7 @@ class TenantClient(FlaskClient):
         """Like :meth:`werkzeug.test.Client.set_cookie`; ``domain`` defaults
         to the host requests go to, and ``path`` to the tenant's path
         by path, as the tenant's own session cookie."""
-        path = path or (self._tenant_path if self.by == "path" else "/")
+        path = path or self._cookie_path
         super().set_cookie(key, value, domain=domain or self._cookie_domain, path=path, **kwargs)
 
     def delete_cookie(
@@ -139,9 +138,11 @@ class TenantClient(FlaskClient):
         super().delete_cookie(key, domain=domain or self._cookie_domain, path=path)
 
     @property
-    def _tenant_path(self) -> str:
+    def _cookie_path(self) -> str:
         # Where dispatch scopes the tenant's session cookie: its script root,
-        # under the app's APPLICATION_ROOT as its requests are.
+        # under the app's APPLICATION_ROOT by path, as its requests are.
+        if self.by != "path":
+            return "/"
         root = self.application.config.get("APPLICATION_ROOT") or "/"
         return f"{root.rstrip('/')}/{self.tenant}"
 
