@@ -29,6 +29,7 @@ from .hosts import MalformedHost, parse_host
 from .links import tenant_factory
 from .paths import split_first_segment
 from .routing import UNTRUSTED_HOST, Kind
+from .tenant_apps import flask_app_in
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
@@ -145,8 +146,9 @@ def _explain_served(
                 details.append(_match(current_app, environ, "host app endpoint"))
             return 1, error
         details.append(("built", _name_app(app)))
-    if isinstance(app, Flask):
-        details.append(_match(app, child))
+    flask_app = flask_app_in(app)
+    if flask_app is not None:
+        details.append(_match(flask_app, child))
     return 0, None
 
 
@@ -326,11 +328,12 @@ def _tenant(state: DispatchState, name: str, by: str | None, needs: str) -> Flas
     if app is None:
         _echo_traceback(error)
         raise click.ClickException(f"Tenant {name!r}: {why}.")
-    if not isinstance(app, Flask):
+    flask_app = flask_app_in(app)
+    if flask_app is None:
         raise click.ClickException(
             f"Tenant {name!r} is {_name_app(app)}, not a Flask app: it has no {needs}."
         )
-    return app
+    return flask_app
 
 
 # -- flask dispatch routes ------------------------------------------------------------

@@ -34,6 +34,7 @@ from .registry import Answer, EvictReason, Factory, TenantRegistry
 from .routing import Router, Rules
 from .sessions import scope_session
 from .signals import tenant_created, tenant_evicted
+from .tenant_apps import flask_app_in
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -625,12 +626,13 @@ def _invoker(app: Flask, state: DispatchState) -> t.Callable[[Factory, str], Ans
             raise TypeError(
                 f"The factory of tenant {name!r} returned {answer!r}, which is not a WSGI app."
             )
-        if isinstance(answer, Flask):
+        flask_app = flask_app_in(answer)
+        if flask_app is not None:
             if state.settings.scope_sessions:
                 # ==, as for registry keys: a bound method is made anew each time.
-                by = "path" if factory == state.extension.path_factory else "subdomain"
-                scope_session(answer, name, app, by=by)
-            name_tenant_in_logs(answer)
+                by: By = "path" if factory == state.extension.path_factory else "subdomain"
+                scope_session(flask_app, name, app, by=by)
+            name_tenant_in_logs(flask_app)
         return answer
 
     return invoke
@@ -652,7 +654,8 @@ def _send_created(app: Flask, name: str, tenant: WSGIApplication) -> None:
 
 
 def _send_evicted(app: Flask, name: str, tenant: WSGIApplication, reason: EvictReason) -> None:
-    tenant_context = tenant.app_context() if isinstance(tenant, Flask) else nullcontext()
+    flask_app = flask_app_in(tenant)
+    tenant_context = nullcontext() if flask_app is None else flask_app.app_context()
     with app.app_context(), tenant_context:
         tenant_evicted.send(app, name=name, tenant_app=tenant, reason=reason)
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import typing as t
 from urllib.parse import quote, urlsplit
 
-from flask import Flask, has_request_context, request
+from flask import has_request_context, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.local import LocalProxy
 
 from .hosts import canonical_host
 from .middleware import TENANT_KEY
+from .tenant_apps import flask_app_in
 
 if t.TYPE_CHECKING:
     from .extension import DispatchState
@@ -78,11 +79,12 @@ def tenant_url_for(
     tenant = state.registry.get(name, factory)
     if tenant is None or isinstance(tenant, HTTPException):
         raise LookupError(f"No tenant {name!r}: its factory answered {tenant!r}.")
-    if not isinstance(tenant, Flask):
+    flask_app = flask_app_in(tenant)
+    if flask_app is None:
         raise LookupError(f"Tenant {name!r} is not a Flask app: {tenant!r}.")
-    with tenant.app_context():  # for the tenant's url_defaults functions
-        tenant.inject_url_defaults(endpoint, values)
-    adapter = tenant.url_map.bind(
+    with flask_app.app_context():  # for the tenant's url_defaults functions
+        flask_app.inject_url_defaults(endpoint, values)
+    adapter = flask_app.url_map.bind(
         base.netloc, script_name=base.path.rstrip("/") or "/", url_scheme=scheme or base.scheme
     )
     url = adapter.build(endpoint, values, method=method, force_external=external)

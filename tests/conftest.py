@@ -9,6 +9,8 @@ import typing as t
 
 import pytest
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.middleware.shared_data import SharedDataMiddleware
 from werkzeug.test import create_environ, run_wsgi_app
 
 from flask_dispatch import Dispatch
@@ -42,6 +44,27 @@ class NamedApp:
 
     def __repr__(self) -> str:
         return f"<NamedApp {self.name}>"
+
+
+class KeptAsApplication:
+    """WSGI middleware that keeps the app it wraps as ``application``, as
+    WhiteNoise does."""
+
+    def __init__(self, application: WSGIApplication) -> None:
+        self.application = application
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        return self.application(environ, start_response)
+
+
+#: What a factory may return for a Flask app, made from it.
+WRAPPED_FLASK_APPS = [
+    pytest.param(lambda app: ProxyFix(app, x_proto=1), id="proxy-fix"),
+    pytest.param(lambda app: app.wsgi_app, id="its-wsgi-app"),
+    pytest.param(lambda app: SharedDataMiddleware(app, {}), id="shared-data"),
+    pytest.param(KeptAsApplication, id="application-attribute"),
+    pytest.param(lambda app: ProxyFix(KeptAsApplication(app.wsgi_app)), id="nested"),
+]
 
 
 class RecordingFactory:

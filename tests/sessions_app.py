@@ -14,6 +14,9 @@ from flask import Flask, current_app, session
 
 from flask_dispatch import Dispatch
 
+if t.TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
 TENANTS = ("acme", "globex")
 HOST_KEY = "host-secret"
 
@@ -24,6 +27,7 @@ def create(
     own_keys: bool = False,
     domain: str = "example.com",
     setup: t.Mapping[str, t.Callable[[Flask], object]] | None = None,
+    wrap: t.Callable[[Flask], WSGIApplication] | None = None,
     **host_config: t.Any,
 ) -> Flask:
     """The host app.
@@ -33,6 +37,8 @@ def create(
         host app's.
     :param domain: ``DISPATCH_DOMAIN``.
     :param setup: per tenant name, called with the new tenant app last.
+    :param wrap: what the factory returns instead of the tenant app, made
+        from it (WSGI middleware around it, say).
     :param host_config: more host app config (``SESSION_COOKIE_DOMAIN``...).
     """
     host = Flask("sessions_host")
@@ -47,7 +53,7 @@ def create(
 
     @dispatch.subdomain
     @dispatch.path
-    def tenant_app(name: str) -> Flask | None:
+    def tenant_app(name: str) -> WSGIApplication | None:
         if name not in TENANTS:
             return None
         tenant = Flask(f"sessions_tenant_{name}")
@@ -59,7 +65,7 @@ def create(
         if setup and name in setup:
             setup[name](tenant)
         built[name] = tenant
-        return tenant
+        return tenant if wrap is None else wrap(tenant)
 
     return host
 

@@ -25,7 +25,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_dispatch import Dispatch
 from flask_dispatch.sessions import SALT_PREFIX, TenantSessionInterface, scope_session
 
-from .conftest import NamedApp, call, make_host_app
+from .conftest import WRAPPED_FLASK_APPS, NamedApp, call, make_host_app
 from .sessions_app import HOST_KEY, add_login, create
 
 if t.TYPE_CHECKING:
@@ -47,12 +47,15 @@ class Case:
     scope: bool = True
     host_config: t.Mapping[str, t.Any] = dataclasses.field(default_factory=dict)
     setup: t.Mapping[str, t.Callable[[Flask], object]] | None = None
+    wrap: t.Callable[[Flask], WSGIApplication] | None = None
 
     def build(self) -> Flask:
         config = dict(self.host_config)
         if self.by == "subdomain":
             config.setdefault("SESSION_COOKIE_DOMAIN", ".example.com")
-        return create(scope=self.scope, own_keys=self.own_keys, setup=self.setup, **config)
+        return create(
+            scope=self.scope, own_keys=self.own_keys, setup=self.setup, wrap=self.wrap, **config
+        )
 
 
 ADDRESSING = [
@@ -157,6 +160,20 @@ def test_replayed_cookie_is_rejected(
     # ... and not the source's, sent to the target's path under either name.
     name = sent_as.format(issued=stolen.name)
     assert me(app, case.by, target, f"{name}={stolen.value}") == "anonymous"
+
+
+@pytest.mark.parametrize("by", ["path", "subdomain"])
+@pytest.mark.parametrize("wrap", WRAPPED_FLASK_APPS)
+def test_a_flask_tenant_behind_middleware_is_scoped(
+    by: str, wrap: t.Callable[[Flask], WSGIApplication]
+) -> None:
+    app = Case(by, wrap=wrap).build()
+    stolen = login(app, by, "acme")  # checks the cookie's name and path
+    host = login(app, by, "host")
+    assert me(app, by, "host", f"{host.name}={host.value}") == "user-of-host"
+    for name in (stolen.name, "session"):
+        assert me(app, by, "host", f"{name}={stolen.value}") == "anonymous"
+        assert me(app, by, "globex", f"{name}={stolen.value}") == "anonymous"
 
 
 @pytest.mark.parametrize("case", ADDRESSING)

@@ -1,0 +1,48 @@
+"""The Flask app inside what a factory returned.
+
+A factory may return a Flask app as it is, its ``wsgi_app``, or the app
+wrapped in WSGI middleware, such as Werkzeug's ``ProxyFix`` behind a proxy.
+Dispatch treats all three as a Flask tenant: the session scoping, the
+tenant's name in its logs, ``tenant_evicted`` in its app context,
+:meth:`.Dispatch.url_for` and the CLI find the app through
+:func:`flask_app_in`.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from flask import Flask
+
+#: Attributes that WSGI middleware keeps the app it wraps in: ``app`` in
+#: Werkzeug's middleware (``ProxyFix``, ``SharedDataMiddleware``, ...),
+#: ``application`` in WhiteNoise.
+WRAPPED_APP_ATTRIBUTES = ("app", "application")
+
+# Middleware stacks are a few layers deep; the bound also ends a cycle.
+_MAX_LAYERS = 16
+
+
+def flask_app_in(tenant: object) -> Flask | None:
+    """The Flask app ``tenant`` is, is the ``wsgi_app`` (or another bound
+    method) of, or wraps through :data:`WRAPPED_APP_ATTRIBUTES`, layer by
+    layer; ``None`` for any other WSGI app.
+
+    :param tenant: what a tenant factory returned.
+
+    .. versionadded:: 0.2
+    """
+    for _ in range(_MAX_LAYERS):
+        if isinstance(tenant, Flask):
+            return tenant
+        if inspect.ismethod(tenant):
+            tenant = tenant.__self__
+            continue
+        for attribute in WRAPPED_APP_ATTRIBUTES:
+            inner = getattr(tenant, attribute, None)
+            if inner is not None:
+                break
+        else:
+            return None
+        tenant = inner
+    return None

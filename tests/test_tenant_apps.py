@@ -1,0 +1,102 @@
+"""A Flask tenant returned inside WSGI middleware (:mod:`flask_dispatch.tenant_apps`):
+found through the layers, and treated like a Flask tenant returned as it is,
+by links, signals, logs and the CLI. (Its session: ``test_sessions.py``.)"""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+
+import pytest
+from flask import Flask, current_app
+
+from flask_dispatch import Dispatch, tenant_evicted
+from flask_dispatch.tenant_apps import flask_app_in
+
+from .conftest import WRAPPED_FLASK_APPS, KeptAsApplication, NamedApp, make_host_app
+
+if t.TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+Wrap = t.Callable[[Flask], "WSGIApplication"]
+
+
+class Cycle:
+    """Middleware whose ``app`` is itself."""
+
+    def __init__(self) -> None:
+        self.app = self
+
+
+@pytest.mark.parametrize("wrap", [pytest.param(lambda app: app, id="itself"), *WRAPPED_FLASK_APPS])
+def test_the_flask_app_is_found_through_the_layers(wrap: Wrap) -> None:
+    app = Flask("tenant")
+    assert flask_app_in(wrap(app)) is app
+
+
+@pytest.mark.parametrize(
+    "tenant",
+    [
+        pytest.param(NamedApp("plain"), id="plain-wsgi-app"),
+        pytest.param(KeptAsApplication(NamedApp("plain")), id="middleware-around-a-plain-app"),
+        pytest.param(NamedApp("plain").__call__, id="method-of-a-plain-app"),
+        pytest.param(Cycle(), id="middleware-cycle"),
+        pytest.param(None, id="none"),
+    ],
+)
+def test_no_flask_app_is_found_where_there_is_none(tenant: object) -> None:
+    assert flask_app_in(tenant) is None
+
+
+def flask_tenant(name: str) -> Flask:
+    tenant = Flask(f"wrapped_tenant_{name}")
+    tenant.config["TENANT"] = name
+
+    @tenant.get("/notes/<int:note>")
+    def note(note: int) -> str:
+        current_app.logger.warning("note %d", note)
+        return f"{name} note {note}"
+
+    return tenant
+
+
+def site(wrap: Wrap) -> tuple[Flask, Dispatch]:
+    app = make_host_app(SERVER_NAME="example.com")
+    dispatch = Dispatch(app)
+    dispatch.subdomain(lambda name: wrap(flask_tenant(name)))
+    return app, dispatch
+
+
+@pytest.mark.parametrize("wrap", WRAPPED_FLASK_APPS)
+def test_links_logs_and_signals_treat_it_as_a_flask_tenant(
+    wrap: Wrap, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, dispatch = site(wrap)
+    with caplog.at_level(logging.WARNING, logger="wrapped_tenant_acme"):
+        response = app.test_client().get("http://acme.example.com/notes/3")
+    assert response.text == "acme note 3"
+    [record] = [r for r in caplog.records if r.name == "wrapped_tenant_acme"]
+    assert record.tenant == "acme"  # type: ignore[attr-defined]
+
+    with app.app_context():
+        assert dispatch.url_for("acme", "note", note=5) == "http://acme.example.com/notes/5"
+        seen: list[object] = []
+        on_evicted = lambda sender, **extra: seen.append(current_app.config.get("TENANT"))  # noqa: E731
+        with tenant_evicted.connected_to(on_evicted, app):
+            dispatch.evict("acme")
+    assert seen == ["acme"]  # in the tenant's own app context
+
+
+@pytest.mark.parametrize("wrap", WRAPPED_FLASK_APPS)
+def test_cli_commands_reach_the_flask_app_inside(wrap: Wrap) -> None:
+    app, _ = site(wrap)
+    runner = app.test_cli_runner()
+    routes = runner.invoke(args=["dispatch", "routes", "acme"], catch_exceptions=False)
+    assert routes.exit_code == 0, routes.output
+    assert "/notes/<int:note>" in routes.output
+    check = runner.invoke(
+        args=["dispatch", "check", "--build", "http://acme.example.com/notes/3"],
+        catch_exceptions=False,
+    )
+    assert check.exit_code == 0, check.output
+    assert "'note' (rule '/notes/<int:note>')" in check.output
