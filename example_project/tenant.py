@@ -58,14 +58,18 @@ def create_tenant_app(tenant: Tenant, *, data_dir: str, secret_key: str, directo
 
     :param tenant: the directory entry.
     :param data_dir: folder holding one ``<name>.sqlite3`` file per tenant.
-    :param secret_key: the host app's key; the tenant's is derived from it.
+    :param secret_key: the host app's key; the tenant's is derived from it
+        and from the tenant's signup.
     :param directory: the tenant directory's path, for the settings page.
     :raises OSError: the data folder cannot be made.
     :raises sqlite3.Error: the notes database cannot be opened or created.
     """
     app = Flask(f"{__name__}.{tenant.name}", root_path=os.path.dirname(__file__))
+    # The signup time as well as the name: a name signed up again after a
+    # deletion must not accept the sessions of the space deleted.
+    this_signup = f"{tenant.name} {tenant.created_at}"
     app.config.update(
-        SECRET_KEY=hmac.new(secret_key.encode(), tenant.name.encode(), hashlib.sha256).hexdigest(),
+        SECRET_KEY=hmac.new(secret_key.encode(), this_signup.encode(), hashlib.sha256).hexdigest(),
         TENANT_DIRECTORY=directory,
     )
     os.makedirs(data_dir, exist_ok=True)

@@ -308,6 +308,22 @@ def test_a_session_from_before_a_deletion_does_not_own_the_next_signup(example: 
     assert bob.get(f"{LOCAL}/teams/foo/delete").status_code == 200
 
 
+def test_a_tenant_session_from_before_a_deletion_is_void_in_the_next_signup(
+    example: Flask,
+) -> None:
+    # The tenant's key is derived from its signup too: the old space's
+    # session (its CSRF token here; a login in a real app) is not the new one's.
+    alice = example.test_client()
+    signup(alice, "foo", "Alice's")
+    base = "http://foo.localhost:5000"
+    kept_token = token(alice, f"{base}/")
+    assert delete(alice, "foo").status_code == 302
+    assert signup(example.test_client(), "foo", "Bob's").status_code == 302
+    late = alice.post(f"{base}/notes", data={"body": "alice was here", "csrf_token": kept_token})
+    assert late.status_code == 400
+    assert "alice was here" not in alice.get(f"{base}/").text
+
+
 def test_a_browser_owns_the_spaces_it_signed_up_last(example: Flask) -> None:
     # At most 20 are kept, the oldest going first, whatever their names.
     client = example.test_client()

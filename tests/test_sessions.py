@@ -601,8 +601,9 @@ def test_every_code_block_on_the_page_is_run() -> None:
     assert len(code_blocks()) == 4  # one test_docs_block_* each, below
 
 
-def _host_with(factory: t.Callable[[str], Flask], **config: t.Any) -> Flask:
-    """A host app with a login, whose path tenants ``factory`` builds."""
+def _host_with(factory: t.Callable[[str], Flask], **config: t.Any) -> tuple[Flask, Dispatch]:
+    """A host app with a login, whose path tenants ``factory`` builds, and
+    its dispatch."""
     host = Flask("docs_host")
     host.config.update(SECRET_KEY=HOST_KEY, **config)
     add_login(host, "host")
@@ -612,17 +613,27 @@ def _host_with(factory: t.Callable[[str], Flask], **config: t.Any) -> Flask:
         add_login(app, name)
         return app
 
-    Dispatch(host).path(tenant)
-    return host
+    dispatch = Dispatch(host)
+    dispatch.path(tenant)
+    return host, dispatch
 
 
-def test_docs_block_0_derived_tenant_keys() -> None:
-    create_tenant = run_block(0)["create_tenant"]
-    # With scoping off, the tenant's own key alone refuses another's cookie.
-    host = _host_with(create_tenant, DISPATCH_SCOPE_SESSIONS=False)
+@pytest.mark.parametrize("scope", [pytest.param(True, id="scoped"), pytest.param(False, id="off")])
+def test_docs_block_0_derived_tenant_keys(scope: bool) -> None:
+    block = run_block(0)
+    host, dispatch = _host_with(block["create_tenant"], DISPATCH_SCOPE_SESSIONS=scope)
     cookie = issued(call(host, "/acme/login"))
-    assert call(host, "/acme/me", HTTP_COOKIE=f"session={cookie.value}").body == "user-of-acme"
-    assert call(host, "/globex/me", HTTP_COOKIE=f"session={cookie.value}").body == "anonymous"
+    sent = f"{cookie.name}={cookie.value}"
+    assert call(host, "/acme/me", HTTP_COOKIE=sent).body == "user-of-acme"
+    # The tenant's own key refuses another's cookie, even with scoping off ...
+    assert call(host, "/globex/me", HTTP_COOKIE=f"session_globex={cookie.value}").body == (
+        "anonymous"
+    )
+    # ... and the cookie of a deleted tenant in the next signup of its name.
+    block["SIGNED_UP"]["acme"] = "2026-06-01T00:00:00.000000"
+    with host.app_context():
+        dispatch.evict("acme")
+    assert call(host, "/acme/me", HTTP_COOKIE=sent).body == "anonymous"
     assert call(host, "/me", HTTP_COOKIE=f"session={cookie.value}").body == "anonymous"
 
 
@@ -652,7 +663,7 @@ def test_docs_block_2_one_tenant_left_alone() -> None:
         tenant.config["SECRET_KEY"] = HOST_KEY
         return tenant
 
-    host = _host_with(factory)
+    host, _ = _host_with(factory)
     assert issued(call(host, "/acme/login")).name == "session_acme"
     cookie = issued(call(host, "/globex/login"))
     assert (cookie.name, cookie.attributes["path"]) == ("session", "/")
