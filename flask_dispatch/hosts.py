@@ -14,7 +14,9 @@ import re
 # ASCII only and case-insensitive by spelling both cases out: ``re.IGNORECASE``
 # without ``re.ASCII`` would let the Kelvin sign (U+212A) match "k".
 _NAME = re.compile(r"(?:[A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}\.?")
-_PORT = re.compile(r"[0-9]{0,5}")
+# As Werkzeug's request.host accepts one: a port other than this (":", ":0",
+# ":080") would give the app an empty host, and links like "http:///acme/".
+_PORT = re.compile(r"[1-9][0-9]{0,4}")
 _MAX_NAME = 253
 # A name, its trailing dot and ":65535": anything longer is malformed, and is
 # rejected before any pattern runs over it.
@@ -85,13 +87,10 @@ def _parse_ipv6(raw: str) -> str:
 
 
 def _valid_port_part(part: str) -> bool:
-    """``""`` or ``":"`` followed by a port number from 0 to 65535 (or nothing,
-    which RFC 3986 allows)."""
+    """``""``, or ``":"`` and a port number from 1 to 65535 with no leading zero."""
     if not part:
         return True
-    if part[0] != ":" or not _PORT.fullmatch(part, 1):
-        return False
-    return len(part) == 1 or int(part[1:]) <= 65535
+    return part[0] == ":" and _PORT.fullmatch(part, 1) is not None and int(part[1:]) <= 65535
 
 
 def _why_not_a_name(name: str, raw: str) -> str:

@@ -61,8 +61,10 @@ HOSTS = [
     pytest.param("acme.example.com.", Case(200, ["acme"], 1, "acme||/|acme"), id="trailing-dot"),
     pytest.param("acme.example.com:8080", Case(200, ["acme"], 1), id="tenant-port"),
     pytest.param("acme.example.com.:443", Case(200, ["acme"], 1), id="dot-port"),
-    pytest.param("acme.example.com:", Case(200, ["acme"], 1), id="empty-port"),
     # Malformed: 400, nothing called, nothing kept.
+    pytest.param("acme.example.com:", Case(400, [], 0), id="empty-port"),
+    pytest.param("acme.example.com:0", Case(400, [], 0), id="port-0"),
+    pytest.param("acme.example.com:080", Case(400, [], 0), id="port-leading-zero"),
     pytest.param("acme..example.com", Case(400, [], 0), id="empty-label"),
     pytest.param("example.com..", Case(400, [], 0), id="two-trailing-dots"),
     pytest.param(".example.com", Case(400, [], 0), id="leading-dot"),
