@@ -302,12 +302,20 @@ def _name_problem(router: Router, name: str, kind: Kind) -> str | None:
         return "it does not match the tenant name pattern (DISPATCH_NAME_PATTERN)"
     if name in rules.reserved:
         return "it is reserved (DISPATCH_RESERVED)"
-    if kind is Kind.SUBDOMAIN:
-        target = router.route(f"{name}.{rules.domains[0]}", "/")
+    if kind is Kind.SUBDOMAIN:  # under every dispatch domain
+        for domain in rules.domains:
+            host = f"{name}.{domain}"
+            target = router.route(host, "/")
+            if target.kind is not kind:
+                break
+            if target.name != name:
+                return f"{host} is tenant {target.name!r} under {host[len(target.name) + 1 :]}"
+        else:
+            return None
     else:  # on whichever host the host app is served
         target = router.route_path(f"/{name}/")
-    if target.kind is kind and target.name == name:
-        return None
+        if target.kind is kind and target.name == name:
+            return None
     if kind is Kind.PATH:
         if name in rules.own_segments:
             return "it is the first segment of one of the host app's URL rules"

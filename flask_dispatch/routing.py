@@ -239,15 +239,29 @@ class Router:
         )
 
     def _reached_by_host(self, name: str) -> bool:
-        """Whether requests can reach subdomain tenant ``name``: hosts come
-        lowercased, with labels of at most 63 characters, and ``eu`` beside
-        the dispatch domains ``example.com`` and ``eu.example.com`` is the
-        host app's."""
-        domains = self.rules.domains
-        if not domains:
-            return True
-        host = f"{name}.{domains[0]}"  # the longest, for the length limit
-        return canonical_host(host) == host and not any(f"{name}.{d}" in domains for d in domains)
+        """Whether requests reach subdomain tenant ``name`` under every
+        dispatch domain: hosts come lowercased, with labels of at most 63
+        characters; beside the dispatch domains ``example.com`` and
+        ``eu.example.com``, ``eu`` is the host app's, and ``x.eu`` is
+        tenant ``x``."""
+        for domain in self.rules.domains:
+            host = f"{name}.{domain}"
+            if canonical_host(host) != host or self._subdomain_of(host) != (name, domain):
+                return False
+        return True
+
+    def _subdomain_of(self, host: str) -> tuple[str, str] | None:
+        """``(name, domain)`` for a host ``<name>.<domain>`` under the longest
+        dispatch domain it is under; ``None`` for a dispatch domain itself
+        or a host outside them."""
+        for domain in self.rules.domains:  # longest first
+            if host == domain:
+                return None
+            cut = len(host) - len(domain) - 1
+            # Only on a label boundary: "evilexample.com" is not under "example.com".
+            if cut > 0 and host[cut] == "." and host.endswith(domain):
+                return host[:cut], domain
+        return None
 
     def _decide_host(self, raw_host: str) -> Target:
         rules = self.rules
@@ -257,13 +271,11 @@ class Router:
         host = canonical_host(raw_host)
         if host is None:
             raise _NotRemembered(Target(Kind.BAD_HOST, reason=MALFORMED_HOST))
-        for domain in rules.domains:
-            if host == domain:
-                return Target(Kind.HOST_APP, reason=f"{host} is a dispatch domain")
-            cut = len(host) - len(domain) - 1
-            # Only on a label boundary: "evilexample.com" is not under "example.com".
-            if cut > 0 and host[cut] == "." and host.endswith(domain):
-                return self._decide_subdomain(host[:cut])
+        under = self._subdomain_of(host)
+        if under is not None:
+            return self._decide_subdomain(under[0])
+        if host in rules.domains:
+            return Target(Kind.HOST_APP, reason=f"{host} is a dispatch domain")
         if rules.custom_domains and rules.subdomain_factory is not None:
             return Target(Kind.DOMAIN, host)
         return Target(Kind.HOST_APP, reason=f"{host} is outside the dispatch domains")

@@ -668,6 +668,22 @@ def test_routes_fails_with_a_message(app: Flask, args: list[str], message: str) 
     assert "Endpoint" not in result.output
 
 
+def test_routes_refuses_a_name_another_dispatch_domain_takes() -> None:
+    app = make_host_app(
+        DISPATCH_DOMAIN=["example.com", "eu.example.com"],
+        DISPATCH_NAME_PATTERN=r"[a-z]+(?:\.[a-z]+)*",
+    )
+    factory = TenantFactory()
+    Dispatch(app).subdomain(factory)
+    result = invoke(app, "routes", "x.eu")
+    assert result.exit_code == 1
+    assert (
+        "Error: 'x.eu' cannot be a subdomain tenant: x.eu.example.com is tenant 'x'"
+        " under eu.example.com.\n"
+    ) in result.output
+    assert factory.calls == []
+
+
 def test_routes_names_a_subdomain_tenant_under_a_host_rule_segment(app: Flask) -> None:
     # login.example.com is a tenant's: only /login/ belongs to the host app.
     result = invoke(app, "routes", "login")

@@ -184,11 +184,14 @@ def test_mount_rejects_duplicate_and_non_callable() -> None:
         pytest.param("Acme", False, id="capital-hosts-are-lowercased"),
         pytest.param("a" * 64, False, id="label-too-long-for-a-host"),
         pytest.param("eu", False, id="makes-another-dispatch-domain"),
+        pytest.param("x.eu", False, id="falls-under-another-dispatch-domain"),
+        pytest.param("x.us", True, id="dotted"),
     ],
 )
 def test_is_tenant_name_by_subdomain_agrees_with_routing(name: str, expected: bool) -> None:
     app = make_host_app(
-        DISPATCH_DOMAIN=["example.com", "eu.example.com"], DISPATCH_NAME_PATTERN=r"[A-Za-z0-9]+"
+        DISPATCH_DOMAIN=["example.com", "eu.example.com"],
+        DISPATCH_NAME_PATTERN=r"[A-Za-z0-9]+(?:\.[A-Za-z0-9]+)*",
     )
     dispatch = Dispatch(app)
     factory = RecordingFactory(known={name})

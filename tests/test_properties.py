@@ -106,7 +106,7 @@ labels = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)
 @EXAMPLES
 @given(
     names=st.lists(labels, min_size=1, max_size=5),
-    port=st.one_of(st.none(), st.integers(0, 65535)),
+    port=st.one_of(st.none(), st.integers(1, 65535)),
     dot=st.booleans(),
     data=st.data(),
 )
