@@ -298,6 +298,8 @@ def _name_problem(router: Router, name: str, kind: Kind) -> str | None:
     """Why requests never reach tenant ``name`` of this ``kind``, or
     ``None`` if they do: the router decides; this puts it in words."""
     rules = router.rules
+    if not name.isascii():
+        return "tenant names are ASCII (a URL carries other characters percent-encoded)"
     if rules.name_pattern.fullmatch(name) is None:
         return "it does not match the tenant name pattern (DISPATCH_NAME_PATTERN)"
     if name in rules.reserved:

@@ -214,8 +214,8 @@ class Router:
         return value
 
     def is_tenant_name(self, name: str, by: str | None = None) -> bool:
-        """Whether ``name`` may name a tenant: it matches the pattern, is not
-        reserved, is not a subdomain of the host app's own URL rules, and
+        """Whether ``name`` may name a tenant: it is ASCII, matches the
+        pattern, is not reserved, is not a subdomain of the host app's own URL rules, and
         is neither a first path segment of them nor of a mount.
 
         :param name: a candidate tenant name.
@@ -227,7 +227,10 @@ class Router:
         if by is None and (rules.subdomain_factory is None) != (rules.path_factory is None):
             by = "path" if rules.subdomain_factory is None else "subdomain"
         return (
-            rules.name_pattern.fullmatch(name) is not None
+            # Hosts are ASCII, and PATH_INFO holds a URL's bytes: "bücher" is
+            # "bÃ¼cher" there, a name no tenant should get.
+            name.isascii()
+            and rules.name_pattern.fullmatch(name) is not None
             # Reserved names are lowercase; hosts are, paths need not be.
             and name.lower() not in rules.reserved
             and name not in rules.own_subdomains
@@ -304,7 +307,7 @@ class Router:
         ]
         if mounts:
             return self._mount_targets[mounts[0]] if mounts == ["/" + segment] else _SEARCH_MOUNTS
-        if self.rules.name_pattern.fullmatch(segment) is None:
+        if not segment.isascii() or self.rules.name_pattern.fullmatch(segment) is None:
             raise _NotRemembered(Target(Kind.HOST_APP))
         if self.rules.path_factory is None:
             return None

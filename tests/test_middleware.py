@@ -153,6 +153,29 @@ def test_reserved_names_are_reserved_in_any_case(segment: str) -> None:
         assert not dispatch.is_tenant_name(segment)
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("bücher", id="letter-and-fraction-as-latin-1"),  # "bÃ¼cher" in PATH_INFO
+        pytest.param("café", id="no-word-character-as-latin-1"),
+        pytest.param("日本", id="three-byte-characters"),
+    ],
+)
+def test_a_path_with_other_than_ascii_is_no_tenant_even_if_the_pattern_allows(name: str) -> None:
+    # PATH_INFO holds the URL's bytes as latin-1: a factory would get mojibake.
+    app = make_host_app(DISPATCH_NAME_PATTERN=r"\w+")
+    dispatch = Dispatch(app)
+    factory = RecordingFactory()
+    dispatch.path(factory)
+    as_sent = name.encode().decode("latin-1")
+    assert call(app, f"/{as_sent}/x").body == "site 404 page"
+    assert factory.calls == []
+    with app.app_context():
+        assert not dispatch.is_tenant_name(name)
+        assert not dispatch.is_tenant_name(as_sent)
+        assert dispatch.is_tenant_name("books")
+
+
 def test_custom_name_pattern(sub_factory: RecordingFactory) -> None:
     app = make_host_app(DISPATCH_NAME_PATTERN=r"[a-z]+")
     dispatch = Dispatch(app)
