@@ -25,13 +25,16 @@ Redis makes every process drop every tenant once.
 While Redis is unreachable, requests go on, :meth:`~EvictionBus.publish`
 keeps evictions pending (a bounded list that collapses into one "drop
 everything") until it is back, the outage is logged once and the listener
-retries with backoff capped at half a second. Needs Redis 7.0 or newer (the
+retries with backoff capped at half a second. A process that exits with
+evictions pending tries once more to send them, and logs a warning with
+their number when it cannot. Needs Redis 7.0 or newer (the
 stream counters that show continuity). Not covered: someone deleting the
 stream key while a process is away.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import random
 import reprlib
@@ -39,6 +42,7 @@ import secrets
 import threading
 import time
 import typing as t
+import weakref
 
 import redis
 from redis.backoff import NoBackoff
@@ -116,6 +120,7 @@ class EvictionBus:
         self._closed = False
         self._after_fork()
         renew_in_child(self._after_fork)
+        _buses.add(self)
 
     def _after_fork(self) -> None:
         """Set up what belongs to one process; a forked child runs it first."""
@@ -160,7 +165,9 @@ class EvictionBus:
             encoded = None
         with self._lock:
             self._pending.append(encoded)
-            if len(self._pending) > MAX_PENDING:
+            # A burst (a bulk change evicting thousands) is sent in full
+            # while Redis takes it; the bound is for an outage.
+            if not self._healthy and len(self._pending) > MAX_PENDING:
                 self._pending = [None]
         self.ensure_started()
         self._wake.set()
@@ -207,25 +214,46 @@ class EvictionBus:
         if owned:
             self._writer.close()
 
+    def _send_at_exit(self) -> None:
+        """The process is exiting: send what is pending, or say what is lost."""
+        if self._closed:
+            return
+        lost = "other processes may serve those tenants until they are evicted again"
+        # After any send under way, which puts its batch back if it fails;
+        # but not waiting long, as the sender may be stuck on a Redis that hangs.
+        if not self._send_lock.acquire(timeout=2.0):
+            self._log.warning("Evictions may be lost at exit: a send to Redis hangs; %s", lost)
+            return
+        try:
+            self._send_pending()
+        except redis.RedisError as e:
+            self._log.warning("%d evictions not sent at exit (%s): %s", len(self._pending), e, lost)
+        finally:
+            self._send_lock.release()
+
     def _flush(self) -> None:
         with self._send_lock:
-            with self._lock:
-                batch, self._pending = self._pending, []
-            if not batch:
-                return
-            try:
-                with self._writer.pipeline(transaction=False) as pipe:
-                    for name in batch:
-                        fields: dict[FieldT, EncodableT] = {b"origin": self._origin}
-                        fields.update({b"all": b"1"} if name is None else {b"name": name})
-                        pipe.xadd(self._key, fields, maxlen=self._maxlen, approximate=True)
-                    pipe.execute()
-            except BaseException:
-                with self._lock:  # resent whole: at least once
-                    self._pending = batch + self._pending
-                    if len(self._pending) > MAX_PENDING:
-                        self._pending = [None]
-                raise
+            self._send_pending()
+
+    def _send_pending(self) -> None:
+        """Send what is pending; call with the send lock held."""
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            with self._writer.pipeline(transaction=False) as pipe:
+                for name in batch:
+                    fields: dict[FieldT, EncodableT] = {b"origin": self._origin}
+                    fields.update({b"all": b"1"} if name is None else {b"name": name})
+                    pipe.xadd(self._key, fields, maxlen=self._maxlen, approximate=True)
+                pipe.execute()
+        except BaseException:
+            with self._lock:  # resent whole: at least once
+                self._pending = batch + self._pending
+                if len(self._pending) > MAX_PENDING:
+                    self._pending = [None]
+            raise
 
     def _run(self) -> None:
         delay = BACKOFF[0]
@@ -236,6 +264,7 @@ class EvictionBus:
                     if self._pending:
                         self._flush()
                     self._read()
+                    self._check_same_server()
                     if self._outage:
                         self._log.info("Redis reachable again; evictions flow")
                         self._outage = False
@@ -271,6 +300,13 @@ class EvictionBus:
         # the next attempt must still see the restart.
         self._run_id = server["run_id"]
         self._healthy = True
+
+    def _check_same_server(self) -> None:
+        """Catch up again if Redis restarted since :meth:`_connect`: redis-py
+        reconnects a pooled connection to a restarted server without
+        raising, and what the old server got after the last read is lost."""
+        if self._reader.info("server")["run_id"] != self._run_id:
+            self._connect()
 
     def _catch_up(self, since: _StreamId, reason: str | None = None) -> bool:
         """If entries after ``since`` may be lost (or ``reason`` says so),
@@ -313,6 +349,16 @@ class EvictionBus:
             self._on_evict(name)
         except Exception:
             self._log.exception("on_evict(%r) failed", name)
+
+
+#: The buses of this process, for the exit hook; a bus dropped leaves it.
+_buses: weakref.WeakSet[EvictionBus] = weakref.WeakSet()
+
+
+@atexit.register
+def _send_pending_at_exit() -> None:
+    for bus in list(_buses):
+        bus._send_at_exit()
 
 
 def _parse_id(raw: bytes) -> _StreamId:

@@ -12,6 +12,8 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 import time
 import typing as t
@@ -242,6 +244,33 @@ def test_after_a_redis_restart_every_process_drops_everything_within_a_second(
     assert b.got.calls[:2] == ["hello", None]
 
 
+def test_a_restart_while_the_listener_applies_evictions_is_seen(
+    processes: Processes, server: RedisServer, admin: redis.Redis
+) -> None:
+    # redis-py quietly reconnects a pooled connection whose server went away:
+    # a restart between two reads (while a tenant_evicted receiver runs,
+    # say) must still be seen, or what the old Redis got meanwhile is lost.
+    busy, release = threading.Event(), threading.Event()
+    got = Recorder()
+
+    def on_evict(name: str | None) -> None:
+        got(name)
+        if name == "slowpoke":
+            busy.set()
+            release.wait(10)
+
+    a, _ = processes(), processes(on_evict=on_evict)
+    a.bus.publish("slowpoke")
+    assert busy.wait(5)
+    a.bus.publish("acme")  # written to the old Redis; never read from it
+    wait_for(lambda: admin.xlen("site:evictions") == 2)
+    server.stop()
+    server.start()
+    release.set()
+    got.wait_for(None, timeout=5.0)
+    assert got.calls[0] == "slowpoke"
+
+
 def test_a_restart_is_seen_even_when_the_first_catch_up_fails(
     processes: Processes, server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -289,6 +318,64 @@ def test_publishing_while_redis_is_down_neither_raises_nor_waits(
     b.bus.ensure_started()
     b.got.wait_for("globex")
     assert b.got.calls == ["acme", "globex"]
+
+
+#: A process that evicts while Redis is unreachable, waits for a line on
+#: stdin, and exits (as a gunicorn worker does on SIGTERM or max_requests).
+EXITING_PROCESS = """
+import logging, sys
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+from flask_dispatch.redis_bus import EvictionBus
+bus = EvictionBus(sys.argv[1], "site", lambda name: None)
+bus.publish("acme")
+print(bus.pending, flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.mark.parametrize("back", [pytest.param(False, id="down"), pytest.param(True, id="back")])
+def test_a_process_that_exits_sends_its_pending_evictions_or_says_so(
+    server: RedisServer, admin: redis.Redis, back: bool
+) -> None:
+    server.stop()
+    child = subprocess.Popen(
+        [sys.executable, "-c", EXITING_PROCESS, server.url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "1\n"
+        if back:
+            server.start()
+        started_at = time.monotonic()
+        _, stderr = child.communicate("exit\n", timeout=20)
+    finally:
+        child.kill()
+    assert child.returncode == 0, stderr
+    assert time.monotonic() - started_at < 5
+    if back:
+        entries = t.cast("list[tuple[bytes, dict[bytes, bytes]]]", admin.xrange("site:evictions"))
+        assert [fields[b"name"] for _, fields in entries] == [b"acme"]
+        assert "not sent" not in stderr
+    else:
+        assert "WARNING 1 evictions not sent at exit" in stderr
+        server.start()
+
+
+def test_a_burst_of_evictions_is_sent_in_full_while_redis_takes_it(
+    processes: Processes, admin: redis.Redis
+) -> None:
+    # A bulk change evicting thousands of tenants at once is no outage: the
+    # other processes get each name, and need not drop every tenant.
+    a, b = processes(), processes()
+    names = [f"t{i}" for i in range(3_000)]
+    for name in names:
+        a.bus.publish(name)
+    b.got.wait_for(names[-1], timeout=20.0)
+    assert b.got.calls == names
+    assert admin.xlen("site:evictions") == len(names)
 
 
 def test_an_outage_is_logged_once_and_the_recovery_once(
