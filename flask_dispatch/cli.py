@@ -15,7 +15,7 @@ import time
 import traceback
 import types
 import typing as t
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, unquote, unquote_to_bytes
 
 import click
 from flask import Flask, current_app
@@ -83,8 +83,9 @@ def check_command(url: str, build: bool, method: str) -> None:
     given. Exits with 1 for a rejected host, or an unbuilt tenant with --build."""
     state = _state()
     scheme, raw_host, path, query, idna = _split_url(url)
+    script_name, path = _split_application_root(path)
     environ = create_environ("/", f"{scheme}://localhost/", method=method.upper())
-    environ.update(HTTP_HOST=raw_host, SCRIPT_NAME="", PATH_INFO=path, QUERY_STRING=query)
+    environ.update(HTTP_HOST=raw_host, SCRIPT_NAME=script_name, PATH_INFO=path, QUERY_STRING=query)
     router = state.current_router()
     target = router.route(raw_host, path)
     details: _Details = [("Host", f"{raw_host!r} (IDNA)")] if idna else []
@@ -124,7 +125,7 @@ def _explain_served(
     """Add what a tenant or a mount sees to ``details``, building the tenant
     if asked; the exit status, and the exception if its factory raised."""
     path, cut = environ["PATH_INFO"], target.cut
-    child = {**environ, "SCRIPT_NAME": path[:cut], "PATH_INFO": path[cut:]}
+    child = {**environ, "SCRIPT_NAME": environ["SCRIPT_NAME"] + path[:cut], "PATH_INFO": path[cut:]}
     if target.kind is Kind.MOUNT:
         details.append(("app", _name_app(target.handler)))
     for key in ("SCRIPT_NAME", "PATH_INFO"):
@@ -204,12 +205,24 @@ def _split_url(url: str) -> tuple[str, str, str, str, bool]:
     host = netloc.rpartition("@")[2]  # without any user:password@
     if not host:
         raise click.BadParameter(f"{url!r} has no host.", param_hint="URL")
-    idna = False
+    host, idna = unquote(host), False  # a browser decodes "%2E" in a host
     # As a browser sends it; one that IDNA cannot encode is rejected as malformed.
     with contextlib.suppress(UnicodeError):
         if not host.isascii():
             host, idna = host.encode("idna").decode("ascii"), True
+    # A browser percent-encodes what a query may not hold as it is.
+    query = "".join(c if "!" <= c <= "~" else quote(c) for c in query)
     return scheme, host, unquote_to_bytes(path or "/").decode("latin-1"), query, idna
+
+
+def _split_application_root(path: str) -> tuple[str, str]:
+    """``(SCRIPT_NAME, PATH_INFO)`` of a URL path, as a server that serves
+    the app at ``APPLICATION_ROOT`` passes them (the root, if the path is
+    under it)."""
+    root = current_app.config["APPLICATION_ROOT"].rstrip("/")
+    if root and (path == root or path.startswith(root + "/")):
+        return root, path[len(root) :]
+    return "", path
 
 
 def _name_app(app: object) -> str:

@@ -334,12 +334,69 @@ SUBDOMAIN_ACME = lines(
             SEGMENT_NOT_A_NAME,
             id="backslash-is-a-slash-as-in-browsers",
         ),
+        pytest.param(
+            ["http://acme%2Eexample.com/notes/1"],
+            0,
+            SUBDOMAIN_ACME,
+            id="percent-encoded-host-as-browsers-decode-it",
+        ),
+        pytest.param(
+            ["http://example.com/login?q=東京 x"],
+            0,
+            lines(
+                "host app",
+                "  why:               example.com is a dispatch domain",
+                "  not a path tenant: it is the first segment of one of the host app's URL rules",
+                "  endpoint:          'login' (rule '/login')",
+            ),
+            id="query-that-a-browser-percent-encodes",
+        ),
     ],
 )
 def test_check(app: Flask, args: list[str], status: int, output: str) -> None:
     result = invoke(app, "check", *args)
     assert (result.exit_code, result.output) == (status, output)
     assert calls(app) == ([], []), "check calls no factory without --build"
+
+
+@pytest.mark.parametrize(
+    ("url", "output"),
+    [
+        pytest.param(
+            "http://example.com/site/acme/notes/1",
+            lines(
+                "path tenant 'acme'",
+                "  SCRIPT_NAME: '/site/acme'",
+                "  PATH_INFO:   '/notes/1'",
+                "  built:       <Flask 'tenant_acme'>",
+                "  endpoint:    'note' (rule '/notes/<int:note_id>')",
+            ),
+            id="path",
+        ),
+        pytest.param(
+            "http://acme.example.com/site/notes/1",
+            lines(
+                "subdomain tenant 'acme'",
+                "  SCRIPT_NAME: '/site'",
+                "  PATH_INFO:   '/notes/1'",
+                "  built:       <Flask 'tenant_acme'>",
+                "  endpoint:    'note' (rule '/notes/<int:note_id>')",
+            ),
+            id="subdomain",
+        ),
+    ],
+)
+def test_check_reads_a_url_under_application_root_as_the_server_passes_it(
+    url: str, output: str
+) -> None:
+    # The URLs tenant_url builds for a site served at APPLICATION_ROOT.
+    app = make_site(APPLICATION_ROOT="/site/", SERVER_NAME="example.com")
+    with app.app_context():
+        dispatch = app.extensions["dispatch"].extension
+        by = "path" if "/acme/" in url else "subdomain"
+        assert dispatch.tenant_url("acme", "/notes/1", by=by) == url
+    result = invoke(app, "check", "--build", url)
+    assert (result.exit_code, result.output) == (0, output)
 
 
 @pytest.mark.parametrize(
