@@ -525,7 +525,8 @@ def evict_command(name: str | None, all_tenants: bool) -> None:
             f"Redis is unreachable: the eviction of {what} was not sent, and no other"
             " process was told."
         )
+    # Where it went, so that a wrong database or prefix shows.
     click.echo(
         f"Evicted {what} in every process that shares this Redis"
-        f" (prefix {state.settings.redis_prefix!r})."
+        f" ({bus.where}, prefix {state.settings.redis_prefix!r})."
     )

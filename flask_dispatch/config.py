@@ -13,6 +13,7 @@ import re
 import threading
 import typing as t
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from .hosts import canonical_host
 
@@ -232,6 +233,12 @@ def _redis_url(config: t.Mapping[str, t.Any]) -> str | None:
     if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
         raise DispatchConfigError(
             f"{REDIS_URL} must be a redis://, rediss:// or unix:// URL, got {url!r}."
+        )
+    # redis-py reads a database it cannot parse ("/x") as database 0.
+    database = "" if url is None or url.startswith("unix:") else urlsplit(url).path.strip("/")
+    if database and not (database.isascii() and database.isdigit()):
+        raise DispatchConfigError(
+            f"{REDIS_URL}: the path {database!r} is not a database number."
         )
     return url
 

@@ -188,6 +188,14 @@ class EvictionBus:
                     self._log.debug("Eviction kept pending: %s", e)
 
     @property
+    def where(self) -> str:
+        """The Redis it uses, without credentials: ``host:port/db``, or a
+        socket path and ``/db``."""
+        options = self._writer.get_connection_kwargs()
+        place = options.get("path") or f"{options.get('host')}:{options.get('port')}"
+        return f"{place}/{options.get('db', 0)}"
+
+    @property
     def pending(self) -> int:
         """How many evictions wait to be sent (Redis was unreachable)."""
         with self._lock:

@@ -1028,7 +1028,7 @@ class TestEvictThroughRedis:
                 {"acme"},
                 {"globex"},
                 "Evicted tenant 'acme' in every process that shares this Redis"
-                " (prefix 'flask_dispatch').\n",
+                " (127.0.0.1:{port}/0, prefix 'flask_dispatch').\n",
                 id="one tenant",
             ),
             pytest.param(
@@ -1036,7 +1036,7 @@ class TestEvictThroughRedis:
                 {"acme", "globex"},
                 set(),
                 "Evicted every tenant in every process that shares this Redis"
-                " (prefix 'flask_dispatch').\n",
+                " (127.0.0.1:{port}/0, prefix 'flask_dispatch').\n",
                 id="every tenant",
             ),
         ],
@@ -1049,6 +1049,7 @@ class TestEvictThroughRedis:
         evicted: set[str],
         kept: set[str],
         output: str,
+        redis_server: RedisServer,
     ) -> None:
         client = serving.test_client()
         for name in ("acme", "globex"):
@@ -1057,10 +1058,19 @@ class TestEvictThroughRedis:
         held = serving.extensions["dispatch"].registry
         assert set(held) == {"acme", "globex"}
         result = invoke(app, "evict", *args)
-        assert (result.exit_code, result.output) == (0, output)
+        assert (result.exit_code, result.output) == (0, output.format(port=redis_server.port))
         wait_for(lambda: not evicted & set(held))
         assert set(held) == kept
         assert app.extensions["dispatch"].bus.pending == 0
+
+    def test_the_message_names_the_redis_and_database_used(
+        self, redis_server: RedisServer
+    ) -> None:
+        # No process may listen on database 3: the message lets that show.
+        app = make_site(DISPATCH_REDIS_URL=f"redis://127.0.0.1:{redis_server.port}/3")
+        result = invoke(app, "evict", "acme")
+        assert result.exit_code == 0
+        assert f"(127.0.0.1:{redis_server.port}/3, prefix 'flask_dispatch')" in result.output
 
     def test_redis_unreachable_is_a_failure(self, app: Flask, redis_server: RedisServer) -> None:
         redis_server.stop()
@@ -1136,13 +1146,16 @@ def test_docs_session(session: str, tmp_path: Path, request: pytest.FixtureReque
         else:
             steps[-1][1].append(line)
     status = 0
+    named_as: dict[str, str] = {}  # the test server's place -> the page's
     for command, expected in steps:
         if command == "echo $?":
             got = [str(status)]
         elif command.startswith("export "):
             key, _, value = command.removeprefix("export ").partition("=")
             if value.startswith("redis://"):  # the page's Redis is a test server here
-                value = request.getfixturevalue("redis_server").url
+                server = request.getfixturevalue("redis_server")
+                named_as[f"127.0.0.1:{server.port}/0"] = value.removeprefix("redis://")
+                value = server.url
             env[key] = value
             got = []
         else:
@@ -1159,4 +1172,6 @@ def test_docs_session(session: str, tmp_path: Path, request: pytest.FixtureReque
             )
             status = done.returncode
             got = [line.rstrip() for line in done.stdout.splitlines()]
+            for place, name in named_as.items():
+                got = [line.replace(place, name) for line in got]
         assert got == expected, f"$ {command}"

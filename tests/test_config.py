@@ -104,6 +104,7 @@ def test_a_huge_integer_limit_is_no_limit() -> None:
         pytest.param(keys.REDIS_URL, "localhost:6379", id="redis-url-no-scheme"),
         pytest.param(keys.REDIS_URL, "http://redis", id="redis-url-http"),
         pytest.param(keys.REDIS_URL, "redis://localhost:notaport/0", id="redis-url-bad-port"),
+        pytest.param(keys.REDIS_URL, "redis://localhost:6379/x", id="redis-url-bad-database"),
         pytest.param(keys.REDIS_PREFIX, "", id="redis-prefix-empty"),
     ],
 )
