@@ -32,6 +32,8 @@ from .routing import UNTRUSTED_HOST, Kind
 from .tenant_apps import flask_app_in
 
 if t.TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
 
     from .extension import DispatchState
@@ -45,6 +47,8 @@ dispatch_cli = AppGroup(
 )
 
 _Details = list[tuple[str, str]]
+#: A tenant built by a command: the app, or why not and the factory's exception.
+_Built = tuple["WSGIApplication | None", str, "BaseException | None"]
 _URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
 _by_option = click.option(
@@ -132,13 +136,13 @@ def _explain_served(
         # As the app reads it: WSGI strings hold bytes as latin-1, apps decode UTF-8.
         details.append((key, repr(child[key].encode("latin-1").decode("utf-8", "replace"))))
     if target.kind is Kind.MOUNT:
-        app = target.handler
-    elif not build:
+        _match_inside(target.handler, child, details)
+        return 0, None
+    if not build:
         details.append(("factory", "not called (--build calls it)"))
         return 0, None
-    else:
-        started = time.monotonic()
-        app, why, error = _build(state, target.name, target.handler)
+    started = time.monotonic()
+    with _built(state, target.name, target.handler) as (app, why, error):
         _note_slow(state, time.monotonic() - started, details)
         if app is None:
             details.append(("not built", why))
@@ -147,10 +151,15 @@ def _explain_served(
                 details.append(_match(current_app, environ, "host app endpoint"))
             return 1, error
         details.append(("built", _name_app(app)))
+        _match_inside(app, child, details)
+    return 0, None
+
+
+def _match_inside(app: WSGIApplication, environ: WSGIEnvironment, details: _Details) -> None:
+    """Add the endpoint a request reaches, if ``app`` is a Flask app or has one inside."""
     flask_app = flask_app_in(app)
     if flask_app is not None:
-        details.append(_match(flask_app, child))
-    return 0, None
+        details.append(_match(flask_app, environ))
 
 
 def _note_slow(state: DispatchState, seconds: float, details: _Details) -> None:
@@ -265,21 +274,24 @@ def _why_bad_host(raw_host: str, target: Target) -> str:
 _NONE = "no such tenant: the factory returned None"
 
 
-def _build(
-    state: DispatchState, name: str, factory: Factory
-) -> tuple[WSGIApplication | None, str, BaseException | None]:
-    """Build tenant ``name`` once, as a request would but in this process
-    only (see :meth:`.DispatchState.build_once`): ``(app, "", None)``, or
-    ``(None, why not, the factory's exception if it raised)``."""
-    try:
-        answer = state.build_once(name, factory)
-    except Exception as e:
-        return None, f"the factory raised {_describe(e)}", e
-    if answer is None:
-        return None, _NONE, None
-    if isinstance(answer, HTTPException):
-        return None, f"no such tenant: the factory answered {answer.code} {answer.name}", None
-    return t.cast("WSGIApplication", answer), "", None
+@contextlib.contextmanager
+def _built(state: DispatchState, name: str, factory: Factory) -> Iterator[_Built]:
+    """Build tenant ``name`` for the ``with`` block, as a request would but
+    in this process only, then let it go (see
+    :meth:`.DispatchState.build_once`): ``(app, "", None)``, or ``(None,
+    why not, the factory's exception if it raised)``."""
+    with contextlib.ExitStack() as stack:
+        try:
+            answer = stack.enter_context(state.build_once(name, factory))
+        except Exception as e:
+            yield None, f"the factory raised {_describe(e)}", e
+            return
+        if answer is None:
+            yield None, _NONE, None
+        elif isinstance(answer, HTTPException):
+            yield None, f"no such tenant: the factory answered {answer.code} {answer.name}", None
+        else:
+            yield t.cast("WSGIApplication", answer), "", None
 
 
 def _describe(error: BaseException | None) -> str:
@@ -341,22 +353,24 @@ def _name_problem(router: Router, name: str, kind: Kind) -> str | None:
     return target.reason or f"its requests go to the {target.kind.value}"
 
 
-def _tenant(state: DispatchState, name: str, by: str | None, needs: str) -> Flask:
-    """Build Flask tenant ``name``, or fail with a message (exit status 1)."""
+@contextlib.contextmanager
+def _flask_tenant(state: DispatchState, name: str, by: str | None, needs: str) -> Iterator[Flask]:
+    """Flask tenant ``name``, built for the ``with`` block, or fail with a
+    message (exit status 1)."""
     kind, factory = _factory(state, by)
     problem = _name_problem(state.current_router(), name, kind)
     if problem is not None:
         raise click.ClickException(f"{name!r} cannot be a {kind.value}: {problem}.")
-    app, why, error = _build(state, name, factory)
-    if app is None:
-        _echo_traceback(error)
-        raise click.ClickException(f"Tenant {name!r}: {why}.")
-    flask_app = flask_app_in(app)
-    if flask_app is None:
-        raise click.ClickException(
-            f"Tenant {name!r} is {_name_app(app)}, not a Flask app: it has no {needs}."
-        )
-    return flask_app
+    with _built(state, name, factory) as (app, why, error):
+        if app is None:
+            _echo_traceback(error)
+            raise click.ClickException(f"Tenant {name!r}: {why}.")
+        flask_app = flask_app_in(app)
+        if flask_app is None:
+            raise click.ClickException(
+                f"Tenant {name!r} is {_name_app(app)}, not a Flask app: it has no {needs}."
+            )
+        yield flask_app
 
 
 # -- flask dispatch routes ------------------------------------------------------------
@@ -367,8 +381,7 @@ def _tenant(state: DispatchState, name: str, by: str | None, needs: str) -> Flas
 @_by_option
 def tenant_routes_command(name: str, by: str | None, **options: t.Any) -> None:
     """Build tenant NAME and show its routes, as 'flask routes' does."""
-    tenant = _tenant(_state(), name, by, "routes")
-    with tenant.app_context():
+    with _flask_tenant(_state(), name, by, "routes") as tenant, tenant.app_context():
         click.get_current_context().invoke(routes_command, **options)
 
 
@@ -448,11 +461,17 @@ def _tenant_names(state: DispatchState) -> list[str]:
 
 
 def _run(state: DispatchState, name: str, by: str | None, args: list[str]) -> int:
-    """Build tenant ``name`` (failing as :func:`_tenant` does), run ``flask
-    ARGS`` for it alone, in its app context, and return the exit status. An
-    abort (Ctrl-C, or a prompt aborted) is left to the host's command, so
-    that it stops ``--all`` too."""
-    tenant = _tenant(state, name, by, "commands")
+    """Build tenant ``name`` (failing as :func:`_flask_tenant` does), run
+    ``flask ARGS`` for it alone, in its app context, let it go, and return
+    the exit status."""
+    with _flask_tenant(state, name, by, "commands") as tenant:
+        return _run_in(tenant, name, args)
+
+
+def _run_in(tenant: Flask, name: str, args: list[str]) -> int:
+    """Run ``flask ARGS`` for ``tenant`` alone; the exit status. An abort
+    (Ctrl-C, or a prompt aborted) is left to the host's command, so that it
+    stops ``--all`` too."""
     prog_name = f"{click.get_current_context().command_path} {name} --"
     group = FlaskGroup(
         create_app=lambda: tenant,

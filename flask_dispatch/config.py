@@ -237,9 +237,7 @@ def _redis_url(config: t.Mapping[str, t.Any]) -> str | None:
     # redis-py reads a database it cannot parse ("/x") as database 0.
     database = "" if url is None or url.startswith("unix:") else urlsplit(url).path.strip("/")
     if database and not (database.isascii() and database.isdigit()):
-        raise DispatchConfigError(
-            f"{REDIS_URL}: the path {database!r} is not a database number."
-        )
+        raise DispatchConfigError(f"{REDIS_URL}: the path {database!r} is not a database number.")
     return url
 
 

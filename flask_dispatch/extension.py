@@ -16,7 +16,7 @@ import threading
 import types
 import typing as t
 import weakref
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 from flask import Flask, current_app, has_app_context, request, request_started
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
@@ -37,11 +37,15 @@ from .signals import tenant_created, tenant_evicted
 from .tenant_apps import flask_app_in
 
 if t.TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from _typeshed.wsgi import WSGIApplication
     from flask.wrappers import Response
 
     from .links import By
     from .redis_bus import EvictionBus
+
+_log = logging.getLogger("flask_dispatch")
 
 F = t.TypeVar("F", bound=Factory)
 N = t.TypeVar("N", bound=t.Callable[[], t.Iterable[str]])
@@ -93,6 +97,9 @@ class DispatchState:
         self._send_created: t.Callable[[str, WSGIApplication], None] = lambda name, tenant: (
             _send_created(app, name, tenant)
         )
+        self._send_evicted: t.Callable[[str, WSGIApplication, EvictReason], None] = (
+            lambda name, tenant, reason: _send_evicted(app, name, tenant, reason)
+        )
         #: The app's :class:`TenantRegistry`.
         self.registry = self._registry(app)
         renew_in_child(self._after_fork)
@@ -120,7 +127,7 @@ class DispatchState:
             invoke=self._invoke,
             is_miss=_is_miss,
             on_created=self._send_created,
-            on_evicted=lambda name, tenant, reason: _send_evicted(app, name, tenant, reason),
+            on_evicted=self._send_evicted,
             broadcast=_ignore if self.bus is None else self.bus.publish,
         )
 
@@ -134,7 +141,6 @@ class DispatchState:
                 f"{config.REDIS_URL} needs redis-py: pip install redis"
             ) from e
 
-        logger = logging.getLogger("flask_dispatch")
         # The bus's threads hold the bus, not this state: an app dropped
         # (one per test, say) is freed, and its bus closed, off the thread
         # that collected it (closing waits for the listener's read).
@@ -144,7 +150,7 @@ class DispatchState:
                 redis,
                 self.settings.redis_prefix,
                 lambda name: _evicted_elsewhere(ref, name),
-                logger=logger,
+                logger=_log,
             )
         except ValueError as e:  # redis-py's, for a URL or client it cannot use
             where = config.REDIS_URL if isinstance(redis, str) else "Dispatch(redis=...)"
@@ -244,23 +250,32 @@ class DispatchState:
         self.start_background()
         return self._make_tenant(factory, name)
 
-    def build_once(self, name: str, factory: Factory) -> Answer:
+    @contextmanager
+    def build_once(self, name: str, factory: Factory) -> Iterator[Answer]:
         """Build tenant ``name`` as a request would (in the host app's
         context, its session scoped, ``tenant_created`` sent), but on this
         thread, with no timeout, without holding it and without starting
-        any background work: for a command that runs once and exits.
+        any background work: for a command. When the ``with`` block ends,
+        the app is let go as an eviction is, with ``tenant_evicted``
+        (``reason="evict"``), so that its receivers release what it holds.
 
         :param name: the tenant's name.
         :param factory: the factory of its kind.
-        :return: the app, or the factory's "no such tenant" answer.
+        :return: a context manager giving the app, or the factory's "no
+            such tenant" answer.
         :raises Exception: what the factory raised.
 
         .. versionadded:: 0.2
         """
         answer = self._make_tenant(factory, name)
-        if not _is_miss(answer):
-            self._send_created(name, answer)
-        return answer
+        if _is_miss(answer):
+            yield answer
+            return
+        self._send_created(name, answer)
+        try:
+            yield answer
+        finally:
+            self._send_evicted(name, answer, "evict")
 
     def start_background(self) -> None:
         """Start this process's background work: the Redis listener, and the
@@ -317,7 +332,7 @@ def _housekeep(ref: weakref.ref[TenantRegistry], period: float) -> None:
         try:
             registry.expire()
         except Exception:  # a receiver's failure is logged; keep sweeping
-            logging.getLogger("flask_dispatch").exception("Expiring idle tenants failed.")
+            _log.exception("Expiring idle tenants failed.")
         del registry
 
 
@@ -657,7 +672,13 @@ def _send_evicted(app: Flask, name: str, tenant: WSGIApplication, reason: EvictR
     flask_app = flask_app_in(tenant)
     tenant_context = nullcontext() if flask_app is None else flask_app.app_context()
     with app.app_context(), tenant_context:
-        tenant_evicted.send(app, name=name, tenant_app=tenant, reason=reason)
+        # Each receiver on its own: one that fails must not keep the others
+        # (the one that closes the tenant's database, say) from running.
+        for receiver in tenant_evicted.receivers_for(app):
+            try:
+                receiver(app, name=name, tenant_app=tenant, reason=reason)
+            except Exception:
+                _log.exception("A tenant_evicted receiver failed for tenant %r.", name)
 
 
 def _route_dispatch_error(sender: Flask, **extra: t.Any) -> None:

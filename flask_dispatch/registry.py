@@ -599,7 +599,7 @@ class TenantRegistry:
             try:
                 self._on_evicted(name, app, reason)
             except Exception:
-                log.exception("A tenant_evicted receiver failed for tenant %r.", name)
+                log.exception("Announcing the eviction of tenant %r failed.", name)
 
     def expire(self) -> int:
         """Drop the apps past ``idle_timeout`` or ``max_age`` now, and the

@@ -22,6 +22,7 @@ tenant_created = _signals.signal("tenant-created")
 #: Keyword arguments: ``name``, ``tenant_app`` and ``reason``, one of
 #: ``"capacity"``, ``"idle"``, ``"max_age"`` or ``"evict"``. Requests already
 #: inside the app keep running, so release resources in a way that lets them
-#: finish. Exceptions from receivers are logged to the ``flask_dispatch``
-#: logger.
+#: finish. Each receiver runs even when another raised; exceptions are
+#: logged to the ``flask_dispatch`` logger. A tenant a ``flask dispatch``
+#: command built is let go with ``"evict"`` when the command is done.
 tenant_evicted = _signals.signal("tenant-evicted")

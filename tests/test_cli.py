@@ -615,16 +615,23 @@ def test_check_build_of_a_slow_tenant_waits_and_says_requests_would_not() -> Non
 )
 def test_commands_build_a_tenant_without_background_work(args: list[str]) -> None:
     # No idle sweeper to evict the tenant while its command runs, and no
-    # Redis listener: a command is not a serving process.
+    # Redis listener: a command is not a serving process. Once the command
+    # is done, the tenant is let go as an eviction, so that receivers that
+    # release its resources (a database engine, say) run.
     app = make_site(DISPATCH_IDLE_TIMEOUT=0.05, DISPATCH_REDIS_URL="redis://127.0.0.1:9/0")
     before = set(threading.enumerate())
-    evicted: list[str] = []
-    with tenant_evicted.connected_to(lambda sender, name, **extra: evicted.append(name), app):
+    evicted: list[tuple[str, str, str]] = []
+
+    def on_evicted(sender: Flask, name: str, tenant_app: t.Any, reason: str) -> None:
+        # In the tenant's own app context, as for a request's tenant.
+        evicted.append((name, reason, current_app.name))
+
+    with tenant_evicted.connected_to(on_evicted, app):
         result = invoke(app, *args)
         time.sleep(0.2)  # four sweeps, were a sweeper running
     assert result.exit_code == 0, result.output
     assert set(threading.enumerate()) <= before
-    assert evicted == []
+    assert evicted == [("acme", "evict", "tenant_acme")]
 
 
 # -- routes ---------------------------------------------------------------------------
@@ -1063,9 +1070,7 @@ class TestEvictThroughRedis:
         assert set(held) == kept
         assert app.extensions["dispatch"].bus.pending == 0
 
-    def test_the_message_names_the_redis_and_database_used(
-        self, redis_server: RedisServer
-    ) -> None:
+    def test_the_message_names_the_redis_and_database_used(self, redis_server: RedisServer) -> None:
         # No process may listen on database 3: the message lets that show.
         app = make_site(DISPATCH_REDIS_URL=f"redis://127.0.0.1:{redis_server.port}/3")
         result = invoke(app, "evict", "acme")

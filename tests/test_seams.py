@@ -28,8 +28,11 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from flask_dispatch import Dispatch, tenant_created, tenant_evicted
 
 from .conftest import NamedApp, RecordingFactory, call, make_host_app, run_workers, wait_for
+from .test_docs_snippets import rst_blocks
 
 if t.TYPE_CHECKING:
+    from pathlib import Path
+
     from _typeshed.wsgi import WSGIApplication
 
 
@@ -190,13 +193,14 @@ def test_evicted_receiver_runs_in_host_and_tenant_contexts(
 
 
 def test_quickstart_dispose_receiver_with_flask_sqlalchemy(
-    tmp_path: t.Any, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from flask_sqlalchemy import SQLAlchemy
+    from sqlalchemy import event
 
     app = make_host_app(DISPATCH_MAX_INSTANCES=1)
     dispatch = Dispatch(app)
-    disposed: list[str] = []
+    closed: list[str] = []  # tenants whose pooled connection was closed
 
     @dispatch.path
     def tenant_for_prefix(name: str) -> WSGIApplication:
@@ -206,22 +210,50 @@ def test_quickstart_dispose_receiver_with_flask_sqlalchemy(
 
         @tenant.route("/count")
         def count() -> str:
+            event.listen(db.engine, "close", lambda *args: closed.append(name))
             return str(db.session.execute(db.select(db.literal(1))).scalar())
 
-        return tenant
+        return ProxyFix(tenant) if name == "proxied" else tenant
 
-    # The quickstart's receiver, as written there.
-    def close_tenant(sender: Flask, name: str, tenant_app: Flask, reason: str) -> None:
-        tenant_app.extensions["sqlalchemy"].engine.dispose()
-        disposed.append(reason)
-
-    with tenant_evicted.connected_to(close_tenant):
+    # The quickstart's receiver, run from the page.
+    namespace: dict[str, t.Any] = {}
+    exec(compile(rst_blocks("quickstart.rst")[2], "<quickstart>", "exec"), namespace)
+    try:
         assert call(app, "/a/count").body == "1"
-        assert call(app, "/b/count").body == "1"  # evicts a: capacity
+        assert call(app, "/proxied/count").body == "1"  # evicts a: capacity
         with app.app_context():
-            dispatch.evict("b")
-    assert disposed == ["capacity", "evict"]
+            dispatch.evict("proxied")
+    finally:
+        tenant_evicted.disconnect(namespace["close_tenant"])
+    assert closed == ["a", "proxied"]
     assert "receiver failed" not in caplog.text
+
+
+def test_every_tenant_evicted_receiver_runs_when_one_fails(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    dispatch.subdomain(RecordingFactory())
+    ran: list[str] = []
+
+    def failing(sender: Flask, name: str, **extra: t.Any) -> None:
+        ran.append("failing")
+        raise ValueError("a receiver's bug")
+
+    def closing(sender: Flask, name: str, **extra: t.Any) -> None:
+        ran.append("closing")
+
+    call(app, host="acme.example.com")
+    with (
+        tenant_evicted.connected_to(failing, app),
+        tenant_evicted.connected_to(closing, app),
+        app.app_context(),
+    ):
+        dispatch.evict("acme")
+    assert sorted(ran) == ["closing", "failing"]
+    assert "A tenant_evicted receiver failed for tenant 'acme'." in caplog.text
+    assert "ValueError: a receiver's bug" in caplog.text
 
 
 # 3. The host app's own URL space is never handed to a factory.
