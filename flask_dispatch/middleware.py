@@ -14,6 +14,7 @@ from __future__ import annotations
 import typing as t
 
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound, ServiceUnavailable
+from werkzeug.wsgi import ClosingIterator
 
 from .errors import TenantUnavailable
 from .routing import Kind
@@ -49,6 +50,8 @@ class DispatchMiddleware:
         self.wsgi_app = wsgi_app
         self.state = state
         self.registry = state.registry
+        # An idle timeout must not count a request under way as idleness.
+        self.count_use = state.registry.idle_timeout is not None
         #: Built at the first request (see :meth:`.DispatchState.build_router`).
         self.router: Router | None = None
 
@@ -87,7 +90,14 @@ class DispatchMiddleware:
             script_name = environ.get("SCRIPT_NAME", "").rstrip("/")
             environ["SCRIPT_NAME"] = script_name + path[:cut]
             environ["PATH_INFO"] = path[cut:]
-        return app(environ, start_response)  # type: ignore[no-any-return]
+        done = self.registry.in_use(slot) if slot is not None and self.count_use else None
+        try:
+            response: Iterable[bytes] = app(environ, start_response)
+        except BaseException:
+            if done is not None:
+                done()
+            raise
+        return response if done is None else until_closed(response, done, environ)
 
     def _not_for_a_tenant(
         self, target: Target, environ: WSGIEnvironment, start_response: StartResponse
@@ -141,6 +151,19 @@ class DispatchMiddleware:
             environ[ORIGINAL_HOST_KEY] = environ.get("HTTP_HOST")
             environ["HTTP_HOST"] = self.state.fallback_host
         return self.wsgi_app(environ, start_response)
+
+
+def until_closed(
+    response: Iterable[bytes], done: t.Callable[[], None], environ: WSGIEnvironment
+) -> Iterable[bytes]:
+    """``response``, calling ``done`` once the server has closed it. A file
+    the server sends by itself (``wsgi.file_wrapper``, which must reach it
+    unwrapped to be sent that way) is the app's last act: ``done`` at once."""
+    file_wrapper = environ.get("wsgi.file_wrapper")
+    if isinstance(file_wrapper, type) and isinstance(response, file_wrapper):
+        done()
+        return response
+    return ClosingIterator(response, done)
 
 
 E = t.TypeVar("E", bound=BaseException)

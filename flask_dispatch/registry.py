@@ -29,8 +29,10 @@ outside this module touches its insides.
   ``max_creating`` at a time; more wait in line. A factory still running
   after four times the timeout is given up and a new attempt starts; its
   thread is set aside, at most ``max_creating`` of them.
-- **Bounded in time.** An app unused for ``idle_timeout`` seconds, or older
-  than ``max_age``, is dropped at its next use or by :meth:`~TenantRegistry.expire`;
+- **Bounded in time.** An app unused for ``idle_timeout`` seconds (a
+  request counted by :meth:`~TenantRegistry.in_use` uses it until it
+  ends), or older than ``max_age``, is dropped at its next use or by
+  :meth:`~TenantRegistry.expire`;
   a factory's "no such tenant" is remembered for ``miss_ttl`` seconds, at
   most ``max_misses`` of them. Failures are not remembered.
 """
@@ -104,7 +106,18 @@ class TenantSlot:
     .. versionadded:: 0.2
     """
 
-    __slots__ = ("__weakref__", "app", "born", "factory", "index", "key", "name", "seen", "used")
+    __slots__ = (
+        "__weakref__",
+        "app",
+        "born",
+        "factory",
+        "in_use",
+        "index",
+        "key",
+        "name",
+        "seen",
+        "used",
+    )
 
     def __init__(self, factory: Factory, name: str) -> None:
         self.factory, self.name = factory, name
@@ -113,6 +126,7 @@ class TenantSlot:
         self.born = self.seen = 0.0
         self.used = 0  # the registry's count of uses at its last use
         self.index = -1  # where in the held list, while held
+        self.in_use = 0  # requests under way, counted with an idle timeout
 
     def __repr__(self) -> str:
         return f"<TenantSlot {self.name!r} {'held' if self.app else 'empty'}>"
@@ -327,6 +341,7 @@ class TenantRegistry:
         self._invoke, self._is_miss, self._clock = invoke, is_miss, clock
         self._on_created, self._on_evicted = on_created, on_evicted
         self._lock = threading.Lock()
+        self._in_use_lock = threading.Lock()
         self._slots: weakref.WeakValueDictionary[_Key, TenantSlot] = weakref.WeakValueDictionary()
         self._held: list[TenantSlot] = []  # in no order: evictions sample it
         self._misses: OrderedDict[_Key, tuple[float, Answer]] = OrderedDict()  # oldest first
@@ -351,6 +366,7 @@ class TenantRegistry:
         """In a forked child: the lock may have been held by a thread that
         did not survive the fork, and so were the creations."""
         self._lock = threading.Lock()
+        self._in_use_lock = threading.Lock()
         self._creations.clear()
         self._threads.forked()
 
@@ -410,11 +426,31 @@ class TenantRegistry:
         return True
 
     def _expired(self, slot: TenantSlot, now: float) -> EvictReason | None:
-        if self.idle_timeout is not None and now - slot.seen >= self.idle_timeout:
+        idle_timeout = self.idle_timeout
+        if idle_timeout is not None and not slot.in_use and now - slot.seen >= idle_timeout:
             return "idle"
         if self.max_age is not None and now - slot.born >= self.max_age:
             return "max_age"
         return None
+
+    def in_use(self, slot: TenantSlot) -> t.Callable[[], None]:
+        """Count a request as using the app of ``slot`` until the function
+        returned is called (when its response is closed): an app with a
+        request under way is not idle, however long the request takes.
+
+        :param slot: the slot :meth:`fetch` served the request from.
+
+        .. versionadded:: 0.2
+        """
+        with self._in_use_lock:
+            slot.in_use += 1
+
+        def done() -> None:
+            with self._in_use_lock:
+                slot.in_use -= 1
+                slot.seen = self._clock()
+
+        return done
 
     def _fetch_slowly(self, slot: TenantSlot) -> Answer:
         """A lookup that found no fresh app: a remembered miss, or start or

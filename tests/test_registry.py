@@ -330,6 +330,24 @@ def test_idle_timeout() -> None:
     assert factory.calls == ["a", "b", "a"]
 
 
+def test_an_app_in_use_is_not_idle_until_its_requests_end() -> None:
+    clock = FakeClock()
+    registry = make_registry(idle_timeout=10.0, clock=clock)
+    factory = RecordingFactory()
+    slot = registry.slot("a", factory)
+    registry.fetch(slot)
+    first, second = registry.in_use(slot), registry.in_use(slot)  # two long requests
+    clock.now += 60
+    assert registry.expire() == 0 and list(registry) == ["a"]
+    first()
+    assert registry.expire() == 0  # one is still under way
+    second()  # the last ends: idle from now on
+    clock.now += 9
+    assert registry.expire() == 0
+    clock.now += 1
+    assert registry.expire() == 1 and len(registry) == 0
+
+
 def test_expire_without_lookup() -> None:
     clock = FakeClock()
     registry = make_registry(idle_timeout=1.0, clock=clock)

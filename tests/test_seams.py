@@ -5,6 +5,7 @@ pages, ProxyFix in either place, and idle expiry without traffic."""
 from __future__ import annotations
 
 import gc
+import io
 import logging
 import threading
 import time
@@ -24,6 +25,8 @@ from flask import (
 )
 from werkzeug.exceptions import Forbidden, NotFound
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.test import create_environ
+from werkzeug.wsgi import FileWrapper
 
 from flask_dispatch import Dispatch, tenant_created, tenant_evicted
 
@@ -31,9 +34,10 @@ from .conftest import NamedApp, RecordingFactory, call, make_host_app, run_worke
 from .test_docs_snippets import rst_blocks
 
 if t.TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
-    from _typeshed.wsgi import WSGIApplication
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 
 def raises_abort(name: str) -> WSGIApplication | None:
@@ -495,6 +499,65 @@ def test_idle_tenants_leave_without_traffic() -> None:
     assert reasons == ["idle"]
     with app.app_context():
         assert len(app.extensions["dispatch"].registry) == 0
+
+
+def _streaming(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", [])
+    yield b"first"
+    yield b"last"
+
+
+def _file(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", [])
+    return t.cast("Iterable[bytes]", FileWrapper(io.BytesIO(b"a file")))
+
+
+def _raising(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    raise ValueError("the tenant failed")
+
+
+@pytest.mark.parametrize(
+    ("tenant", "in_use_until_closed"),
+    [
+        pytest.param(_streaming, True, id="streaming-response"),
+        # The server sends the file itself: the app's part is over.
+        pytest.param(_file, False, id="file-wrapper-passed-on-unwrapped"),
+        pytest.param(_raising, False, id="tenant-raises"),
+    ],
+)
+def test_a_tenant_is_not_idle_while_a_request_is_under_way(
+    tenant: WSGIApplication, in_use_until_closed: bool
+) -> None:
+    app = make_host_app(DISPATCH_IDLE_TIMEOUT=0.5)
+    dispatch = Dispatch(app)
+    dispatch.subdomain(lambda name: tenant)
+    environ = create_environ("/", "http://acme.example.com/")
+    environ["wsgi.file_wrapper"] = FileWrapper
+    try:
+        response = app.wsgi_app(environ, no_start_response)
+    except ValueError:
+        response = None
+    else:
+        assert isinstance(response, FileWrapper) is (tenant is _file)
+    with app.app_context():
+        registry = dispatch.registry
+    time.sleep(0.7)  # past the timeout, with the response not closed yet
+    registry.expire()  # as the background sweeps do
+    assert ("acme" in registry) is in_use_until_closed
+    if response is not None:
+        t.cast(t.Any, response).close()
+    if in_use_until_closed:
+        registry.expire()
+        assert "acme" in registry  # idle from the close on
+        time.sleep(0.7)
+        registry.expire()
+        assert "acme" not in registry
+
+
+def no_start_response(
+    status: str, headers: list[tuple[str, str]], exc_info: object = None
+) -> t.Callable[[bytes], object]:
+    return lambda data: None
 
 
 def test_a_tiny_idle_timeout_does_not_keep_a_core_busy() -> None:
