@@ -642,11 +642,12 @@ def _invoker(app: Flask, state: DispatchState) -> t.Callable[[Factory, str], Ans
                 f"The factory of tenant {name!r} returned {answer!r}, which is not a WSGI app."
             )
         flask_app = flask_app_in(answer)
-        if flask_app is not None:
+        if flask_app is not None and flask_app is not app:  # the host app is no tenant
             if state.settings.scope_sessions:
                 # ==, as for registry keys: a bound method is made anew each time.
                 by: By = "path" if factory == state.extension.path_factory else "subdomain"
-                scope_session(flask_app, name, app, by=by)
+                inside = not isinstance(answer, Flask)  # found inside middleware
+                scope_session(flask_app, name, app, by=by, inside=inside)
             name_tenant_in_logs(flask_app)
         return answer
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import typing as t
+import weakref
 from urllib.parse import quote
 
 from flask import Flask, request
@@ -33,6 +34,8 @@ _HOST_PREFIX = "__Host-"
 log = logging.getLogger("flask_dispatch")
 # The session interfaces warned about in this process: once each.
 _warned: set[type] = set()
+# The apps found serving several tenants, warned about once each.
+_shared: weakref.WeakSet[Flask] = weakref.WeakSet()
 
 
 class TenantSessionInterface(SecureCookieSessionInterface):
@@ -70,7 +73,9 @@ class TenantSessionInterface(SecureCookieSessionInterface):
         return request.root_path or "/"
 
 
-def scope_session(tenant_app: Flask, name: str, host_app: Flask, *, by: By) -> None:
+def scope_session(
+    tenant_app: Flask, name: str, host_app: Flask, *, by: By, inside: bool = False
+) -> None:
     """Scope the session of ``tenant_app`` to tenant ``name``, unless the
     tenant has a session interface of its own (see :doc:`/sessions` for the
     rules). Dispatch calls it for each Flask app a factory returns, unless
@@ -82,14 +87,30 @@ def scope_session(tenant_app: Flask, name: str, host_app: Flask, *, by: By) -> N
     :param by: ``"subdomain"`` or ``"path"``: the factory that built it. A
         subdomain tenant and a path tenant of the same name, built by two
         factories, are two tenants.
+    :param inside: the factory returned the app inside middleware. Middleware
+        made per tenant around one shared app is allowed: that app keeps the
+        scoping of its first tenant, which still keeps its cookies from the
+        host app, and a warning says so once.
     :raises RuntimeError: if the app is already scoped to another tenant (a
-        factory returned one app object for two names).
+        factory returned one app object for two names), unless ``inside``.
 
     .. versionadded:: 0.2
     """
     current = tenant_app.session_interface
     if isinstance(current, TenantSessionInterface):
-        if current.tenant != name:
+        if current.tenant != name and inside:
+            if tenant_app not in _shared:
+                _shared.add(tenant_app)
+                log.warning(
+                    "The Flask app %r serves tenants %r and %r (inside middleware made"
+                    " per tenant): its session stays scoped to %r, so these tenants share"
+                    " sessions. Build one app per tenant to keep them apart.",
+                    tenant_app.name,
+                    current.tenant,
+                    name,
+                    current.tenant,
+                )
+        elif current.tenant != name:
             raise RuntimeError(
                 f"The tenant app for {name!r} is already scoped to tenant"
                 f" {current.tenant!r}: a session cannot be bound to both. Return one"

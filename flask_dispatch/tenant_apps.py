@@ -15,8 +15,8 @@ import inspect
 from flask import Flask
 
 #: Attributes that WSGI middleware keeps the app it wraps in: ``app`` in
-#: Werkzeug's middleware (``ProxyFix``, ``SharedDataMiddleware``, ...),
-#: ``application`` in WhiteNoise.
+#: Werkzeug's ``ProxyFix``, ``SharedDataMiddleware`` and
+#: ``DispatcherMiddleware`` (its default app), ``application`` in WhiteNoise.
 WRAPPED_APP_ATTRIBUTES = ("app", "application")
 
 # Middleware stacks are a few layers deep; the bound also ends a cycle.
@@ -24,9 +24,9 @@ _MAX_LAYERS = 16
 
 
 def flask_app_in(tenant: object) -> Flask | None:
-    """The Flask app ``tenant`` is, is the ``wsgi_app`` (or another bound
-    method) of, or wraps through :data:`WRAPPED_APP_ATTRIBUTES`, layer by
-    layer; ``None`` for any other WSGI app.
+    """The Flask app that ``tenant`` is, or is a bound method of (such as
+    its ``wsgi_app``), or wraps in one of :data:`WRAPPED_APP_ATTRIBUTES`,
+    layer by layer; ``None`` for any other WSGI app.
 
     :param tenant: what a tenant factory returned.
 
@@ -35,14 +35,19 @@ def flask_app_in(tenant: object) -> Flask | None:
     for _ in range(_MAX_LAYERS):
         if isinstance(tenant, Flask):
             return tenant
-        if inspect.ismethod(tenant):
-            tenant = tenant.__self__
-            continue
-        for attribute in WRAPPED_APP_ATTRIBUTES:
-            inner = getattr(tenant, attribute, None)
-            if inner is not None:
-                break
-        else:
+        tenant = tenant.__self__ if inspect.ismethod(tenant) else _wrapped(tenant)
+        if tenant is None:
             return None
-        tenant = inner
+    return None
+
+
+def _wrapped(middleware: object) -> object | None:
+    """The app ``middleware`` keeps, if it keeps one where middleware does."""
+    for attribute in WRAPPED_APP_ATTRIBUTES:
+        try:
+            inner: object = getattr(middleware, attribute, None)
+        except Exception:  # a property of a plain WSGI app: no middleware
+            return None
+        if inner is not None:
+            return inner
     return None

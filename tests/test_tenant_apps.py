@@ -9,14 +9,15 @@ import typing as t
 
 import pytest
 from flask import Flask, current_app
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from flask_dispatch import Dispatch, tenant_evicted
 from flask_dispatch.tenant_apps import flask_app_in
 
-from .conftest import WRAPPED_FLASK_APPS, KeptAsApplication, NamedApp, make_host_app
+from .conftest import WRAPPED_FLASK_APPS, KeptAsApplication, NamedApp, call, make_host_app
 
 if t.TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIApplication
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 Wrap = t.Callable[[Flask], "WSGIApplication"]
 
@@ -26,6 +27,29 @@ class Cycle:
 
     def __init__(self) -> None:
         self.app = self
+
+
+class RaisingApp:
+    """A plain WSGI app whose ``app`` property raises (an unbound proxy, say)."""
+
+    @property
+    def app(self) -> object:
+        raise RuntimeError("working outside of context")
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [])
+        return [b"raising"]
+
+
+class WithTenant:
+    """Middleware made per tenant around one shared app."""
+
+    def __init__(self, app: WSGIApplication, name: str) -> None:
+        self.app, self.name = app, name
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> t.Any:
+        environ["tenant"] = self.name
+        return self.app(environ, start_response)
 
 
 @pytest.mark.parametrize("wrap", [pytest.param(lambda app: app, id="itself"), *WRAPPED_FLASK_APPS])
@@ -41,6 +65,7 @@ def test_the_flask_app_is_found_through_the_layers(wrap: Wrap) -> None:
         pytest.param(KeptAsApplication(NamedApp("plain")), id="middleware-around-a-plain-app"),
         pytest.param(NamedApp("plain").__call__, id="method-of-a-plain-app"),
         pytest.param(Cycle(), id="middleware-cycle"),
+        pytest.param(RaisingApp(), id="attribute-that-raises"),
         pytest.param(None, id="none"),
     ],
 )
@@ -81,7 +106,10 @@ def test_links_logs_and_signals_treat_it_as_a_flask_tenant(
     with app.app_context():
         assert dispatch.url_for("acme", "note", note=5) == "http://acme.example.com/notes/5"
         seen: list[object] = []
-        on_evicted = lambda sender, **extra: seen.append(current_app.config.get("TENANT"))  # noqa: E731
+
+        def on_evicted(sender: Flask, **extra: t.Any) -> None:
+            seen.append(current_app.config.get("TENANT"))
+
         with tenant_evicted.connected_to(on_evicted, app):
             dispatch.evict("acme")
     assert seen == ["acme"]  # in the tenant's own app context
@@ -100,3 +128,36 @@ def test_cli_commands_reach_the_flask_app_inside(wrap: Wrap) -> None:
     )
     assert check.exit_code == 0, check.output
     assert "'note' (rule '/notes/<int:note>')" in check.output
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        pytest.param(lambda app, name: WithTenant(app.wsgi_app, name), id="middleware"),
+        pytest.param(lambda app, name: app.wsgi_app, id="its-wsgi-app"),
+    ],
+)
+def test_one_app_inside_per_tenant_middleware_serves_every_tenant(
+    wrap: t.Callable[[Flask, str], WSGIApplication], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Middleware made per tenant around one shared app: not an error, as a
+    # bare app returned for two names is. Its session stays scoped to its
+    # first tenant (not the host app's), and a warning says so once.
+    shared = Flask("shared")
+    shared.secret_key = "k"
+    shared.add_url_rule("/", "index", lambda: "shared")
+    app = make_host_app(SERVER_NAME="example.com", SECRET_KEY="k")
+    Dispatch(app).subdomain(lambda name: wrap(shared, name))
+    client = app.test_client()
+    for name in ("acme", "globex", "initech"):
+        assert client.get(f"http://{name}.example.com/").text == "shared"
+    assert caplog.text.count("serves tenants 'acme' and 'globex'") == 1
+    assert getattr(shared.session_interface, "tenant", None) == "acme"
+
+
+def test_the_host_app_inside_middleware_is_no_tenant() -> None:
+    app = make_host_app()
+    host_interface = app.session_interface
+    Dispatch(app).path(lambda name: ProxyFix(app))
+    assert call(app, "/acme/login").body == "host login"  # the host app, one level down
+    assert app.session_interface is host_interface
