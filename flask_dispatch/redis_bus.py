@@ -68,6 +68,10 @@ BLOCK_MS = 1_000
 #: First and longest wait between reconnection attempts (s). The cap keeps
 #: delivery within a second of Redis coming back.
 BACKOFF = (0.05, 0.5)
+#: At exit, the longest wait (s) for a send under way on another thread: a
+#: process must not hang on a Redis that does. Its own send then waits as
+#: long as the client's ``socket_timeout`` (1 s for a bus made from a URL).
+EXIT_WAIT = 2.0
 
 _StreamId = tuple[int, int]
 #: What XREAD answers (RESP2, bytes): ``[(key, [(entry id, fields), ...])]``.
@@ -166,8 +170,8 @@ class EvictionBus:
         with self._lock:
             self._pending.append(encoded)
             # A burst (a bulk change evicting thousands) is sent in full
-            # while Redis takes it; the bound is for an outage.
-            if not self._healthy and len(self._pending) > MAX_PENDING:
+            # while Redis takes it, up to what the stream keeps anyway.
+            if len(self._pending) > (self._maxlen if self._healthy else MAX_PENDING):
                 self._pending = [None]
         self.ensure_started()
         self._wake.set()
@@ -222,17 +226,22 @@ class EvictionBus:
         if owned:
             self._writer.close()
 
-    def _send_at_exit(self) -> None:
-        """The process is exiting: send what is pending, or say what is lost."""
-        if self._closed:
-            return
+    def _send_at_exit(self, deadline: float) -> None:
+        """The process is exiting: send what is pending, unless that could
+        wait for ever, or say what is lost. Waits until ``deadline``
+        (``time.monotonic()``) at most for a send under way."""
         lost = "other processes may serve those tenants until they are evicted again"
-        # After any send under way, which puts its batch back if it fails;
-        # but not waiting long, as the sender may be stuck on a Redis that hangs.
-        if not self._send_lock.acquire(timeout=2.0):
+        # After any send under way, which puts its batch back if it fails.
+        wait = max(0.0, min(EXIT_WAIT, deadline - time.monotonic()))
+        if not self._send_lock.acquire(timeout=wait):
             self._log.warning("Evictions may be lost at exit: a send to Redis hangs; %s", lost)
             return
         try:
+            if not self._pending:
+                return
+            # A client given without a timeout could hold the exit for ever.
+            if self._writer.connection_pool.connection_kwargs.get("socket_timeout") is None:
+                raise redis.TimeoutError("the Redis client has no socket_timeout to wait for")
             self._send_pending()
         except redis.RedisError as e:
             self._log.warning("%d evictions not sent at exit (%s): %s", len(self._pending), e, lost)
@@ -359,14 +368,21 @@ class EvictionBus:
             self._log.exception("on_evict(%r) failed", name)
 
 
-#: The buses of this process, for the exit hook; a bus dropped leaves it.
+#: The buses of this process, for the exit hook (a bus leaves it once
+#: closed and collected).
 _buses: weakref.WeakSet[EvictionBus] = weakref.WeakSet()
 
 
 @atexit.register
 def _send_pending_at_exit() -> None:
+    deadline = time.monotonic() + 2 * EXIT_WAIT  # for all of them
     for bus in list(_buses):
-        bus._send_at_exit()
+        if bus._closed:  # close() sent what it could, and said so
+            continue
+        try:
+            bus._send_at_exit(deadline)
+        except Exception:  # the next bus still gets its turn
+            bus._log.exception("Sending pending evictions at exit failed")
 
 
 def _parse_id(raw: bytes) -> _StreamId:
