@@ -214,7 +214,7 @@ def _split_url(url: str) -> tuple[str, str, str, str, bool]:
     host = netloc.rpartition("@")[2]  # without any user:password@
     if not host:
         raise click.BadParameter(f"{url!r} has no host.", param_hint="URL")
-    host, idna = unquote(host), False  # a browser decodes "%2E" in a host
+    host, idna = _port_as_sent(unquote(host), scheme), False  # "%2E" is a dot to a browser
     # As a browser sends it; one that IDNA cannot encode is rejected as malformed.
     with contextlib.suppress(UnicodeError):
         if not host.isascii():
@@ -222,6 +222,19 @@ def _split_url(url: str) -> tuple[str, str, str, str, bool]:
     # A browser percent-encodes what a query may not hold as it is.
     query = "".join(c if "!" <= c <= "~" else quote(c) for c in query)
     return scheme, host, unquote_to_bytes(path or "/").decode("latin-1"), query, idna
+
+
+def _port_as_sent(host: str, scheme: str) -> str:
+    """``host`` with its port as a browser sends it: none for an empty port
+    or the scheme's default one, and no leading zeros."""
+    name, colon, port = host.rpartition(":")
+    if not colon or not name or not (port == "" or (port.isascii() and port.isdigit())):
+        return host
+    if name.startswith("[") and not name.endswith("]"):  # a colon of an IPv6 literal
+        return host
+    if port == "" or int(port) == {"http": 80, "https": 443}[scheme]:
+        return name
+    return f"{name}:{int(port)}"
 
 
 def _split_application_root(path: str) -> tuple[str, str]:

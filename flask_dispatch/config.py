@@ -150,7 +150,13 @@ def _domains(value: object, server_name: object) -> tuple[str, ...]:
             return ()
         if not isinstance(server_name, str):
             raise DispatchConfigError("SERVER_NAME must be a string.")
-        if (canonical_host(server_name) or "").startswith("["):
+        host = canonical_host(server_name)
+        if host is None:
+            raise DispatchConfigError(
+                f"SERVER_NAME {server_name!r} is not a host name and port, which"
+                f" {DOMAIN} defaults to: a port is 1 to 65535, without leading zeros."
+            )
+        if host.startswith("["):
             return ()  # an IPv6 address has no subdomains
         value = server_name
     raw = [value] if isinstance(value, str) else value

@@ -91,6 +91,12 @@ class Rules:
     custom_domains: bool = False
     trusted_hosts: tuple[str, ...] | None = None
 
+    def fits_pattern(self, name: str) -> bool:
+        """Whether ``name`` is ASCII and matches :attr:`name_pattern`. Hosts
+        are ASCII, and ``PATH_INFO`` holds a URL's bytes: ``bücher`` is
+        ``bÃ¼cher`` there, a name no tenant should get."""
+        return name.isascii() and self.name_pattern.fullmatch(name) is not None
+
 
 #: The :attr:`~Target.reason` of a bad host, also the description of its 400.
 UNTRUSTED_HOST = "Untrusted Host header."
@@ -227,10 +233,7 @@ class Router:
         if by is None and (rules.subdomain_factory is None) != (rules.path_factory is None):
             by = "path" if rules.subdomain_factory is None else "subdomain"
         return (
-            # Hosts are ASCII, and PATH_INFO holds a URL's bytes: "bücher" is
-            # "bÃ¼cher" there, a name no tenant should get.
-            name.isascii()
-            and rules.name_pattern.fullmatch(name) is not None
+            rules.fits_pattern(name)
             # Reserved names are lowercase; hosts are, paths need not be.
             and name.lower() not in rules.reserved
             and name not in rules.own_subdomains
@@ -289,7 +292,7 @@ class Router:
             return Target(Kind.HOST_APP, reason=f"{name!r} is reserved")
         if name in rules.own_subdomains:
             return Target(Kind.HOST_APP, reason=f"{name!r} is a subdomain of the host app's rules")
-        valid = rules.name_pattern.fullmatch(name) is not None
+        valid = rules.fits_pattern(name)
         if rules.subdomain_factory is None:
             target = Target(Kind.HOST_APP, reason="no subdomain factory is registered")
             if valid:
@@ -307,7 +310,7 @@ class Router:
         ]
         if mounts:
             return self._mount_targets[mounts[0]] if mounts == ["/" + segment] else _SEARCH_MOUNTS
-        if not segment.isascii() or self.rules.name_pattern.fullmatch(segment) is None:
+        if not self.rules.fits_pattern(segment):
             raise _NotRemembered(Target(Kind.HOST_APP))
         if self.rules.path_factory is None:
             return None

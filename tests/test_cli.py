@@ -341,6 +341,18 @@ SUBDOMAIN_ACME = lines(
             id="percent-encoded-host-as-browsers-decode-it",
         ),
         pytest.param(
+            ["http://acme.example.com:/notes/1"],
+            0,
+            SUBDOMAIN_ACME,
+            id="empty-port-that-browsers-drop",
+        ),
+        pytest.param(
+            ["https://acme.example.com:0443/notes/1"],
+            0,
+            SUBDOMAIN_ACME,
+            id="default-port-with-a-leading-zero",
+        ),
+        pytest.param(
             ["http://example.com/login?q=東京 x"],
             0,
             lines(

@@ -64,6 +64,21 @@ def test_domain_defaults_to_server_name_host(server_name: str, domains: tuple[st
     assert app.extensions["dispatch"].settings.domains == domains
 
 
+@pytest.mark.parametrize(
+    "server_name",
+    [
+        pytest.param("example.com:", id="empty-port"),
+        pytest.param("localhost:0", id="port-0"),
+        pytest.param("example.com:05000", id="leading-zero"),
+    ],
+)
+def test_a_server_name_dispatch_cannot_read_is_named_as_such(server_name: str) -> None:
+    app = Flask("host")
+    app.config["SERVER_NAME"] = server_name
+    with pytest.raises(DispatchConfigError, match=f"^SERVER_NAME {server_name!r} is not"):
+        Dispatch(app)
+
+
 def test_a_huge_integer_limit_is_no_limit() -> None:
     app = Flask("host")
     app.config["DISPATCH_MAX_INSTANCES"] = 10**400

@@ -300,6 +300,22 @@ def test_floods_keep_nothing_with_one_kind_of_tenant(
     assert factory.calls == []
 
 
+def test_a_flood_of_segments_other_than_ascii_keeps_nothing() -> None:
+    # With a pattern that allows them, such segments are no tenant's (a
+    # path carries UTF-8 bytes), and are not remembered either.
+    app = make_host_app(DISPATCH_NAME_PATTERN=r"\w+")
+    factory = RecordingFactory()
+    Dispatch(app).path(factory)
+    as_sent = "bücher".encode().decode("latin-1")
+
+    def requests(n: int) -> list[t.Any]:
+        return [call(app, f"/{as_sent}{i}/x") for i in range(n)]
+
+    requests(1)  # every code path has run
+    assert retained(lambda: requests(1000)) < 30_000
+    assert factory.calls == []
+
+
 def test_a_flood_of_valid_names_is_bounded() -> None:
     # Valid names may be tenants, so they reach the factory; what is kept of
     # them is bounded by DISPATCH_MAX_MISSES and the memo size, not by the
