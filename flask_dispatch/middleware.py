@@ -14,13 +14,12 @@ from __future__ import annotations
 import typing as t
 
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound, ServiceUnavailable
-from werkzeug.wsgi import ClosingIterator
 
 from .errors import TenantUnavailable
 from .routing import Kind
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -156,14 +155,48 @@ class DispatchMiddleware:
 def until_closed(
     response: Iterable[bytes], done: t.Callable[[], None], environ: WSGIEnvironment
 ) -> Iterable[bytes]:
-    """``response``, calling ``done`` once the server has closed it. A file
-    the server sends by itself (``wsgi.file_wrapper``, which must reach it
-    unwrapped to be sent that way) is the app's last act: ``done`` at once."""
+    """``response``, calling ``done`` once the server has closed it. The
+    app's part is over once it returned a list (which a server may measure
+    with ``len``) or a file the server sends by itself (``wsgi.file_wrapper``,
+    which must reach it unwrapped to be sent that way): ``done`` at once."""
     file_wrapper = environ.get("wsgi.file_wrapper")
-    if isinstance(file_wrapper, type) and isinstance(response, file_wrapper):
+    if isinstance(response, (list, tuple)) or (
+        isinstance(file_wrapper, type) and isinstance(response, file_wrapper)
+    ):
         done()
         return response
-    return ClosingIterator(response, done)
+    return UntilClosed(response, done)
+
+
+class UntilClosed:
+    """A response that calls ``done`` once: when the server closes it, or
+    when it is collected unclosed (a test client's response, say). The
+    server iterates the tenant's own iterator."""
+
+    __slots__ = ("_done", "response")
+
+    def __init__(self, response: Iterable[bytes], done: t.Callable[[], None]) -> None:
+        self.response = response
+        self._done: t.Callable[[], None] | None = done
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.response)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.response, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._release()
+
+    def __del__(self) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        done, self._done = self._done, None
+        if done is not None:
+            done()
 
 
 E = t.TypeVar("E", bound=BaseException)

@@ -69,8 +69,8 @@ BLOCK_MS = 1_000
 #: delivery within a second of Redis coming back.
 BACKOFF = (0.05, 0.5)
 #: At exit, the longest wait (s) for a send under way on another thread: a
-#: process must not hang on a Redis that does. Its own send then waits as
-#: long as the client's ``socket_timeout`` (1 s for a bus made from a URL).
+#: process must not hang on a Redis that does. Its own send then waits at
+#: most a second, through the connection made from the URL.
 EXIT_WAIT = 2.0
 
 _StreamId = tuple[int, int]
@@ -227,9 +227,9 @@ class EvictionBus:
             self._writer.close()
 
     def _send_at_exit(self, deadline: float) -> None:
-        """The process is exiting: send what is pending, unless that could
-        wait for ever, or say what is lost. Waits until ``deadline``
-        (``time.monotonic()``) at most for a send under way."""
+        """The process is exiting: send what is pending through the bus's own
+        connection (made from a URL), or say what is lost. Waits until
+        ``deadline`` (``time.monotonic()``) at most for a send under way."""
         lost = "other processes may serve those tenants until they are evicted again"
         # After any send under way, which puts its batch back if it fails.
         wait = max(0.0, min(EXIT_WAIT, deadline - time.monotonic()))
@@ -239,9 +239,10 @@ class EvictionBus:
         try:
             if not self._pending:
                 return
-            # A client given without a timeout could hold the exit for ever.
-            if self._writer.connection_pool.connection_kwargs.get("socket_timeout") is None:
-                raise redis.TimeoutError("the Redis client has no socket_timeout to wait for")
+            # A client given may wait and retry without end; the bus's own
+            # writer waits a second, once.
+            if self._reader is self._writer:
+                raise redis.RedisError("a client given to Dispatch is not used at exit")
             self._send_pending()
         except redis.RedisError as e:
             self._log.warning("%d evictions not sent at exit (%s): %s", len(self._pending), e, lost)

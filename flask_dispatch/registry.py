@@ -364,9 +364,12 @@ class TenantRegistry:
 
     def _after_fork(self) -> None:
         """In a forked child: the lock may have been held by a thread that
-        did not survive the fork, and so were the creations."""
+        did not survive the fork, and so were the creations and the
+        requests under way."""
         self._lock = threading.Lock()
         self._in_use_lock = threading.Lock()
+        for slot in list(self._slots.values()):  # the requests are the parent's
+            slot.in_use = 0
         self._creations.clear()
         self._threads.forked()
 
@@ -435,8 +438,8 @@ class TenantRegistry:
 
     def in_use(self, slot: TenantSlot) -> t.Callable[[], None]:
         """Count a request as using the app of ``slot`` until the function
-        returned is called (when its response is closed): an app with a
-        request under way is not idle, however long the request takes.
+        returned is called, once (when its response is closed): an app with
+        a request under way is not idle, however long the request takes.
 
         :param slot: the slot :meth:`fetch` served the request from.
 
@@ -446,9 +449,12 @@ class TenantRegistry:
             slot.in_use += 1
 
         def done() -> None:
+            now = self._clock()
             with self._in_use_lock:
+                # Stamped before the count drops: a sweep in between must not
+                # see the request over and the app unused since it began.
+                slot.seen = now
                 slot.in_use -= 1
-                slot.seen = self._clock()
 
         return done
 

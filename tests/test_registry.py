@@ -348,6 +348,49 @@ def test_an_app_in_use_is_not_idle_until_its_requests_end() -> None:
     assert registry.expire() == 1 and len(registry) == 0
 
 
+class SweepingClock(FakeClock):
+    """A clock that runs a sweep when it is read while armed: as the
+    background thread may, at any moment."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sweep: t.Callable[[], object] | None = None
+
+    def __call__(self) -> float:
+        sweep, self.sweep = self.sweep, None
+        if sweep is not None:
+            sweep()
+        return self.now
+
+
+def test_a_sweep_as_a_long_request_ends_keeps_the_app() -> None:
+    clock = SweepingClock()
+    registry = make_registry(idle_timeout=10.0, clock=clock)
+    slot = registry.slot("a", RecordingFactory())
+    registry.fetch(slot)
+    done = registry.in_use(slot)
+    clock.now += 60  # a long request
+    clock.sweep = registry.expire  # at the moment it ends
+    done()
+    assert list(registry) == ["a"]
+
+
+def test_a_forked_child_does_not_inherit_requests_under_way() -> None:
+    clock = FakeClock()
+    registry = make_registry(idle_timeout=10.0, clock=clock)
+    slot = registry.slot("a", RecordingFactory())
+    registry.fetch(slot)
+    registry.in_use(slot)  # the parent's request, under way at the fork
+
+    def in_child() -> list[str]:
+        clock.now += 60
+        registry.expire()
+        return list(registry)
+
+    assert in_forked_child(in_child)[0] == []
+    assert registry.expire() == 0  # the parent's request is still under way
+
+
 def test_expire_without_lookup() -> None:
     clock = FakeClock()
     registry = make_registry(idle_timeout=1.0, clock=clock)

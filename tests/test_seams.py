@@ -34,7 +34,7 @@ from .conftest import NamedApp, RecordingFactory, call, make_host_app, run_worke
 from .test_docs_snippets import rst_blocks
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from pathlib import Path
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -552,6 +552,74 @@ def test_a_tenant_is_not_idle_while_a_request_is_under_way(
         time.sleep(0.7)
         registry.expire()
         assert "acme" not in registry
+
+
+class ClosingTwice:
+    """A tenant's response with a ``close`` of its own, which may raise."""
+
+    def __init__(self, raises: bool) -> None:
+        self.raises = raises
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter([b"body"])
+
+    def close(self) -> None:
+        if self.raises:
+            raise OSError("the response's own close failed")
+
+
+@pytest.mark.parametrize(
+    "finish",
+    [
+        pytest.param("close-twice", id="closed-twice"),
+        pytest.param("close-raises", id="its-own-close-raises"),
+        pytest.param("drop", id="never-closed-then-collected"),
+    ],
+)
+def test_a_request_ends_its_use_once_however_its_response_ends(finish: str) -> None:
+    # A count off by one would keep the tenant in use for ever, or let it go
+    # under the next request.
+    app = make_host_app(DISPATCH_IDLE_TIMEOUT=0.3)
+    dispatch = Dispatch(app)
+    dispatch.subdomain(lambda name: lambda environ, sr: ClosingTwice(finish == "close-raises"))
+    with app.app_context():
+        registry = dispatch.registry
+    environ = create_environ("/", "http://acme.example.com/")
+    response: t.Any = app.wsgi_app(environ, no_start_response)
+    assert b"".join(response) == b"body"
+    if finish == "close-twice":
+        response.close()
+        response.close()
+    elif finish == "close-raises":
+        with pytest.raises(OSError, match="own close failed"):
+            response.close()
+    del response
+    gc.collect()
+    # A second request under way: the first one's end must not end it too.
+    second: t.Any = app.wsgi_app(create_environ("/", "http://acme.example.com/"), no_start_response)
+    time.sleep(0.5)
+    registry.expire()
+    assert "acme" in registry
+    try:
+        second.close()
+    except OSError:
+        assert finish == "close-raises"
+    time.sleep(0.5)
+    registry.expire()
+    assert "acme" not in registry
+
+
+def test_a_list_response_keeps_its_length_and_is_over_at_once() -> None:
+    # A server may send Content-Length from len() of a list.
+    app = make_host_app(DISPATCH_IDLE_TIMEOUT=0.3)
+    dispatch = Dispatch(app)
+    dispatch.subdomain(lambda name: lambda environ, start_response: [b"hello"])
+    response = app.wsgi_app(create_environ("/", "http://acme.example.com/"), no_start_response)
+    assert response == [b"hello"]
+    time.sleep(0.5)
+    with app.app_context():
+        dispatch.registry.expire()
+        assert "acme" not in dispatch.registry
 
 
 def no_start_response(

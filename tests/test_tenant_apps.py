@@ -151,7 +151,8 @@ def test_one_app_inside_per_tenant_middleware_serves_every_tenant(
     client = app.test_client()
     for name in ("acme", "globex", "initech"):
         assert client.get(f"http://{name}.example.com/").text == "shared"
-    assert caplog.text.count("serves tenants 'acme' and 'globex'") == 1
+    assert caplog.text.count("serves tenants") == 1
+    assert "serves tenants 'acme' and 'globex'" in caplog.text
     assert getattr(shared.session_interface, "tenant", None) == "acme"
 
 
