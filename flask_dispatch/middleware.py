@@ -177,7 +177,7 @@ class UntilClosed:
 
     def __init__(self, response: Iterable[bytes], done: t.Callable[[], None]) -> None:
         self.response = response
-        self._done: t.Callable[[], None] | None = done
+        self._done = [done]  # popped once, by whichever thread gets there first
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.response)
@@ -194,9 +194,11 @@ class UntilClosed:
         self._release()
 
     def _release(self) -> None:
-        done, self._done = self._done, None
-        if done is not None:
-            done()
+        try:
+            done = self._done.pop()
+        except IndexError:
+            return
+        done()
 
 
 E = t.TypeVar("E", bound=BaseException)

@@ -70,8 +70,14 @@ BLOCK_MS = 1_000
 BACKOFF = (0.05, 0.5)
 #: At exit, the longest wait (s) for a send under way on another thread: a
 #: process must not hang on a Redis that does. Its own send then waits at
-#: most a second, through the connection made from the URL.
+#: most a second, once.
 EXIT_WAIT = 2.0
+# Connection options for a send that must not hold a process up.
+_ONE_SECOND_ONCE: dict[str, t.Any] = {
+    "socket_timeout": 1.0,
+    "socket_connect_timeout": 1.0,
+    "retry": Retry(NoBackoff(), 0),
+}
 
 _StreamId = tuple[int, int]
 #: What XREAD answers (RESP2, bytes): ``[(key, [(entry id, fields), ...])]``.
@@ -227,40 +233,48 @@ class EvictionBus:
             self._writer.close()
 
     def _send_at_exit(self, deadline: float) -> None:
-        """The process is exiting: send what is pending through the bus's own
-        connection (made from a URL), or say what is lost. Waits until
-        ``deadline`` (``time.monotonic()``) at most for a send under way."""
+        """The process is exiting: send what is pending, waiting at most a
+        second for Redis, or say what is lost. Nothing is sent once
+        ``deadline`` (``time.monotonic()``) has passed."""
         lost = "other processes may serve those tenants until they are evicted again"
         # After any send under way, which puts its batch back if it fails.
-        wait = max(0.0, min(EXIT_WAIT, deadline - time.monotonic()))
-        if not self._send_lock.acquire(timeout=wait):
+        wait = min(EXIT_WAIT, deadline - time.monotonic())
+        if wait <= 0 or not self._send_lock.acquire(timeout=wait):
             self._log.warning("Evictions may be lost at exit: a send to Redis hangs; %s", lost)
             return
         try:
-            if not self._pending:
-                return
-            # A client given may wait and retry without end; the bus's own
-            # writer waits a second, once.
-            if self._reader is self._writer:
-                raise redis.RedisError("a client given to Dispatch is not used at exit")
-            self._send_pending()
+            if self._pending:
+                self._send_pending(self._exit_writer())
         except redis.RedisError as e:
             self._log.warning("%d evictions not sent at exit (%s): %s", len(self._pending), e, lost)
         finally:
             self._send_lock.release()
 
+    def _exit_writer(self) -> redis.Redis:
+        """The bus's own writer (it waits a second, once), or one like it to
+        the Redis of a client given, which may wait and retry for minutes."""
+        if self._writer is not self._reader:
+            return self._writer
+        pool = self._writer.connection_pool
+        if type(pool) not in (redis.ConnectionPool, redis.BlockingConnectionPool):
+            raise redis.RedisError(f"a client with a {type(pool).__name__} is not used at exit")
+        options = {**pool.connection_kwargs, **_ONE_SECOND_ONCE}
+        return redis.Redis(
+            connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **options)
+        )
+
     def _flush(self) -> None:
         with self._send_lock:
-            self._send_pending()
+            self._send_pending(self._writer)
 
-    def _send_pending(self) -> None:
-        """Send what is pending; call with the send lock held."""
+    def _send_pending(self, writer: redis.Redis) -> None:
+        """Send what is pending through ``writer``; call with the send lock held."""
         with self._lock:
             batch, self._pending = self._pending, []
         if not batch:
             return
         try:
-            with self._writer.pipeline(transaction=False) as pipe:
+            with writer.pipeline(transaction=False) as pipe:
                 for name in batch:
                     fields: dict[FieldT, EncodableT] = {b"origin": self._origin}
                     fields.update({b"all": b"1"} if name is None else {b"name": name})

@@ -447,8 +447,11 @@ class TenantRegistry:
         """
         with self._in_use_lock:
             slot.in_use += 1
+        pid = os.getpid()
 
         def done() -> None:
+            if os.getpid() != pid:  # a forked child: the request is the parent's
+                return
             now = self._clock()
             with self._in_use_lock:
                 # Stamped before the count drops: a sweep in between must not

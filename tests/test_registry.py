@@ -380,9 +380,10 @@ def test_a_forked_child_does_not_inherit_requests_under_way() -> None:
     registry = make_registry(idle_timeout=10.0, clock=clock)
     slot = registry.slot("a", RecordingFactory())
     registry.fetch(slot)
-    registry.in_use(slot)  # the parent's request, under way at the fork
+    done = registry.in_use(slot)  # the parent's request, under way at the fork
 
     def in_child() -> list[str]:
+        done()  # the child's copy of the response, closed there: no count below 0
         clock.now += 60
         registry.expire()
         return list(registry)
