@@ -554,7 +554,7 @@ def evict_command(name: str | None, all_tenants: bool) -> None:
         bus.close()  # sends what is pending, if Redis is reachable
     if bus.pending:
         raise click.ClickException(
-            f"Redis is unreachable: the eviction of {what} was not sent, and no other"
+            f"Redis is unreachable ({bus.where}): the eviction of {what} was not sent, and no other"
             " process was told."
         )
     # Where it went, so that a wrong database or prefix shows.

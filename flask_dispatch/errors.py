@@ -53,7 +53,8 @@ class TenantRecursionError(TenantError, RuntimeError):
 
 
 class TenantFactoryError(TenantError):
-    """The factory of the tenant raised. Its exception is the ``__cause__``."""
+    """The factory of the tenant, or a ``tenant_created`` receiver, raised.
+    Its exception is the ``__cause__``, with a note that says which."""
 
     def __init__(self, name: str) -> None:
-        super().__init__(name, f"The factory for tenant {name!r} failed.")
+        super().__init__(name, f"Creating tenant {name!r} failed.")

@@ -666,7 +666,11 @@ def _is_miss(answer: Answer) -> bool:
 
 def _send_created(app: Flask, name: str, tenant: WSGIApplication) -> None:
     with app.app_context():
-        tenant_created.send(app, name=name, tenant_app=tenant)
+        try:
+            tenant_created.send(app, name=name, tenant_app=tenant)
+        except Exception as e:
+            e.add_note(f"flask_dispatch: raised by a tenant_created receiver for tenant {name!r}")
+            raise
 
 
 def _send_evicted(app: Flask, name: str, tenant: WSGIApplication, reason: EvictReason) -> None:

@@ -162,8 +162,8 @@ class TenantClient(FlaskClient):
         :raises NotImplementedError: always.
         """
         raise NotImplementedError(
-            f"session_transaction() would open the host app's session, not tenant"
-            f" {self.tenant!r}'s. Log in through the tenant's own views instead."
+            f"session_transaction() would open the host app's session, not the session"
+            f" of tenant {self.tenant!r}. Log in through the tenant's own views instead."
         )
         yield  # pragma: no cover (makes this a generator, like the method it replaces)
 
@@ -246,10 +246,12 @@ def _make_client(app: Flask, name: str, by: By) -> TenantClient:
     host = None
     if by == "subdomain":
         if not state.settings.domains:
+            # A subdomain factory needs a domain, so there is none either.
             raise DispatchConfigError(
                 f"tenant_client({name!r}, by='subdomain') needs DISPATCH_DOMAIN"
                 " (or SERVER_NAME) to be set, e.g."
-                " app.config['DISPATCH_DOMAIN'] = 'example.com'."
+                " app.config['DISPATCH_DOMAIN'] = 'example.com', and a subdomain"
+                " factory; for a path tenant, use by='path'."
             )
         # With SERVER_NAME's port, as app.test_client() and tenant_url() have it.
         port = _port(app.config.get("SERVER_NAME") or "")

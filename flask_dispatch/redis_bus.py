@@ -222,7 +222,7 @@ class EvictionBus:
         try:
             self._flush()
         except redis.RedisError as e:
-            self._log.warning("%d evictions not sent: %s", len(self._pending), e)
+            self._log.warning("Evictions not sent: %d (%s)", len(self._pending), e)
         owned = self._reader is not self._writer
         deadline = time.monotonic() + BLOCK_MS / 1000 + 1
         while self._thread is not None and self._thread.is_alive() and time.monotonic() < deadline:
@@ -246,7 +246,9 @@ class EvictionBus:
             if self._pending:
                 self._send_pending(self._exit_writer())
         except redis.RedisError as e:
-            self._log.warning("%d evictions not sent at exit (%s): %s", len(self._pending), e, lost)
+            self._log.warning(
+                "Evictions not sent at exit: %d (%s); %s", len(self._pending), e, lost
+            )
         finally:
             self._send_lock.release()
 

@@ -1094,7 +1094,8 @@ class TestEvictThroughRedis:
         result = invoke(app, "evict", "acme")
         assert result.exit_code == 1
         assert (
-            "Error: Redis is unreachable: the eviction of tenant 'acme' was not sent,"
+            f"Error: Redis is unreachable (127.0.0.1:{redis_server.port}/0): the eviction"
+            " of tenant 'acme' was not sent,"
             " and no other process was told.\n"
         ) in result.output
 

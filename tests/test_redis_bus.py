@@ -363,7 +363,7 @@ def silent_server(port: int) -> Iterator[None]:
             connection.close()
 
 
-NOT_SENT = "WARNING 1 evictions not sent at exit"
+NOT_SENT = "WARNING Evictions not sent at exit: 1"
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.test import create_environ
 from werkzeug.wsgi import FileWrapper
 
-from flask_dispatch import Dispatch, tenant_created, tenant_evicted
+from flask_dispatch import Dispatch, TenantFactoryError, tenant_created, tenant_evicted
 
 from .conftest import NamedApp, RecordingFactory, call, make_host_app, run_workers, wait_for
 from .test_docs_snippets import rst_blocks
@@ -231,6 +231,26 @@ def test_quickstart_dispose_receiver_with_flask_sqlalchemy(
         tenant_evicted.disconnect(namespace["close_tenant"])
     assert closed == ["a", "proxied"]
     assert "receiver failed" not in caplog.text
+
+
+def test_a_tenant_created_receiver_that_raises_fails_the_creation_and_says_so() -> None:
+    app = make_host_app(TESTING=True)
+    dispatch = Dispatch(app)
+    factory = RecordingFactory()
+    dispatch.subdomain(factory)
+
+    def refuse(sender: Flask, name: str, **extra: t.Any) -> None:
+        raise ValueError("no quota left")
+
+    with tenant_created.connected_to(refuse, app), pytest.raises(TenantFactoryError) as caught:
+        call(app, host="acme.example.com")
+    assert str(caught.value) == "Creating tenant 'acme' failed."
+    cause = caught.value.__cause__
+    assert isinstance(cause, ValueError)
+    assert cause.__notes__ == [
+        "flask_dispatch: raised by a tenant_created receiver for tenant 'acme'"
+    ]
+    assert factory.calls == ["acme"]
 
 
 def test_every_tenant_evicted_receiver_runs_when_one_fails(
