@@ -109,7 +109,7 @@ def check_command(url: str, build: bool, method: str) -> None:
         details += [("why", target.reason)] if target.reason else []
         segment = split_first_segment(path)[0]
         if segment and router.rules.path_factory is not None:
-            problem = _name_problem(router, segment, Kind.PATH)
+            problem = router.name_problem(segment, Kind.PATH)
             details += [("not a path tenant", problem)] if problem else []
         details.append(_match(current_app, environ))
     else:
@@ -332,46 +332,12 @@ def _factory(state: DispatchState, by: str | None) -> tuple[Kind, Factory]:
     return (Kind.SUBDOMAIN if by == "subdomain" else Kind.PATH), factory
 
 
-def _name_problem(router: Router, name: str, kind: Kind) -> str | None:
-    """Why requests never reach tenant ``name`` of this ``kind``, or
-    ``None`` if they do: the router decides; this puts it in words."""
-    rules = router.rules
-    if not name.isascii():
-        return "tenant names are ASCII (a URL carries other characters percent-encoded)"
-    if rules.name_pattern.fullmatch(name) is None:
-        return "it does not match the tenant name pattern (DISPATCH_NAME_PATTERN)"
-    if name in rules.reserved:
-        return "it is reserved (DISPATCH_RESERVED)"
-    if kind is Kind.SUBDOMAIN:  # under every dispatch domain
-        for domain in rules.domains:
-            host = f"{name}.{domain}"
-            target = router.route(host, "/")
-            if target.kind is not kind:
-                break
-            if target.name != name:
-                return f"{host} is tenant {target.name!r} under {host[len(target.name) + 1 :]}"
-        else:
-            return None
-    else:  # on whichever host the host app is served
-        target = router.route_path(f"/{name}/")
-        if target.kind is kind and target.name == name:
-            return None
-    if kind is Kind.PATH:
-        if name in rules.own_segments:
-            return "it is the first segment of one of the host app's URL rules"
-        if name in rules.own_subdomains:
-            return "it is the subdomain of one of the host app's URL rules"
-        if any(m == f"/{name}" or m.startswith(f"/{name}/") for m in rules.mounts):
-            return f"mounts take the URLs under '/{name}'"
-    return target.reason or f"its requests go to the {target.kind.value}"
-
-
 @contextlib.contextmanager
 def _flask_tenant(state: DispatchState, name: str, by: str | None, needs: str) -> Iterator[Flask]:
     """Flask tenant ``name``, built for the ``with`` block, or fail with a
     message (exit status 1)."""
     kind, factory = _factory(state, by)
-    problem = _name_problem(state.current_router(), name, kind)
+    problem = state.current_router().name_problem(name, kind)
     if problem is not None:
         raise click.ClickException(f"{name!r} cannot be a {kind.value}: {problem}.")
     with _built(state, name, factory) as (app, why, error):

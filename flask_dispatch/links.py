@@ -17,6 +17,7 @@ from werkzeug.local import LocalProxy
 
 from .hosts import canonical_host
 from .middleware import TENANT_KEY
+from .routing import Kind
 from .tenant_apps import flask_app_in
 
 if t.TYPE_CHECKING:
@@ -48,8 +49,11 @@ def tenant_url(
 ) -> str:
     """See :meth:`.Dispatch.tenant_url`."""
     by, _ = tenant_factory(state, by)
-    if not state.current_router().is_tenant_name(name, by):
-        raise ValueError(f"{name!r} is not a tenant name.")
+    router = state.current_router()
+    if not router.is_tenant_name(name, by):
+        kind = Kind.SUBDOMAIN if by == "subdomain" else Kind.PATH
+        problem = router.name_problem(name, kind) or "it is not free for a tenant"
+        raise ValueError(f"{name!r} cannot be a {kind.value}: {problem}.")
     if not path.startswith("/"):
         path = "/" + path
     scheme, host, root = _site(state)

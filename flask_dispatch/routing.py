@@ -244,6 +244,43 @@ class Router:
             and (by == "path" or self._reached_by_host(name))
         )
 
+    def name_problem(self, name: str, kind: Kind) -> str | None:
+        """Why requests never reach tenant ``name`` of this ``kind``, in
+        words, or ``None`` if they do.
+
+        :param name: a candidate tenant name.
+        :param kind: :attr:`Kind.SUBDOMAIN` or :attr:`Kind.PATH`.
+        """
+        rules = self.rules
+        if not name.isascii():
+            return "tenant names are ASCII (a URL carries other characters percent-encoded)"
+        if rules.name_pattern.fullmatch(name) is None:
+            return "it does not match the tenant name pattern (DISPATCH_NAME_PATTERN)"
+        if name in rules.reserved:
+            return "it is reserved (DISPATCH_RESERVED)"
+        if kind is Kind.SUBDOMAIN:  # under every dispatch domain
+            for domain in rules.domains:
+                host = f"{name}.{domain}"
+                target = self.route(host, "/")
+                if target.kind is not kind:
+                    break
+                if target.name != name:
+                    return f"{host} is tenant {target.name!r} under {host[len(target.name) + 1 :]}"
+            else:
+                return None
+        else:  # on whichever host the host app is served
+            target = self.route_path(f"/{name}/")
+            if target.kind is kind and target.name == name:
+                return None
+        if kind is Kind.PATH:
+            if name in rules.own_segments:
+                return "it is the first segment of one of the host app's URL rules"
+            if name in rules.own_subdomains:
+                return "it is the subdomain of one of the host app's URL rules"
+            if any(m == f"/{name}" or m.startswith(f"/{name}/") for m in rules.mounts):
+                return f"mounts take the URLs under '/{name}'"
+        return target.reason or f"its requests go to the {target.kind.value}"
+
     def _reached_by_host(self, name: str) -> bool:
         """Whether requests reach subdomain tenant ``name`` under every
         dispatch domain: hosts come lowercased, with labels of at most 63
