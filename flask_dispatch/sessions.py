@@ -73,6 +73,28 @@ class TenantSessionInterface(SecureCookieSessionInterface):
         return request.root_path or "/"
 
 
+def _scoped_already(tenant_app: Flask, first: str, name: str, inside: bool) -> None:
+    """The app returned for tenant ``name`` is scoped to tenant ``first``:
+    an error for a bare app, a warning once for one inside middleware."""
+    if not inside:
+        raise RuntimeError(
+            f"The tenant app for {name!r} is already scoped to tenant {first!r}: a"
+            " session cannot be bound to both. Return one app per tenant, give the app"
+            " its own session_interface, or set DISPATCH_SCOPE_SESSIONS = False."
+        )
+    if tenant_app not in _shared:
+        _shared.add(tenant_app)
+        log.warning(
+            "The Flask app %r serves tenants %r and %r (inside middleware made per"
+            " tenant): its session stays scoped to %r, so these tenants share sessions."
+            " Build one app per tenant to keep them apart.",
+            tenant_app.name,
+            first,
+            name,
+            first,
+        )
+
+
 def scope_session(
     tenant_app: Flask, name: str, host_app: Flask, *, by: By, inside: bool = False
 ) -> None:
@@ -98,26 +120,9 @@ def scope_session(
     """
     current = tenant_app.session_interface
     if isinstance(current, TenantSessionInterface):
-        if current.tenant != name and inside:
-            if tenant_app not in _shared:
-                _shared.add(tenant_app)
-                log.warning(
-                    "The Flask app %r serves tenants %r and %r (inside middleware made"
-                    " per tenant): its session stays scoped to %r, so these tenants share"
-                    " sessions. Build one app per tenant to keep them apart.",
-                    tenant_app.name,
-                    current.tenant,
-                    name,
-                    current.tenant,
-                )
-        elif current.tenant != name:
-            raise RuntimeError(
-                f"The tenant app for {name!r} is already scoped to tenant"
-                f" {current.tenant!r}: a session cannot be bound to both. Return one"
-                " app per tenant, give the app its own session_interface, or set"
-                " DISPATCH_SCOPE_SESSIONS = False."
-            )
-        return  # the factory returned an app it had built before
+        if current.tenant != name:  # else the factory returned an app it had built before
+            _scoped_already(tenant_app, current.tenant, name, inside)
+        return
     if current is not Flask.session_interface:
         # The tenant's own sessions: left alone. Flask's own cookie session,
         # assigned, is how a tenant opts out; any other (server-side ones,
