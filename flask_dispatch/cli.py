@@ -25,6 +25,7 @@ from werkzeug.routing import RequestRedirect
 from werkzeug.test import create_environ
 
 from .config import DispatchConfigError
+from .errors import CREATED_RECEIVER_NOTE
 from .hosts import MalformedHost, parse_host
 from .links import tenant_factory
 from .paths import split_first_segment
@@ -297,7 +298,13 @@ def _built(state: DispatchState, name: str, factory: Factory) -> Iterator[_Built
         try:
             answer = stack.enter_context(state.build_once(name, factory))
         except Exception as e:
-            yield None, f"the factory raised {_describe(e)}", e
+            notes = getattr(e, "__notes__", [])
+            who = (
+                "a tenant_created receiver"
+                if any(str(note).startswith(CREATED_RECEIVER_NOTE) for note in notes)
+                else "the factory"
+            )
+            yield None, f"{who} raised {_describe(e)}", e
             return
         if answer is None:
             yield None, _NONE, None

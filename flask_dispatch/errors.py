@@ -52,6 +52,11 @@ class TenantRecursionError(TenantError, RuntimeError):
         )
 
 
+#: The start of the note on an exception a ``tenant_created`` receiver
+#: raised (the tenant's name follows).
+CREATED_RECEIVER_NOTE = "flask_dispatch: raised by a tenant_created receiver for tenant"
+
+
 class TenantFactoryError(TenantError):
     """The factory of the tenant, or a ``tenant_created`` receiver, raised.
     Its exception is the ``__cause__``, with a note that says which."""

@@ -26,6 +26,7 @@ from . import config, links
 from .cli import dispatch_cli
 from .config import DispatchConfigError, DispatchSettings
 from .domains import DomainAnswers, Resolver
+from .errors import CREATED_RECEIVER_NOTE
 from .forks import renew_in_child
 from .logs import name_tenant_in_logs
 from .middleware import ERROR_KEY, DispatchMiddleware, fresh_copy
@@ -669,7 +670,7 @@ def _send_created(app: Flask, name: str, tenant: WSGIApplication) -> None:
         try:
             tenant_created.send(app, name=name, tenant_app=tenant)
         except Exception as e:
-            e.add_note(f"flask_dispatch: raised by a tenant_created receiver for tenant {name!r}")
+            e.add_note(f"{CREATED_RECEIVER_NOTE} {name!r}")
             raise
 
 

@@ -69,8 +69,8 @@ BLOCK_MS = 1_000
 #: delivery within a second of Redis coming back.
 BACKOFF = (0.05, 0.5)
 #: At exit, the longest wait (s) for a send under way on another thread: a
-#: process must not hang on a Redis that does. Its own send then waits at
-#: most a second, once.
+#: process must not hang on a Redis that does. In its own send, each
+#: exchange with Redis then waits a second at most, once.
 EXIT_WAIT = 2.0
 # Connection options for a send that must not hold a process up.
 _ONE_SECOND_ONCE: dict[str, t.Any] = {
@@ -244,7 +244,12 @@ class EvictionBus:
             return
         try:
             if self._pending:
-                self._send_pending(self._exit_writer())
+                writer = self._exit_writer()
+                try:
+                    self._send_pending(writer)
+                finally:
+                    if writer is not self._writer:
+                        writer.connection_pool.disconnect()
         except redis.RedisError as e:
             self._log.warning(
                 "Evictions not sent at exit: %d (%s); %s", len(self._pending), e, lost
@@ -253,11 +258,12 @@ class EvictionBus:
             self._send_lock.release()
 
     def _exit_writer(self) -> redis.Redis:
-        """The bus's own writer (it waits a second, once), or one like it to
-        the Redis of a client given, which may wait and retry for minutes."""
+        """The bus's own writer (each exchange waits a second at most, once),
+        or one like it to the Redis of a client given, which may wait and
+        retry for minutes."""
         if self._writer is not self._reader:
             return self._writer
-        pool = self._writer.connection_pool
+        pool: t.Any = getattr(self._writer, "connection_pool", None)
         if type(pool) not in (redis.ConnectionPool, redis.BlockingConnectionPool):
             raise redis.RedisError(f"a client with a {type(pool).__name__} is not used at exit")
         options = {**pool.connection_kwargs, **_ONE_SECOND_ONCE}

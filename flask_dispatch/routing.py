@@ -256,7 +256,7 @@ class Router:
             return "tenant names are ASCII (a URL carries other characters percent-encoded)"
         if rules.name_pattern.fullmatch(name) is None:
             return "it does not match the tenant name pattern (DISPATCH_NAME_PATTERN)"
-        if name in rules.reserved:
+        if name.lower() in rules.reserved:
             return "it is reserved (DISPATCH_RESERVED)"
         if kind is Kind.SUBDOMAIN:  # under every dispatch domain
             for domain in rules.domains:
@@ -279,7 +279,7 @@ class Router:
                 return "it is the subdomain of one of the host app's URL rules"
             if any(m == f"/{name}" or m.startswith(f"/{name}/") for m in rules.mounts):
                 return f"mounts take the URLs under '/{name}'"
-        return target.reason or f"its requests go to the {target.kind.value}"
+        return target.reason.rstrip(".") or f"its requests go to the {target.kind.value}"
 
     def _reached_by_host(self, name: str) -> bool:
         """Whether requests reach subdomain tenant ``name`` under every

@@ -20,7 +20,7 @@ import pytest
 from flask import Flask, current_app
 from werkzeug.exceptions import Gone
 
-from flask_dispatch import Dispatch, tenant_evicted
+from flask_dispatch import Dispatch, tenant_created, tenant_evicted
 from flask_dispatch.cli import dispatch_cli
 
 from .conftest import NamedApp, RecordingFactory, make_host_app, wait_for
@@ -577,6 +577,33 @@ def test_check_build(app: Flask, url: str, status: int, details: str, built_by: 
     sub, path = factories(app)
     assert len((sub if built_by == "subdomain" else path).calls) == 1
     assert (path if built_by == "subdomain" else sub).calls == []
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        pytest.param(
+            ["check", "--build", "http://acme.example.com/"],
+            "  not built:   a tenant_created receiver raised ValueError: no quota left\n",
+            id="check",
+        ),
+        pytest.param(
+            ["routes", "acme"],
+            "Error: Tenant 'acme': a tenant_created receiver raised ValueError: no quota left.\n",
+            id="routes",
+        ),
+    ],
+)
+def test_a_tenant_created_receiver_that_raises_is_named(
+    app: Flask, args: list[str], line: str
+) -> None:
+    def refuse(sender: Flask, name: str, **extra: t.Any) -> None:
+        raise ValueError("no quota left")
+
+    with tenant_created.connected_to(refuse, app):
+        result = app.test_cli_runner().invoke(args=["dispatch", *args])
+    assert result.exit_code == 1
+    assert line in result.output
 
 
 def test_check_build_shows_the_factory_traceback(app: Flask) -> None:

@@ -325,6 +325,32 @@ def test_tenant_url_errors(name: str, kwargs: dict[str, t.Any], error: str) -> N
         dispatch.tenant_url(name, **kwargs)
 
 
+@pytest.mark.parametrize(
+    ("name", "by", "error"),
+    [
+        pytest.param(
+            "WWW",
+            "path",
+            "'WWW' cannot be a path tenant: it is reserved (DISPATCH_RESERVED).",
+            id="reserved-in-capitals",
+        ),
+        pytest.param(
+            "a..b",
+            "subdomain",
+            "'a..b' cannot be a subdomain tenant: Malformed Host header.",
+            id="reason-ending-in-a-full-stop",
+        ),
+    ],
+)
+def test_tenant_url_names_the_reason_under_a_wider_pattern(name: str, by: str, error: str) -> None:
+    app = make_host_app(DISPATCH_NAME_PATTERN=r"[A-Za-z0-9][A-Za-z0-9.]*")
+    dispatch = Dispatch(app)
+    dispatch.subdomain(flask_tenant)
+    dispatch.path(flask_tenant)
+    with app.test_request_context("/"), pytest.raises(ValueError, match=f"^{re.escape(error)}$"):
+        dispatch.tenant_url(name, by=by)  # type: ignore[arg-type]
+
+
 def test_url_for_builds_through_the_tenants_url_map() -> None:
     app = make_host_app()
     dispatch = Dispatch(app)
