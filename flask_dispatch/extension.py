@@ -106,13 +106,14 @@ class DispatchState:
         renew_in_child(self._after_fork)
 
     def _after_fork(self) -> None:
-        """Tenants built before a fork (a ``--preload`` warm-up) are held by
-        the child too: its background work must run without waiting for a
-        creation. The lock may have been held by a thread that did not
-        survive the fork."""
+        """In a forked child, the router is built again at its first
+        request, which starts its background work if it holds tenants (a
+        ``--preload`` warm-up). A child that serves no request (one that a
+        tenant's code forked, say) sweeps, listens and announces nothing:
+        its copies of the tenants are the parent's. The lock may have been
+        held by a thread that did not survive the fork."""
         self._lock = threading.Lock()
-        if len(self.registry):
-            self.start_background()
+        self.middleware.router = None
 
     def _registry(self, app: Flask) -> TenantRegistry:
         settings = self.settings
@@ -189,7 +190,10 @@ class DispatchState:
                 self.domains = self._domain_answers(router)
                 # Published last: requests that see it see its domains too.
                 self.middleware.router = router
-            return self.middleware.router
+            router = self.middleware.router
+        if len(self.registry):  # tenants held since before a fork
+            self.start_background()
+        return router
 
     def _domain_answers(self, router: Router) -> DomainAnswers | None:
         resolver = self.extension.domain_resolver
@@ -281,10 +285,10 @@ class DispatchState:
     def start_background(self) -> None:
         """Start this process's background work: the Redis listener, and the
         thread that drops idle and aged tenants without waiting for traffic.
-        Called at each factory call and custom domain resolver call, and
-        after a fork in a child that holds tenants, so both run in the
-        processes that hold tenants or domain answers (a reloader parent
-        never does)."""
+        Called at each factory call and custom domain resolver call, and at
+        the first request of a forked child that holds tenants, so both run
+        in the processes that serve and hold tenants or domain answers (a
+        reloader parent never does)."""
         if self.bus is not None:
             self.bus.ensure_started()
         settings = self.settings

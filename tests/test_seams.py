@@ -681,28 +681,47 @@ def test_url_for_in_a_tenant_uses_the_forwarded_host(forwarded: str) -> None:
         assert response.text == "host index"
 
 
-def test_tenants_built_before_a_fork_expire_in_the_child() -> None:
-    # A --preload warm-up: the tenant is built in the parent; the child holds
-    # it and must drop it when idle, though it never calls a factory itself.
+@pytest.mark.parametrize(
+    ("serves", "held_after"),
+    [
+        # A --preload warm-up: the tenant is built in the parent; a worker
+        # holds it and must drop it when idle, though it never calls a
+        # factory itself.
+        pytest.param(True, 0, id="worker-that-serves"),
+        # A process that a tenant's code forked (multiprocessing, say): its
+        # copies are the parent's; it sweeps and announces nothing.
+        pytest.param(False, 1, id="child-that-serves-no-request"),
+    ],
+)
+def test_tenants_built_before_a_fork_expire_in_a_child_that_serves(
+    serves: bool, held_after: int
+) -> None:
     import multiprocessing
 
     app = make_host_app(DISPATCH_IDLE_TIMEOUT=0.3)
-    Dispatch(app).subdomain(RecordingFactory())
+    dispatch = Dispatch(app)
+    dispatch.subdomain(RecordingFactory())
     assert call(app, host="acme.example.com").status == 200
-    registry = app.extensions["dispatch"].registry
+    with app.app_context():
+        registry = dispatch.registry
 
     def child(results: t.Any) -> None:
-        deadline = time.monotonic() + 3
+        evicted: list[str] = []
+        tenant_evicted.connect(lambda sender, name, **extra: evicted.append(name), app, weak=False)
+        if serves:
+            call(app, "/")  # the host app's page: no tenant of its own
+        deadline = time.monotonic() + (3 if serves else 1)
         while len(registry) and time.monotonic() < deadline:
             time.sleep(0.05)
-        results.put(len(registry))
+        results.put((len(registry), evicted))
 
     context = multiprocessing.get_context("fork")
     results = context.Queue()
     process = context.Process(target=child, args=(results,))
     process.start()
     try:
-        assert results.get(timeout=10) == 0
+        held, evicted = results.get(timeout=10)
     finally:
         process.join(10)
         results.close()
+    assert (held, evicted) == (held_after, ["acme"] if serves else [])
