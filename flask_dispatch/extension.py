@@ -48,6 +48,11 @@ if t.TYPE_CHECKING:
 
 _log = logging.getLogger("flask_dispatch")
 
+#: How long the first request of a forked child that holds tenants from
+#: before the fork waits for the evictions published since the app was made
+#: (seconds): long enough for Redis to answer, short enough when it is down.
+FORKED_CATCH_UP = 1.0
+
 F = t.TypeVar("F", bound=Factory)
 N = t.TypeVar("N", bound=t.Callable[[], t.Iterable[str]])
 R = t.TypeVar("R", bound=Resolver)
@@ -193,6 +198,9 @@ class DispatchState:
             router = self.middleware.router
         if len(self.registry):  # tenants held since before a fork
             self.start_background()
+            if self.bus is not None:
+                # Evictions published since the app was made come first.
+                self.bus.wait_caught_up(FORKED_CATCH_UP)
         return router
 
     def _domain_answers(self, router: Router) -> DomainAnswers | None:

@@ -106,14 +106,9 @@ class EvictionBus:
         logger: logging.Logger | None = None,
         maxlen: int = MAXLEN,
     ) -> None:
+        self._url: str | None = None  # when the bus makes its own clients
         if isinstance(url_or_client, str):
-            # No retries inside redis-py: the listener's own backoff decides.
-            options: dict[str, t.Any] = {"socket_connect_timeout": 1.0, "protocol": 2}
-            options["retry"] = Retry(NoBackoff(), 0)
-            self._reader = redis.Redis.from_url(
-                url_or_client, socket_timeout=BLOCK_MS / 1000 + 5, **options
-            )
-            self._writer = redis.Redis.from_url(url_or_client, socket_timeout=1.0, **options)
+            self._url = url_or_client
         else:
             given = url_or_client.get_connection_kwargs()
             if given.get("decode_responses") or str(given.get("protocol") or 2) != "2":
@@ -133,7 +128,18 @@ class EvictionBus:
         _buses.add(self)
 
     def _after_fork(self) -> None:
-        """Set up what belongs to one process; a forked child runs it first."""
+        """Set up what belongs to one process; a forked child runs it first.
+        Clients made from the URL are made anew: a pool's lock may have
+        been held by a thread that did not survive the fork."""
+        if self._url is not None:
+            # No retries inside redis-py: the listener's own backoff decides.
+            options: dict[str, t.Any] = {"socket_connect_timeout": 1.0, "protocol": 2}
+            options["retry"] = Retry(NoBackoff(), 0)
+            self._reader = redis.Redis.from_url(
+                self._url, socket_timeout=BLOCK_MS / 1000 + 5, **options
+            )
+            self._writer = redis.Redis.from_url(self._url, socket_timeout=1.0, **options)
+        self._caught_up = threading.Event()  # the first read since the start is done
         self._origin = secrets.token_hex(8).encode()
         self._lock = threading.Lock()  # guards _pending and _thread
         self._send_lock = threading.Lock()  # one sender at a time keeps order
@@ -196,6 +202,16 @@ class EvictionBus:
                     self._flush()
                 except redis.RedisError as e:
                     self._log.debug("Eviction kept pending: %s", e)
+
+    def wait_caught_up(self, timeout: float) -> bool:
+        """Start the listener unless it runs, and wait until it has applied
+        what was published since the bus was made (its first read), for at
+        most ``timeout`` seconds; whether it has.
+
+        .. versionadded:: 0.2
+        """
+        self.ensure_started()
+        return self._caught_up.wait(timeout)
 
     @property
     def where(self) -> str:
@@ -303,7 +319,9 @@ class EvictionBus:
                 while not self._closing.is_set():
                     if self._pending:
                         self._flush()
-                    self._read()
+                    # The first read does not wait for news: see wait_caught_up.
+                    self._read(BLOCK_MS if self._caught_up.is_set() else None)
+                    self._caught_up.set()
                     self._check_same_server()
                     if self._outage:
                         self._log.info("Redis reachable again; evictions flow")
@@ -364,11 +382,11 @@ class EvictionBus:
         self._last_id = (0, 0) if info is None else _parse_id(info["last-generated-id"])
         return True
 
-    def _read(self) -> None:
+    def _read(self, block: int | None) -> None:
         assert self._last_id is not None
         since = self._last_id
         start = f"{since[0]}-{since[1]}"
-        reply = t.cast(_Reply, self._reader.xread({self._key: start}, count=1000, block=BLOCK_MS))
+        reply = t.cast(_Reply, self._reader.xread({self._key: start}, count=1000, block=block))
         entries = [entry for _key, batch in reply or () for entry in batch]
         if not entries or self._catch_up(since):
             return

@@ -21,7 +21,7 @@ import typing as t
 
 import pytest
 
-from .conftest import wait_for
+from .conftest import RecordingFactory, call, make_host_app, wait_for
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -579,6 +579,40 @@ def test_a_failing_on_evict_is_logged_and_the_listener_goes_on(
     wait_for(lambda: "good" in got)
     assert got == ["bad", "good"]
     assert logged(caplog, "on_evict('bad') failed") == 1
+
+
+def test_a_forked_workers_first_request_sees_evictions_published_since_the_fork(
+    processes: Processes, server: RedisServer, admin: redis.Redis
+) -> None:
+    # A --preload warm-up: the tenant is built before the fork; another
+    # process evicts it before the worker's first request, which must not
+    # be served by the evicted app.
+    from flask_dispatch import Dispatch
+
+    app = make_host_app(DISPATCH_REDIS_URL=server.url)
+    factory = RecordingFactory()
+    Dispatch(app).subdomain(factory)
+    assert call(app, host="acme.example.com").status == 200
+    context = multiprocessing.get_context("fork")
+    go = context.Event()
+    results: multiprocessing.Queue[list[str]] = context.Queue()
+
+    def worker() -> None:
+        go.wait(10)
+        call(app, host="acme.example.com")  # the worker's first request
+        results.put(list(factory.calls))
+
+    process = context.Process(target=worker)
+    process.start()
+    try:
+        processes(prefix="flask_dispatch").bus.publish("acme")
+        wait_for(lambda: admin.xlen("flask_dispatch:evictions") == 1)
+        go.set()
+        assert results.get(timeout=15) == ["acme", "acme"]  # built afresh
+    finally:
+        go.set()
+        process.join(10)
+        results.close()
 
 
 @pytest.mark.parametrize(
