@@ -95,6 +95,8 @@ class DispatchState:
         )
         self._lock = threading.Lock()
         self._housekeeper_pid = -1
+        # A forked child holding tenants from before the fork (see _after_fork).
+        self._forked_with_tenants = False
         #: The :class:`~flask_dispatch.redis_bus.EvictionBus` that carries
         #: evictions to the other processes, or ``None`` without Redis.
         self.bus = self._bus(redis if redis is not None else settings.redis_url)
@@ -119,6 +121,7 @@ class DispatchState:
         held by a thread that did not survive the fork."""
         self._lock = threading.Lock()
         self.middleware.router = None
+        self._forked_with_tenants = bool(len(self.registry))
 
     def _registry(self, app: Flask) -> TenantRegistry:
         settings = self.settings
@@ -187,20 +190,23 @@ class DispatchState:
         URL rules, and keep it (the middleware calls this at the first
         request).
         """
+        forked_with_tenants = False
         with self._lock:
             if self.middleware.router is None:
                 router = self.current_router()
                 # Replaced in one step: requests still on the old router
                 # never find no answers at all.
                 self.domains = self._domain_answers(router)
+                forked_with_tenants, self._forked_with_tenants = self._forked_with_tenants, False
+                if forked_with_tenants and self.bus is not None:
+                    # Before any request sees the router, so before any is
+                    # served by a tenant evicted since the app was made.
+                    self.bus.wait_caught_up(FORKED_CATCH_UP)
                 # Published last: requests that see it see its domains too.
                 self.middleware.router = router
             router = self.middleware.router
-        if len(self.registry):  # tenants held since before a fork
+        if forked_with_tenants:  # tenants held since before a fork
             self.start_background()
-            if self.bus is not None:
-                # Evictions published since the app was made come first.
-                self.bus.wait_caught_up(FORKED_CATCH_UP)
         return router
 
     def _domain_answers(self, router: Router) -> DomainAnswers | None:

@@ -65,6 +65,8 @@ MAX_NAME = 1_024
 #: How long one read waits for entries (ms): also how often the listener
 #: retries pending evictions and notices :meth:`EvictionBus.close`.
 BLOCK_MS = 1_000
+#: Most entries one read takes.
+READ_COUNT = 1_000
 #: First and longest wait between reconnection attempts (s). The cap keeps
 #: delivery within a second of Redis coming back.
 BACKOFF = (0.05, 0.5)
@@ -132,6 +134,9 @@ class EvictionBus:
         Clients made from the URL are made anew: a pool's lock may have
         been held by a thread that did not survive the fork."""
         if self._url is not None:
+            # The parent's clients are kept, not collected: closing them here
+            # would take the very lock that may be held.
+            self._inherited = getattr(self, "_reader", None), getattr(self, "_writer", None)
             # No retries inside redis-py: the listener's own backoff decides.
             options: dict[str, t.Any] = {"socket_connect_timeout": 1.0, "protocol": 2}
             options["retry"] = Retry(NoBackoff(), 0)
@@ -139,7 +144,9 @@ class EvictionBus:
                 self._url, socket_timeout=BLOCK_MS / 1000 + 5, **options
             )
             self._writer = redis.Redis.from_url(self._url, socket_timeout=1.0, **options)
-        self._caught_up = threading.Event()  # the first read since the start is done
+        # Set once the listener has read all that was published since the
+        # bus was made, or once its first attempt failed (see wait_caught_up).
+        self._caught_up, self._tried = threading.Event(), threading.Event()
         self._origin = secrets.token_hex(8).encode()
         self._lock = threading.Lock()  # guards _pending and _thread
         self._send_lock = threading.Lock()  # one sender at a time keeps order
@@ -205,13 +212,17 @@ class EvictionBus:
 
     def wait_caught_up(self, timeout: float) -> bool:
         """Start the listener unless it runs, and wait until it has applied
-        what was published since the bus was made (its first read), for at
-        most ``timeout`` seconds; whether it has.
+        what was published since the bus was made, for at most ``timeout``
+        seconds, or until its first attempt failed (Redis is down: no use
+        waiting); whether it has caught up.
 
         .. versionadded:: 0.2
         """
+        if self._closed:
+            return False
         self.ensure_started()
-        return self._caught_up.wait(timeout)
+        self._tried.wait(timeout)
+        return self._caught_up.is_set()
 
     @property
     def where(self) -> str:
@@ -319,15 +330,20 @@ class EvictionBus:
                 while not self._closing.is_set():
                     if self._pending:
                         self._flush()
-                    # The first read does not wait for news: see wait_caught_up.
-                    self._read(BLOCK_MS if self._caught_up.is_set() else None)
-                    self._caught_up.set()
+                    if not self._caught_up.is_set():
+                        # Without waiting for news: see wait_caught_up.
+                        while self._read(None) == READ_COUNT and not self._closing.is_set():
+                            pass
+                        self._caught_up.set()
+                        self._tried.set()
+                    self._read(BLOCK_MS)
                     self._check_same_server()
                     if self._outage:
                         self._log.info("Redis reachable again; evictions flow")
                         self._outage = False
                     delay = BACKOFF[0]
             except Exception as e:  # never let the listener die: back off, retry
+                self._tried.set()
                 self._healthy = False
                 if self._closing.is_set():
                     break
@@ -382,14 +398,16 @@ class EvictionBus:
         self._last_id = (0, 0) if info is None else _parse_id(info["last-generated-id"])
         return True
 
-    def _read(self, block: int | None) -> None:
+    def _read(self, block: int | None) -> int:
+        """Apply the entries after the last one seen, waiting ``block`` ms
+        for some (``None``: not at all); how many were read."""
         assert self._last_id is not None
         since = self._last_id
         start = f"{since[0]}-{since[1]}"
-        reply = t.cast(_Reply, self._reader.xread({self._key: start}, count=1000, block=block))
-        entries = [entry for _key, batch in reply or () for entry in batch]
+        reply = self._reader.xread({self._key: start}, count=READ_COUNT, block=block)
+        entries = [entry for _key, batch in t.cast(_Reply, reply) or () for entry in batch]
         if not entries or self._catch_up(since):
-            return
+            return len(entries)
         for entry_id, fields in entries:
             try:
                 origin, name = _parse_entry(fields)
@@ -401,6 +419,7 @@ class EvictionBus:
                 if origin != self._origin:
                     self._call(name)
             self._last_id = _parse_id(entry_id)
+        return len(entries)
 
     def _call(self, name: str | None) -> None:
         try:

@@ -581,6 +581,19 @@ def test_a_failing_on_evict_is_logged_and_the_listener_goes_on(
     assert logged(caplog, "on_evict('bad') failed") == 1
 
 
+def test_catching_up_applies_every_entry_published_since_the_bus_was_made(
+    processes: Processes, admin: redis.Redis
+) -> None:
+    late = processes(start=False)  # made now, listening later
+    names = [f"t{i}" for i in range(2_500)]
+    early = processes()
+    for name in names:
+        early.bus.publish(name)
+    wait_for(lambda: admin.xlen("site:evictions") == len(names))
+    assert late.bus.wait_caught_up(10)
+    assert late.got.calls == names  # all of them, not the first read's 1,000
+
+
 def test_a_forked_workers_first_request_sees_evictions_published_since_the_fork(
     processes: Processes, server: RedisServer, admin: redis.Redis
 ) -> None:
@@ -599,7 +612,16 @@ def test_a_forked_workers_first_request_sees_evictions_published_since_the_fork(
 
     def worker() -> None:
         go.wait(10)
-        call(app, host="acme.example.com")  # the worker's first request
+        # The worker's first requests, on four threads at once (gthread):
+        # none may be served by the evicted app.
+        threads = [
+            threading.Thread(target=call, args=(app,), kwargs={"host": "acme.example.com"})
+            for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
         results.put(list(factory.calls))
 
     process = context.Process(target=worker)
