@@ -95,6 +95,9 @@ class DispatchState:
         )
         self._lock = threading.Lock()
         self._housekeeper_pid = -1
+        # Not the router's lock: a request thread may hold that while it waits
+        # for the listener, whose evictions may build a tenant.
+        self._housekeeping_lock = threading.Lock()
         # A forked child holding tenants from before the fork (see _after_fork).
         self._forked_with_tenants = False
         #: The :class:`~flask_dispatch.redis_bus.EvictionBus` that carries
@@ -120,8 +123,10 @@ class DispatchState:
         its copies of the tenants are the parent's. The lock may have been
         held by a thread that did not survive the fork."""
         self._lock = threading.Lock()
+        self._housekeeping_lock = threading.Lock()
         self.middleware.router = None
-        self._forked_with_tenants = bool(len(self.registry))
+        registry = self.registry
+        self._forked_with_tenants = bool(len(registry) or registry.stats().misses)
 
     def _registry(self, app: Flask) -> TenantRegistry:
         settings = self.settings
@@ -310,7 +315,7 @@ class DispatchState:
             self._housekeeper_pid == os.getpid()
         ):
             return
-        with self._lock:
+        with self._housekeeping_lock:
             if self._housekeeper_pid != os.getpid():
                 self._housekeeper_pid = os.getpid()
                 bounds = [b for b in (settings.idle_timeout, settings.max_age) if b is not None]

@@ -135,8 +135,10 @@ class EvictionBus:
         been held by a thread that did not survive the fork."""
         if self._url is not None:
             # The parent's clients are kept, not collected: closing them here
-            # would take the very lock that may be held.
-            self._inherited = getattr(self, "_reader", None), getattr(self, "_writer", None)
+            # would take the very pool lock that may be held, in a grandchild
+            # too (so kept for good, one pair per generation).
+            if hasattr(self, "_reader"):  # a child, not the bus being made
+                _kept_across_forks.append((self._reader, self._writer))
             # No retries inside redis-py: the listener's own backoff decides.
             options: dict[str, t.Any] = {"socket_connect_timeout": 1.0, "protocol": 2}
             options["retry"] = Retry(NoBackoff(), 0)
@@ -427,6 +429,9 @@ class EvictionBus:
         except Exception:
             self._log.exception("on_evict(%r) failed", name)
 
+
+# Clients a forked child replaced (see EvictionBus._after_fork).
+_kept_across_forks: list[tuple[t.Any, t.Any]] = []
 
 #: The buses of this process, for the exit hook (a bus leaves it once
 #: closed and collected).

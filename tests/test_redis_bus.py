@@ -581,6 +581,52 @@ def test_a_failing_on_evict_is_logged_and_the_listener_goes_on(
     assert logged(caplog, "on_evict('bad') failed") == 1
 
 
+def test_a_receiver_that_builds_a_tenant_does_not_stall_the_catch_up(
+    processes: Processes, server: RedisServer, admin: redis.Redis
+) -> None:
+    # With an idle timeout, building a tenant starts the sweeper: that must
+    # not wait for the lock a forked worker's first request holds while it
+    # waits for the catch-up.
+    from flask_dispatch import Dispatch, tenant_evicted
+
+    app = make_host_app(DISPATCH_REDIS_URL=server.url, DISPATCH_IDLE_TIMEOUT=300)
+    factory = RecordingFactory()
+    dispatch = Dispatch(app)
+    dispatch.subdomain(factory)
+    for name in ("alpha", "acme"):
+        assert call(app, host=f"{name}.example.com").status == 200
+
+    def build_beta(sender: t.Any, name: str, **extra: t.Any) -> None:
+        if name == "alpha":
+            dispatch.registry.get("beta", factory)
+
+    tenant_evicted.connect(build_beta, app)
+    context = multiprocessing.get_context("fork")
+    go = context.Event()
+    results: multiprocessing.Queue[list[str]] = context.Queue()
+
+    def worker() -> None:
+        go.wait(10)
+        call(app, host="acme.example.com")  # the worker's first request
+        results.put(list(factory.calls))
+
+    process = context.Process(target=worker)
+    process.start()
+    try:
+        other = processes(prefix="flask_dispatch")
+        other.bus.publish("alpha")
+        other.bus.publish("acme")
+        wait_for(lambda: admin.xlen("flask_dispatch:evictions") == 2)
+        go.set()
+        # beta built by the receiver, acme built afresh for the request.
+        assert results.get(timeout=15)[2:] == ["beta", "acme"]
+    finally:
+        go.set()
+        process.join(10)
+        results.close()
+        tenant_evicted.disconnect(build_beta, app)
+
+
 def test_catching_up_applies_every_entry_published_since_the_bus_was_made(
     processes: Processes, admin: redis.Redis
 ) -> None:
