@@ -340,8 +340,9 @@ sys.stdin.readline()
 
 
 @contextlib.contextmanager
-def silent_server(port: int) -> Iterator[None]:
-    """A Redis that hangs: it accepts connections on ``port`` and never answers."""
+def silent_server(port: int = 0) -> Iterator[int]:
+    """A Redis that hangs: it accepts connections on ``port`` (a free one
+    by default, given back) and never answers."""
     listener = socket.create_server(("127.0.0.1", port))
     accepted: list[socket.socket] = []
     stop = threading.Event()
@@ -355,7 +356,7 @@ def silent_server(port: int) -> Iterator[None]:
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     try:
-        yield
+        yield listener.getsockname()[1]
     finally:
         stop.set()
         thread.join(5)
@@ -772,49 +773,30 @@ def test_a_bus_can_share_a_given_client(processes: Processes, server: RedisServe
 
 
 def test_publishing_to_a_redis_that_does_not_answer_does_not_hold_requests() -> None:
-    import socket
-
     from flask_dispatch.redis_bus import EvictionBus
 
     # Accepts connections and never answers: a hung Redis, or a dead host
     # behind a proxy. (A stopped Redis refuses at once: see above.)
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(16)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
+    with silent_server() as port:
+        bus = EvictionBus(f"redis://127.0.0.1:{port}/0", "site", print)
+        bus.ensure_started()
+        waited: list[float] = []
 
-    def accept() -> None:
-        silent.settimeout(0.1)
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                accepted.append(silent.accept()[0])
+        def evict(name: str) -> None:  # what a signup request does
+            started_at = time.monotonic()
+            bus.publish(name)
+            waited.append(time.monotonic() - started_at)
 
-    acceptor = threading.Thread(target=accept)
-    acceptor.start()
-    bus = EvictionBus(f"redis://127.0.0.1:{silent.getsockname()[1]}/0", "site", print)
-    bus.ensure_started()
-    waited: list[float] = []
-
-    def evict(name: str) -> None:  # what a signup request does
-        started_at = time.monotonic()
-        bus.publish(name)
-        waited.append(time.monotonic() - started_at)
-
-    try:
-        evictions = [threading.Thread(target=evict, args=(n,)) for n in ("acme", "globex")]
-        for thread in evictions:
-            thread.start()
-        for thread in evictions:
-            thread.join(30)
-        assert max(waited) < 0.5, f"evicting requests waited {sorted(waited)} s"
-        wait_for(lambda: bus.pending == 2)  # kept until Redis answers
-    finally:
-        stop.set()
-        acceptor.join(5)
-        for connection in [*accepted, silent]:
-            connection.close()
-        bus.close()
+        try:
+            evictions = [threading.Thread(target=evict, args=(n,)) for n in ("acme", "globex")]
+            for thread in evictions:
+                thread.start()
+            for thread in evictions:
+                thread.join(30)
+            assert max(waited) < 0.5, f"evicting requests waited {sorted(waited)} s"
+            wait_for(lambda: bus.pending == 2)  # kept until Redis answers
+        finally:
+            bus.close()
 
 
 def test_a_process_that_only_resolved_domains_hears_evictions(server: RedisServer) -> None:
