@@ -582,6 +582,44 @@ def test_a_failing_on_evict_is_logged_and_the_listener_goes_on(
     assert logged(caplog, "on_evict('bad') failed") == 1
 
 
+def first_requests_in_a_forked_worker(
+    app: t.Any,
+    factory: RecordingFactory,
+    evict: t.Callable[[], object],
+    threads: int = 1,
+) -> list[str]:
+    """Fork a worker of ``app`` (as gunicorn --preload does), run ``evict``
+    (another process's evictions) before its first requests for tenant
+    ``acme``, made on ``threads`` threads at once; the factory's calls as
+    the worker saw them."""
+    context = multiprocessing.get_context("fork")
+    go = context.Event()
+    results: multiprocessing.Queue[list[str]] = context.Queue()
+
+    def worker() -> None:
+        go.wait(10)
+        requests = [
+            threading.Thread(target=call, args=(app,), kwargs={"host": "acme.example.com"})
+            for _ in range(threads)
+        ]
+        for request in requests:
+            request.start()
+        for request in requests:
+            request.join(10)
+        results.put(list(factory.calls))
+
+    process = context.Process(target=worker)
+    process.start()
+    try:
+        evict()
+        go.set()
+        return results.get(timeout=15)
+    finally:
+        go.set()
+        process.join(10)
+        results.close()
+
+
 def test_a_receiver_that_builds_a_tenant_does_not_stall_the_catch_up(
     processes: Processes, server: RedisServer, admin: redis.Redis
 ) -> None:
@@ -601,31 +639,16 @@ def test_a_receiver_that_builds_a_tenant_does_not_stall_the_catch_up(
         if name == "alpha":
             dispatch.registry.get("beta", factory)
 
-    tenant_evicted.connect(build_beta, app)
-    context = multiprocessing.get_context("fork")
-    go = context.Event()
-    results: multiprocessing.Queue[list[str]] = context.Queue()
-
-    def worker() -> None:
-        go.wait(10)
-        call(app, host="acme.example.com")  # the worker's first request
-        results.put(list(factory.calls))
-
-    process = context.Process(target=worker)
-    process.start()
-    try:
+    def evict() -> None:
         other = processes(prefix="flask_dispatch")
         other.bus.publish("alpha")
         other.bus.publish("acme")
         wait_for(lambda: admin.xlen("flask_dispatch:evictions") == 2)
-        go.set()
-        # beta built by the receiver, acme built afresh for the request.
-        assert results.get(timeout=15)[2:] == ["beta", "acme"]
-    finally:
-        go.set()
-        process.join(10)
-        results.close()
-        tenant_evicted.disconnect(build_beta, app)
+
+    with tenant_evicted.connected_to(build_beta, app):
+        calls = first_requests_in_a_forked_worker(app, factory, evict)
+    # beta built by the receiver, acme built afresh for the request.
+    assert calls[2:] == ["beta", "acme"]
 
 
 def test_catching_up_applies_every_entry_published_since_the_bus_was_made(
@@ -645,43 +668,21 @@ def test_a_forked_workers_first_request_sees_evictions_published_since_the_fork(
     processes: Processes, server: RedisServer, admin: redis.Redis
 ) -> None:
     # A --preload warm-up: the tenant is built before the fork; another
-    # process evicts it before the worker's first request, which must not
-    # be served by the evicted app.
+    # process evicts it before the worker's first requests (on four threads
+    # at once, as gthread), none of which may be served by the evicted app.
     from flask_dispatch import Dispatch
 
     app = make_host_app(DISPATCH_REDIS_URL=server.url)
     factory = RecordingFactory()
     Dispatch(app).subdomain(factory)
     assert call(app, host="acme.example.com").status == 200
-    context = multiprocessing.get_context("fork")
-    go = context.Event()
-    results: multiprocessing.Queue[list[str]] = context.Queue()
 
-    def worker() -> None:
-        go.wait(10)
-        # The worker's first requests, on four threads at once (gthread):
-        # none may be served by the evicted app.
-        threads = [
-            threading.Thread(target=call, args=(app,), kwargs={"host": "acme.example.com"})
-            for _ in range(4)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(10)
-        results.put(list(factory.calls))
-
-    process = context.Process(target=worker)
-    process.start()
-    try:
+    def evict() -> None:
         processes(prefix="flask_dispatch").bus.publish("acme")
         wait_for(lambda: admin.xlen("flask_dispatch:evictions") == 1)
-        go.set()
-        assert results.get(timeout=15) == ["acme", "acme"]  # built afresh
-    finally:
-        go.set()
-        process.join(10)
-        results.close()
+
+    calls = first_requests_in_a_forked_worker(app, factory, evict, threads=4)
+    assert calls == ["acme", "acme"]  # built afresh
 
 
 @pytest.mark.parametrize(
