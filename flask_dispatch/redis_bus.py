@@ -252,7 +252,7 @@ class EvictionBus:
             self._flush()
         except redis.RedisError as e:
             self._log.warning("Evictions not sent: %d (%s)", len(self._pending), e)
-        owned = self._reader is not self._writer
+        owned = self._url is not None
         deadline = time.monotonic() + BLOCK_MS / 1000 + 1
         while self._thread is not None and self._thread.is_alive() and time.monotonic() < deadline:
             if owned:  # wake its read; again, as it may have begun one since
@@ -290,7 +290,7 @@ class EvictionBus:
         """The bus's own writer (each exchange waits a second at most, once),
         or one like it to the Redis of a client given, which may wait and
         retry for minutes."""
-        if self._writer is not self._reader:
+        if self._url is not None:
             return self._writer
         pool: t.Any = getattr(self._writer, "connection_pool", None)
         if type(pool) not in (redis.ConnectionPool, redis.BlockingConnectionPool):
