@@ -8,15 +8,20 @@ outside this module touches its insides.
   :class:`TenantSlot` of a ``(factory, name)``; the router keeps it with its
   decision for a host or path, so a request to a held tenant costs an
   attribute read, whatever the number of tenants, and takes no lock.
-- **Eviction policy: sampled least-recently-used.** Every use stamps its
-  slot with a count of uses. A creation beyond ``max_instances`` evicts the
-  least recently used of :data:`SAMPLE` held apps picked at random (of all
-  of them when no more are held; never the app just created), as Redis
-  does. So it is exact while at most ``SAMPLE`` apps are held; beyond that,
-  the app evicted is never one of the ``SAMPLE`` most recently used, and
-  it is among the least recently used quarter with probability
-  ``1 - 0.75 ** SAMPLE`` (99%). Each eviction is O(:data:`SAMPLE`), even
-  right after every held app was used.
+- **Eviction policy: sampled least-recently-used, timed in creations.**
+  Recency is counted in creations, as Redis counts it in milliseconds: a
+  creation is more recent than every use before it and less recent than
+  every use after it, and the uses between two creations are equally
+  recent. So a hit stamps its slot with a value shared by many hits and
+  allocates nothing per slot, which keeps hits cheap over many tenants. A
+  creation beyond ``max_instances`` evicts the least recent of
+  :data:`SAMPLE` held apps picked at random (of all of them when no more
+  are held; never the app just created). So while at most ``SAMPLE`` apps
+  are held, no held app is less recent than the one evicted; beyond that,
+  at least ``SAMPLE - 1`` others are at least as recent, and with
+  probability ``1 - 0.75 ** SAMPLE`` (99%) fewer than a quarter are less
+  recent. Each eviction is O(:data:`SAMPLE`), even right after every held
+  app was used.
 - **Single flight, bounded waits.** The first request for a name starts its
   factory on a creation thread; later requests for the name wait for that
   result. At most ``max_waiting`` requests wait up to ``create_timeout``
@@ -124,7 +129,7 @@ class TenantSlot:
         self.key: _Key = (factory, name)
         self.app: WSGIApplication | None = None
         self.born = self.seen = 0.0
-        self.used = 0  # the registry's count of uses at its last use
+        self.used = 0  # the registry's recency clock at its last use
         self.index = -1  # where in the held list, while held
         self.in_use = 0  # requests under way, counted with an idle timeout
 
@@ -347,9 +352,10 @@ class TenantRegistry:
         self._misses: OrderedDict[_Key, tuple[float, Answer]] = OrderedDict()  # oldest first
         self._creations: dict[_Key, _Creation] = {}
         self._threads = _CreationThreads(max_creating)
-        # The use order's clock counts hits and held creations; two hits at
-        # once (they take no lock) may stamp one count: equally recent.
-        self._uses = self._created = self._failed = self._held_creations = 0
+        # Recency, counted in creations (see the module's docs): hits stamp
+        # the current value; a creation stamps the next one and moves past it.
+        self._recency = 0
+        self._hits = self._created = self._failed = 0
         self._evictions: Counter[str] = Counter()
         # Only a registry with a time bound reads the clock on a hit.
         self._timed = idle_timeout is not None or max_age is not None
@@ -415,7 +421,8 @@ class TenantRegistry:
         # An app evicted meanwhile serves this request and is then let go.
         app = slot.app
         if app is not None and (not self._timed or self._fresh(slot)):
-            slot.used = self._uses = self._uses + 1
+            self._hits += 1
+            slot.used = self._recency
             return app
         return self._fetch_slowly(slot)
 
@@ -475,13 +482,13 @@ class TenantRegistry:
                 if slot.app is not None:
                     reason = self._expired(slot, now)
                     if not reason:  # created since the first look
-                        self._uses += 1
-                        slot.seen, slot.used = now, self._uses
+                        self._hits += 1
+                        slot.seen, slot.used = now, self._recency
                         return slot.app
                     self._drop(slot, reason, evicted)
                 miss = self._misses.get(key)
                 if miss is not None:
-                    self._uses += 1
+                    self._hits += 1
                     return miss[1]
                 creation, start, overflow = self._join(key, name, now)
         finally:
@@ -606,9 +613,9 @@ class TenantRegistry:
                 while len(self._misses) > self.max_misses:
                     self._misses.popitem(last=False)
         else:
-            self._uses += 1
-            self._held_creations += 1
-            slot.app, slot.born, slot.seen, slot.used = answer, now, now, self._uses
+            slot.app, slot.born, slot.seen = answer, now, now
+            slot.used = self._recency + 1
+            self._recency += 2
             slot.index = len(self._held)
             self._held.append(slot)
             while len(self._held) > self.max_instances:
@@ -724,7 +731,7 @@ class TenantRegistry:
             return RegistryStats(
                 held=len(self._held),
                 misses=len(self._misses),
-                hits=self._uses - self._held_creations,
+                hits=self._hits,
                 creations=self._created,
                 failures=self._failed,
                 evictions=dict(self._evictions),
@@ -740,7 +747,8 @@ class TenantRegistry:
             return any(slot.name == name for slot in self._held)
 
     def __iter__(self) -> t.Iterator[str]:
-        """The names held, least recently used first (a snapshot)."""
+        """The names held, least recent first (a snapshot; see the module's
+        docs for how recency is counted)."""
         with self._lock:
             names = [slot.name for slot in sorted(self._held, key=_used)]
         return iter(dict.fromkeys(names))

@@ -611,10 +611,10 @@ def test_memoised_hits_count_as_use_for_eviction(
     dispatch = Dispatch(app)
     factory = RecordingFactory()
     getattr(dispatch, kind)(factory)
-    for name in ("a", "b", "a", "b"):  # created, then memoised
+    for name in ("a", "b"):  # created, and their routes remembered
         assert request_to(app, name).status == 200
     for _ in range(3):
-        assert request_to(app, "a").status == 200  # inline hits
+        assert request_to(app, "a").status == 200  # hits by remembered routes
     assert request_to(app, "c").status == 200  # evicts b, not a
     with app.app_context():
         assert list(dispatch.registry) == ["a", "c"]

@@ -159,8 +159,8 @@ NAMES = ["a", "b", "c", "d", "e"]
 
 
 class RegistryModel(RuleBasedStateMachine):
-    """The registry against a plain model: LRU order, misses with expiry and
-    bound, idle expiry, failures never kept."""
+    """The registry against a plain model: LRU order counted in creations,
+    misses with expiry and bound, idle expiry, failures never kept."""
 
     idle: float | None = None
     capacity = 3
@@ -180,8 +180,10 @@ class RegistryModel(RuleBasedStateMachine):
         self.behaviour: dict[str, str] = dict.fromkeys(NAMES, "ok")
         self.calls = 0
         self.model_calls = 0
-        # name -> (app, last used), least recently used first
-        self.instances: OrderedDict[str, tuple[object, float]] = OrderedDict()
+        # name -> (app, time of last use, recency of last use)
+        self.instances: dict[str, tuple[object, float, tuple[int, int]]] = {}
+        # The n-th creation happens at recency (n, 0), the uses after it at (n, 1).
+        self.creations = 0
         self.misses: OrderedDict[str, float] = OrderedDict()
 
     def factory(self, name: str) -> WSGIApplication | None:
@@ -217,14 +219,14 @@ class RegistryModel(RuleBasedStateMachine):
         if self.idle is not None:
             # What the housekeeping thread does at any moment.
             self.registry.expire()
-            for held, (_, used) in list(self.instances.items()):
+            for held, (_, used, _) in list(self.instances.items()):
                 if used <= now - self.idle:
                     del self.instances[held]
             self.forget_expired_misses(now)
         expected: object
         if name in self.instances:
-            app, _ = self.instances.pop(name)
-            self.instances[name] = (app, now)
+            app, _, _ = self.instances[name]
+            self.instances[name] = (app, now, (self.creations, 1))
             expected = app
         else:
             # A lookup that is no hit forgets every expired miss.
@@ -249,16 +251,29 @@ class RegistryModel(RuleBasedStateMachine):
                     self.misses.popitem(last=False)
             else:
                 assert isinstance(result, NamedApp) and result.name == name
-                self.instances[name] = (result, now)
-                while len(self.instances) > self.capacity:
-                    self.instances.popitem(last=False)
+                self.creations += 1
+                self.instances[name] = (result, now, (self.creations, 0))
+                if len(self.instances) > self.capacity:
+                    self.least_recent_evicted(name)
             return
         assert self.registry.get(name, self.factory) is expected
+
+    def least_recent_evicted(self, new: str) -> None:
+        """Drop the app the registry evicted for ``new``: one of the least
+        recent (the capacity is below the registry's sample)."""
+        others = {held: at for held, (_, _, at) in self.instances.items() if held != new}
+        least = min(others.values())
+        (victim,) = set(self.instances) - set(self.registry)
+        assert others[victim] == least
+        self.instances = {held: self.instances[held] for held in self.registry}
 
     @invariant()
     def agrees_with_model(self) -> None:
         assert self.calls == self.model_calls
-        assert list(self.registry) == list(self.instances)
+        held = list(self.registry)  # least recent first
+        assert sorted(held) == sorted(self.instances)
+        recency = [self.instances[name][2] for name in held]
+        assert recency == sorted(recency)
         assert len(self.registry) <= self.capacity
         assert self.registry.stats().misses == len(self.misses)
         assert self.registry.stats().misses <= self.max_misses

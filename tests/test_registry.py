@@ -13,7 +13,6 @@ import threading
 import time
 import tracemalloc
 import typing as t
-from collections import OrderedDict
 
 import pytest
 
@@ -76,7 +75,26 @@ def test_caches_instances() -> None:
     assert len(registry) == 1 and list(registry) == ["acme"]
 
 
-def test_exact_lru_order_up_to_sample_held() -> None:
+@pytest.mark.parametrize(
+    ("requests", "evicted"),
+    [
+        pytest.param(["a", "b", "a", "c"], ["b"], id="used-after-a-creation"),
+        pytest.param(["a", "a", "b", "c"], ["a"], id="used-before-a-creation"),
+        pytest.param(["a", "b", "a", "c", "a", "d"], ["b", "c"], id="used-after-two"),
+    ],
+)
+def test_recency_is_counted_in_creations(requests: list[str], evicted: list[str]) -> None:
+    # A creation is more recent than every use before it and less recent
+    # than every use after it.
+    events = Events()
+    registry = make_registry(events, max_instances=2)
+    factory = RecordingFactory()
+    for name in requests:
+        registry.get(name, factory)
+    assert events.evicted == [(name, "capacity") for name in evicted]
+
+
+def test_lru_order_up_to_sample_held() -> None:
     events = Events()
     registry = make_registry(events, max_instances=3)
     factory = RecordingFactory()
@@ -93,30 +111,37 @@ def test_exact_lru_order_up_to_sample_held() -> None:
 
 
 class RecencyModel:
-    """What the registry holds in order of last use, to check each eviction
-    against the bound the registry states: the least recently used while at
-    most ``SAMPLE`` apps were held before the creation, otherwise never one
-    of the ``SAMPLE`` most recently used (the new app among them), and
-    nearly always among the least recently used quarter."""
+    """When each held app was last used, on the registry's clock: the n-th
+    creation happens at ``(n, 0)``, the uses after it and before the next
+    one at ``(n, 1)``. Each eviction is checked against the bound the
+    registry states: while at most ``SAMPLE`` apps were held before the
+    creation, none less recent than the one evicted; otherwise at least
+    ``SAMPLE - 1`` others (not the new app) at least as recent, and nearly
+    always fewer than a quarter less recent."""
 
     def __init__(self) -> None:
-        self.order: OrderedDict[str, None] = OrderedDict()  # least recent first
+        self.last_use: dict[str, tuple[int, int]] = {}
+        self.creations = 0
         self.in_oldest_quarter = self.evictions = 0
 
     def used(self, name: str) -> None:
-        self.order[name] = None
-        self.order.move_to_end(name)
+        self.last_use[name] = (self.creations, 1)
 
-    def evicted(self, name: str) -> None:
-        names = list(self.order)
-        rank = names.index(name)  # 0: the least recently used
-        if len(names) - 1 <= SAMPLE:
-            assert rank == 0, f"{name} evicted before {names[0]}"
+    def created(self, name: str) -> None:
+        self.creations += 1
+        self.last_use[name] = (self.creations, 0)
+
+    def evicted(self, name: str, new: str) -> None:
+        victim = self.last_use.pop(name)
+        others = [at for other, at in self.last_use.items() if other != new]
+        less_recent = sum(at < victim for at in others)
+        if len(others) + 1 <= SAMPLE:
+            assert less_recent == 0, f"{name} evicted before a less recent app"
         else:
-            assert rank < len(names) - SAMPLE, f"{name} is among the most recently used"
-        self.in_oldest_quarter += rank < len(names) / 4
+            at_least_as_recent = len(others) - less_recent
+            assert at_least_as_recent >= SAMPLE - 1, f"{name} is among the most recently used"
+        self.in_oldest_quarter += less_recent < (len(others) + 2) / 4
         self.evictions += 1
-        del self.order[name]
 
 
 @pytest.mark.parametrize(
@@ -130,8 +155,8 @@ class RecencyModel:
     ],
 )
 def test_lru_bound_over_long_random_runs(capacity: int, names: int, seed: int) -> None:
-    # Check every eviction against an exact LRU over thousands of requests,
-    # with evictions by name mixed in.
+    # Check every eviction against a model of the registry's recency clock
+    # over thousands of requests, with evictions by name mixed in.
     rng = random.Random(seed)
     events = Events()
     registry = make_registry(events, max_instances=capacity)
@@ -140,18 +165,22 @@ def test_lru_bound_over_long_random_runs(capacity: int, names: int, seed: int) -
     for _ in range(10_000):
         name = f"t{rng.randrange(names)}"
         if rng.random() < 0.02:
-            held = name in model.order
-            model.order.pop(name, None)
+            held = name in model.last_use
+            model.last_use.pop(name, None)
             assert registry.evict(name) == (1 if held else 0)
             continue
         calls, seen = len(factory.calls), len(events.evicted)
         assert registry.get(name, factory) is not None
-        assert (len(factory.calls) == calls) == (name in model.order)  # a hit iff held
-        model.used(name)
+        hit = len(factory.calls) == calls
+        assert hit == (name in model.last_use)
+        if hit:
+            model.used(name)
+        else:
+            model.created(name)
         for victim, reason in events.evicted[seen:]:
             assert reason == "capacity"
-            model.evicted(victim)
-    assert sorted(registry) == sorted(model.order)
+            model.evicted(victim, name)
+    assert sorted(registry) == sorted(model.last_use)
     assert len(registry) <= capacity
     assert model.evictions > 0
     assert model.in_oldest_quarter >= 0.9 * model.evictions
@@ -178,7 +207,7 @@ def test_lru_bound_after_a_long_run_of_hits(hit_share: float, oldest_first: bool
     names = [f"t{i}" for i in range(capacity)]
     for name in names:
         registry.get(name, factory)
-        model.used(name)
+        model.created(name)
     count = int(capacity * hit_share)
     hit = names[:count] if oldest_first else rng.sample(names, count)
     rng.shuffle(hit)
@@ -188,11 +217,11 @@ def test_lru_bound_after_a_long_run_of_hits(hit_share: float, oldest_first: bool
     for i in range(capacity):
         seen = len(events.evicted)
         registry.get(f"new{i}", factory)
-        model.used(f"new{i}")
+        model.created(f"new{i}")
         assert len(events.evicted) == seen + 1
-        model.evicted(events.evicted[-1][0])
+        model.evicted(events.evicted[-1][0], f"new{i}")
     assert model.in_oldest_quarter >= 0.9 * model.evictions
-    assert sorted(registry) == sorted(model.order)
+    assert sorted(registry) == sorted(model.last_use)
 
 
 def test_stats_count_what_happened() -> None:
