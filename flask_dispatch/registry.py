@@ -8,13 +8,12 @@ outside this module touches its insides.
   :class:`TenantSlot` of a ``(factory, name)``; the router keeps it with its
   decision for a host or path, so a request to a held tenant costs an
   attribute read, whatever the number of tenants, and takes no lock.
-- **Eviction policy: sampled least-recently-used, timed in creations.**
-  Recency is counted in creations, as Redis counts it in milliseconds: a
-  creation is more recent than every use before it and less recent than
-  every use after it, and the uses between two creations are equally
-  recent. So a hit stamps its slot with a value shared by many hits and
-  allocates nothing per slot, which keeps hits cheap over many tenants. A
-  creation beyond ``max_instances`` evicts the least recent of
+- **Eviction policy: sampled least-recently-used, with recency counted in
+  creations** (as Redis counts it in milliseconds): a creation is more
+  recent than every use before it and less recent than every use after it;
+  uses between two creations are equally recent. So a hit stamps its slot
+  with a value many hits share and allocates nothing, which keeps hits
+  cheap over many tenants. A creation beyond ``max_instances`` evicts the least recent of
   :data:`SAMPLE` held apps picked at random (of all of them when no more
   are held; never the app just created). So while at most ``SAMPLE`` apps
   are held, no held app is less recent than the one evicted; beyond that,
