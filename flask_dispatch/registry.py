@@ -8,19 +8,21 @@ outside this module touches its insides.
   :class:`TenantSlot` of a ``(factory, name)``; the router keeps it with its
   decision for a host or path, so a request to a held tenant costs an
   attribute read, whatever the number of tenants, and takes no lock.
-- **Eviction policy: sampled least-recently-used, with recency counted in
-  creations** (as Redis counts it in milliseconds): a creation is more
-  recent than every use before it and less recent than every use after it;
-  uses between two creations are equally recent. So a hit stamps its slot
-  with a value many hits share and allocates nothing, which keeps hits
-  cheap over many tenants. A creation beyond ``max_instances`` evicts the least recent of
-  :data:`SAMPLE` held apps picked at random (of all of them when no more
-  are held; never the app just created). So while at most ``SAMPLE`` apps
-  are held, no held app is less recent than the one evicted; beyond that,
-  at least ``SAMPLE - 1`` others are at least as recent, and with
-  probability ``1 - 0.75 ** SAMPLE`` (99%) fewer than a quarter are less
-  recent. Each eviction is O(:data:`SAMPLE`), even right after every held
-  app was used.
+- **Eviction policy: sampled least-recently-used, on a coarse clock.**
+  Recency is read from a clock that moves on every :data:`TICK` hits and
+  at each creation (as Redis reads it from a clock in milliseconds): a
+  creation is more recent than every use before it and less recent than
+  every use after it, and the uses within one tick are equally recent.
+  A hit stamps its slot with the clock's value, which many hits share, so
+  hits allocate nothing per tenant; they move the clock without a lock, so
+  concurrent ones may lose a tick. A creation beyond ``max_instances``
+  evicts the least recent of :data:`SAMPLE` held apps picked at random (of
+  all of them when no more are held; never the app just created). So while
+  at most ``SAMPLE`` apps are held, no held app is less recent than the one
+  evicted; beyond that, at least ``SAMPLE - 1`` others are at least as
+  recent, and with probability ``1 - 0.75 ** SAMPLE`` (99%) fewer than a
+  quarter are less recent. Each eviction is O(:data:`SAMPLE`), even right
+  after every held app was used.
 - **Single flight, bounded waits.** The first request for a name starts its
   factory on a creation thread; later requests for the name wait for that
   result. At most ``max_waiting`` requests wait up to ``create_timeout``
@@ -30,9 +32,12 @@ outside this module touches its insides.
   factory holds at most ``max_waiting`` of the server's threads. The
   creation goes on, and its app is kept when it arrives. No lock is held
   while a factory runs, and different names are built in parallel, at most
-  ``max_creating`` at a time; more wait in line. A factory still running
-  after four times the timeout is given up and a new attempt starts; its
-  thread is set aside, at most ``max_creating`` of them.
+  ``max_creating`` at a time on creation threads; more wait in line. A
+  factory still running after :data:`GIVE_UP_AFTER` times the timeout is
+  given up and a new attempt starts; its thread is set aside, at most
+  ``max_creating`` of them, so at most twice ``max_creating`` factories run
+  at once. A factory that asks for another tenant builds it on its own
+  thread.
 - **Bounded in time.** An app unused for ``idle_timeout`` seconds (a
   request counted by :meth:`~TenantRegistry.in_use` uses it until it
   ends), or older than ``max_age``, is dropped at its next use or by
@@ -71,6 +76,18 @@ OVERFLOW_WAIT = 0.5
 #: How many held apps an eviction compares (see the module's docs).
 SAMPLE = 16
 
+#: How many hits make one tick of the recency clock (see the module's
+#: docs): the uses within a tick are equally recent.
+TICK = 16
+
+#: A factory still running after this many times ``create_timeout`` is
+#: given up (see the module's docs).
+GIVE_UP_AFTER = 4
+
+#: How many creations may wait in line for each creation thread: a burst of
+#: new tenants queues, a flood is refused at once.
+PENDING_PER_THREAD = 16
+
 #: A tenant factory: takes the tenant's name, returns a WSGI app or ``None``.
 Factory = t.Callable[[str], t.Optional["WSGIApplication"]]
 #: Why an app left the registry.
@@ -88,8 +105,12 @@ class RegistryStats(t.NamedTuple):
     :param misses: "no such tenant" answers remembered now.
     :param hits: lookups served by a held app or a remembered miss (hits
         take no lock, so concurrent ones may be counted short).
-    :param creations: factory calls that returned.
-    :param failures: factory calls that raised.
+    :param creations: creations that gave an app or a "no such tenant"
+        answer (with dispatch: ``None``, or an HTTP error the factory
+        returned or raised).
+    :param failures: creations that raised: ``invoke`` or ``on_created``
+        (with dispatch: the factory raised another exception, returned no
+        WSGI app, or a ``tenant_created`` receiver raised).
     :param evictions: apps that left, by reason.
     """
 
@@ -176,8 +197,9 @@ _Job = tuple[_Creation, t.Callable[[], None]]
 
 
 class _CreationThreads:
-    """Run factories on at most ``limit`` daemon threads, with at most
-    ``16 * limit`` creations pending; the rest wait in line.
+    """Run factories on ``limit`` daemon threads, with at most
+    :data:`PENDING_PER_THREAD` times ``limit`` creations pending; the rest
+    wait in line.
 
     A creation given up on (its factory hangs, or its tenant was evicted
     while it ran) may be set aside: it stops counting against the limit, so
@@ -200,7 +222,7 @@ class _CreationThreads:
                 self._pid = os.getpid()
                 self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
                 self._threads = self._pending = self._set_aside = 0
-            if self._pending >= 16 * self.limit:
+            if self._pending >= PENDING_PER_THREAD * self.limit:
                 return False
             self._pending += 1
             self._jobs.put((creation, run))
@@ -296,10 +318,12 @@ class TenantRegistry:
     :param max_age: seconds after its creation at which an app is dropped.
     :param miss_ttl: seconds a miss (see ``is_miss``) is remembered.
     :param max_misses: most misses remembered; the oldest goes first.
-    :param create_timeout: seconds any request waits for a creation.
-    :param max_waiting: most requests waiting for one creation.
-    :param max_creating: most factories running at once; up to 16 times as
-        many creations wait in line for them.
+    :param create_timeout: seconds a request waits for a creation, at most.
+    :param max_waiting: most requests that may wait ``create_timeout`` for
+        one creation; more wait at most :data:`OVERFLOW_WAIT`.
+    :param max_creating: most factories running at once on creation
+        threads, besides as many given up on; up to
+        :data:`PENDING_PER_THREAD` times as many creations wait in line.
     :param invoke: calls a factory; the extension uses it to push the host
         app's context. Defaults to ``factory(name)``.
     :param is_miss: whether an answer means "no such tenant": remembered
@@ -351,9 +375,7 @@ class TenantRegistry:
         self._misses: OrderedDict[_Key, tuple[float, Answer]] = OrderedDict()  # oldest first
         self._creations: dict[_Key, _Creation] = {}
         self._threads = _CreationThreads(max_creating)
-        # Recency, counted in creations (see the module's docs): hits stamp
-        # the current value; a creation stamps the next one and moves past it.
-        self._recency = 0
+        self._recency = 0  # the recency clock (see the module's docs)
         self._hits = self._created = self._failed = 0
         self._evictions: Counter[str] = Counter()
         # Only a registry with a time bound reads the clock on a hit.
@@ -420,10 +442,20 @@ class TenantRegistry:
         # An app evicted meanwhile serves this request and is then let go.
         app = slot.app
         if app is not None and (not self._timed or self._fresh(slot)):
-            self._hits += 1
+            # What _hit() does, written out: every request to a held tenant
+            # comes this way.
+            self._hits = hits = self._hits + 1
+            if not hits % TICK:
+                self._recency += 1
             slot.used = self._recency
             return app
         return self._fetch_slowly(slot)
+
+    def _hit(self) -> None:
+        """Count a hit, and move the recency clock on every :data:`TICK`."""
+        self._hits = hits = self._hits + 1
+        if not hits % TICK:
+            self._recency += 1
 
     def _fresh(self, slot: TenantSlot) -> bool:
         """Whether a held app is within its time bounds, and stamp the time
@@ -481,13 +513,13 @@ class TenantRegistry:
                 if slot.app is not None:
                     reason = self._expired(slot, now)
                     if not reason:  # created since the first look
-                        self._hits += 1
+                        self._hit()
                         slot.seen, slot.used = now, self._recency
                         return slot.app
                     self._drop(slot, reason, evicted)
                 miss = self._misses.get(key)
                 if miss is not None:
-                    self._hits += 1
+                    self._hit()
                     return miss[1]
                 creation, start, overflow = self._join(key, name, now)
         finally:
@@ -514,11 +546,11 @@ class TenantRegistry:
             if creation.thread == threading.get_ident():
                 raise TenantRecursionError(name)
             age = now - creation.started
-            given_up = creation.stale or age > 4 * self.create_timeout
+            given_up = creation.stale or age > GIVE_UP_AFTER * self.create_timeout
             if given_up and self._threads.set_aside(creation):
                 if not creation.stale:
                     log.error(
-                        "The factory for tenant %r has run for %.0f s; giving up on it and"
+                        "The factory for tenant %r has run for %.1f s; giving up on it and"
                         " starting a new creation (its result will not be kept).",
                         name,
                         age,
@@ -529,7 +561,7 @@ class TenantRegistry:
                 raise TenantBusy(name, "it was evicted while it was being created")
             elif age > self.create_timeout:
                 # Waiting would only tie up a thread until the timeout again.
-                raise TenantBusy(name, f"its creation has run for {age:.0f} s")
+                raise TenantBusy(name, f"its creation has run for {age:.1f} s")
         start = creation is None
         if creation is None:
             creation = self._creations[key] = _Creation(now)
@@ -613,6 +645,7 @@ class TenantRegistry:
                     self._misses.popitem(last=False)
         else:
             slot.app, slot.born, slot.seen = answer, now, now
+            # After the uses before it, before those after it.
             slot.used = self._recency + 1
             self._recency += 2
             slot.index = len(self._held)

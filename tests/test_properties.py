@@ -16,6 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from flask_dispatch import Dispatch, TenantFactoryError, TenantRegistry
 from flask_dispatch.config import DEFAULT_NAME_PATTERN
 from flask_dispatch.hosts import canonical_host
+from flask_dispatch.registry import TICK
 
 from .conftest import NamedApp, call, make_host_app
 
@@ -181,9 +182,11 @@ class RegistryModel(RuleBasedStateMachine):
         self.calls = 0
         self.model_calls = 0
         # name -> (app, time of last use, recency of last use)
-        self.instances: dict[str, tuple[object, float, tuple[int, int]]] = {}
-        # The n-th creation happens at recency (n, 0), the uses after it at (n, 1).
-        self.creations = 0
+        self.instances: dict[str, tuple[object, float, float]] = {}
+        # The recency clock moves on every TICK hits (of held apps and of
+        # remembered misses) and at each creation, which happens between two
+        # of its moments.
+        self.recency = self.hits = 0
         self.misses: OrderedDict[str, float] = OrderedDict()
 
     def factory(self, name: str) -> WSGIApplication | None:
@@ -226,7 +229,8 @@ class RegistryModel(RuleBasedStateMachine):
         expected: object
         if name in self.instances:
             app, _, _ = self.instances[name]
-            self.instances[name] = (app, now, (self.creations, 1))
+            self.hit()
+            self.instances[name] = (app, now, self.recency)
             expected = app
         else:
             # A lookup that is no hit forgets every expired miss.
@@ -234,6 +238,7 @@ class RegistryModel(RuleBasedStateMachine):
         if name in self.instances:
             pass
         elif name in self.misses:
+            self.hit()
             expected = None
         else:
             self.model_calls += 1
@@ -251,12 +256,17 @@ class RegistryModel(RuleBasedStateMachine):
                     self.misses.popitem(last=False)
             else:
                 assert isinstance(result, NamedApp) and result.name == name
-                self.creations += 1
-                self.instances[name] = (result, now, (self.creations, 0))
+                self.instances[name] = (result, now, self.recency + 0.5)
+                self.recency += 1
                 if len(self.instances) > self.capacity:
                     self.least_recent_evicted(name)
             return
         assert self.registry.get(name, self.factory) is expected
+
+    def hit(self) -> None:
+        self.hits += 1
+        if self.hits % TICK == 0:
+            self.recency += 1
 
     def least_recent_evicted(self, new: str) -> None:
         """Drop the app the registry evicted for ``new``: one of the least

@@ -24,7 +24,7 @@ from flask_dispatch import (
     TenantRegistry,
     TenantSlot,
 )
-from flask_dispatch.registry import SAMPLE
+from flask_dispatch.registry import SAMPLE, TICK
 
 from .conftest import NamedApp, RecordingFactory, in_forked_child, run_workers, wait_for
 
@@ -81,11 +81,14 @@ def test_caches_instances() -> None:
         pytest.param(["a", "b", "a", "c"], ["b"], id="used-after-a-creation"),
         pytest.param(["a", "a", "b", "c"], ["a"], id="used-before-a-creation"),
         pytest.param(["a", "b", "a", "c", "a", "d"], ["b", "c"], id="used-after-two"),
+        pytest.param(
+            ["busy", "idle", "idle", *["busy"] * 2 * TICK, "new"], ["idle"], id="no-creations"
+        ),
     ],
 )
 def test_recency_is_counted_in_creations(requests: list[str], evicted: list[str]) -> None:
     # A creation is more recent than every use before it and less recent
-    # than every use after it.
+    # than every use after it; without creations, the clock moves with hits.
     events = Events()
     registry = make_registry(events, max_instances=2)
     factory = RecordingFactory()
@@ -111,25 +114,28 @@ def test_lru_order_up_to_sample_held() -> None:
 
 
 class RecencyModel:
-    """When each held app was last used, on the registry's clock: the n-th
-    creation happens at ``(n, 0)``, the uses after it and before the next
-    one at ``(n, 1)``. Each eviction is checked against the bound the
-    registry states: while at most ``SAMPLE`` apps were held before the
-    creation, none less recent than the one evicted; otherwise at least
-    ``SAMPLE - 1`` others (not the new app) at least as recent, and nearly
-    always fewer than a quarter less recent."""
+    """When each held app was last used, on the registry's clock, which
+    moves on every ``TICK`` hits and at each creation, and each creation
+    happens between two moments of it. Each eviction is checked against the
+    bound the registry states: while at most ``SAMPLE`` apps were held
+    before the creation, none less recent than the one evicted; otherwise
+    at least ``SAMPLE - 1`` others (not the new app) at least as recent,
+    and nearly always fewer than a quarter less recent."""
 
     def __init__(self) -> None:
-        self.last_use: dict[str, tuple[int, int]] = {}
-        self.creations = 0
+        self.last_use: dict[str, float] = {}
+        self.clock = self.hits = 0
         self.in_oldest_quarter = self.evictions = 0
 
     def used(self, name: str) -> None:
-        self.last_use[name] = (self.creations, 1)
+        self.hits += 1
+        if self.hits % TICK == 0:
+            self.clock += 1
+        self.last_use[name] = self.clock
 
     def created(self, name: str) -> None:
-        self.creations += 1
-        self.last_use[name] = (self.creations, 0)
+        self.last_use[name] = self.clock + 0.5
+        self.clock += 1
 
     def evicted(self, name: str, new: str) -> None:
         victim = self.last_use.pop(name)
