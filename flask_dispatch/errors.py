@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import typing as t
+
+from werkzeug.exceptions import HTTPException
+
 
 class TenantError(Exception):
     """Base class of the errors below. ``name`` is the tenant's name."""
@@ -63,3 +67,20 @@ class TenantFactoryError(TenantError):
 
     def __init__(self, name: str) -> None:
         super().__init__(name, f"Creating tenant {name!r} failed.")
+
+
+H = t.TypeVar("H", bound=HTTPException)
+
+
+def fresh_copy(error: H) -> H:
+    """A new HTTP error with the same attributes (its description, response
+    and any others a subclass sets) and no traceback or context.
+
+    A remembered answer is raised as a fresh copy each time: raising one
+    instance again would chain every request's frames onto its traceback
+    and keep them alive. ``HTTPException`` keeps what it was made with in
+    attributes, not in ``args``, which the copy leaves empty.
+    """
+    copy = type(error).__new__(type(error))
+    copy.__dict__.update(error.__dict__)
+    return copy

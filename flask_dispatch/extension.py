@@ -10,6 +10,7 @@ hooks that raise dispatch's own errors inside the host app.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -26,10 +27,10 @@ from . import config, links
 from .cli import dispatch_cli
 from .config import DispatchConfigError, DispatchSettings
 from .domains import DomainAnswers, Resolver
-from .errors import CREATED_RECEIVER_NOTE
+from .errors import CREATED_RECEIVER_NOTE, fresh_copy
 from .forks import renew_in_child
 from .logs import name_tenant_in_logs
-from .middleware import ERROR_KEY, DispatchMiddleware, fresh_copy
+from .middleware import ERROR_KEY, DispatchMiddleware
 from .paths import normalize_mount_prefix, rule_first_segments
 from .registry import Answer, EvictReason, Factory, TenantRegistry
 from .routing import Router, Rules
@@ -105,12 +106,8 @@ class DispatchState:
         self.bus = self._bus(redis if redis is not None else settings.redis_url)
         # How a tenant is built and announced, by the registry or a command.
         self._make_tenant = _invoker(app, self)
-        self._send_created: t.Callable[[str, WSGIApplication], None] = lambda name, tenant: (
-            _send_created(app, name, tenant)
-        )
-        self._send_evicted: t.Callable[[str, WSGIApplication, EvictReason], None] = (
-            lambda name, tenant, reason: _send_evicted(app, name, tenant, reason)
-        )
+        self._send_created = functools.partial(_send_created, app)
+        self._send_evicted = functools.partial(_send_evicted, app)
         #: The app's :class:`TenantRegistry`.
         self.registry = self._registry(app)
         renew_in_child(self._after_fork)
@@ -587,7 +584,9 @@ class Dispatch:
         ``https://acme.example.com/notes`` by subdomain, or
         ``https://example.com/acme/notes`` by path. It has the scheme and port
         of the current request (outside one: ``SERVER_NAME`` and
-        ``PREFERRED_URL_SCHEME``) and the dispatch domain it came in on.
+        ``PREFERRED_URL_SCHEME``) and the dispatch domain it came in on: on
+        another host, the first domain of :data:`DISPATCH_DOMAIN`; outside
+        a request and without ``SERVER_NAME``, the longest.
 
         :param name: the tenant's name.
         :param path: the path inside the tenant.

@@ -3,13 +3,18 @@
 Pure functions with no Flask import: :func:`parse_host` turns a raw ``Host``
 header into one canonical spelling, or says in words why it is malformed
 (``flask dispatch check`` shows it); :func:`canonical_host` is the same
-decision with ``None`` for a malformed host.
+decision with ``None`` for a malformed host; :func:`server_host` stands in
+for a missing header.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import typing as t
+
+if t.TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 # ASCII only and case-insensitive by spelling both cases out: ``re.IGNORECASE``
 # without ``re.ASCII`` would let the Kelvin sign (U+212A) match "k".
@@ -21,6 +26,14 @@ _MAX_NAME = 253
 # A name, its trailing dot and ":65535": anything longer is malformed, and is
 # rejected before any pattern runs over it.
 _MAX_RAW = _MAX_NAME + 1 + 6
+
+
+def server_host(environ: WSGIEnvironment) -> str:
+    """What stands in for the ``Host`` header of an HTTP/1.0 request that
+    has none: the server's name, an IPv6 address bracketed (unless the
+    server did)."""
+    server: str = environ.get("SERVER_NAME", "")
+    return f"[{server}]" if ":" in server and server[:1] != "[" else server
 
 
 class MalformedHost(ValueError):

@@ -3,10 +3,10 @@
 A :class:`DispatchMiddleware` replaces the host app's ``wsgi_app``. For each
 request it asks the :class:`~flask_dispatch.routing.Router` where the request
 goes, looks a tenant up in the registry, and hands the request on in one
-place. Everything dispatch answers
-itself (400, 404, 503, a factory's exception) goes to the host app, which
-raises it in its own request handling (see :mod:`flask_dispatch.extension`),
-so it gets the site's error pages, logging and debugger.
+place. Everything dispatch answers itself (400, 404, 503, a factory's
+exception) goes to the host app, which raises it in its own request
+handling (see :mod:`flask_dispatch.extension`), so it gets the site's error
+pages, logging and debugger.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import typing as t
 
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound, ServiceUnavailable
 
-from .errors import TenantUnavailable
+from .errors import TenantUnavailable, fresh_copy
+from .hosts import server_host
 from .routing import Kind
 
 if t.TYPE_CHECKING:
@@ -56,13 +57,8 @@ class DispatchMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         router = self.router or self.state.build_router()
-        raw_host = environ.get("HTTP_HOST")
-        if raw_host is None:  # HTTP/1.0: the server's name stands in
-            server = environ.get("SERVER_NAME", "")
-            # An IPv6 address, unless the server bracketed it already.
-            raw_host = f"[{server}]" if ":" in server and server[:1] != "[" else server
-        path = environ.get("PATH_INFO", "")
-        target = router.route(raw_host, path)
+        host, path = environ.get("HTTP_HOST"), environ.get("PATH_INFO", "")
+        target = router.route(server_host(environ) if host is None else host, path)
         if target.kind is _DOMAIN:
             try:
                 target = self._custom_domain(target, router, path)
@@ -106,7 +102,7 @@ class DispatchMiddleware:
             return self.wsgi_app(environ, start_response)
         bad_host = target.kind is Kind.BAD_HOST
         error = BadRequest(target.reason) if bad_host else NotFound()
-        return self.fail(environ, start_response, error, bad_host)
+        return self.fail(environ, start_response, error, bad_host=bad_host)
 
     def _custom_domain(self, target: Target, router: Router, path: str) -> Target:
         """The tenant whose custom domain the host is, else the host app's
@@ -141,6 +137,7 @@ class DispatchMiddleware:
         environ: WSGIEnvironment,
         start_response: StartResponse,
         error: BaseException,
+        *,
         bad_host: bool = False,
     ) -> Iterable[bytes]:
         """Let the host app raise ``error`` in its own request handling. A
@@ -199,18 +196,3 @@ class UntilClosed:
         except IndexError:
             return
         done()
-
-
-E = t.TypeVar("E", bound=BaseException)
-
-
-def fresh_copy(error: E) -> E:
-    """A new exception with the same attributes and no traceback or context.
-
-    A remembered answer is raised as a fresh copy each time: raising one
-    instance again would chain every request's frames onto its traceback
-    and keep them alive.
-    """
-    copy = type(error).__new__(type(error))
-    copy.__dict__.update(error.__dict__)
-    return copy

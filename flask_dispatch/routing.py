@@ -2,8 +2,8 @@
 
 :class:`Router` turns the raw ``Host`` header and ``PATH_INFO`` of a request
 into a :class:`Target`: the host app, a bad host, no such tenant, a static
-mount, a subdomain tenant or a path tenant. It decides and serves nothing;
-the middleware serves what it decides.
+mount, a subdomain tenant, a path tenant, or a custom domain to look up. It
+decides; it serves nothing: the middleware serves what it decides.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ class Kind(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class Target:
     """Where one request goes. Targets are made once per host, mount or
-    path segment and shared by the requests that go there.
+    path segment and shared by the requests that go there (except for bad
+    hosts and names, which are not remembered).
 
     :param kind: what it is.
     :param name: the tenant's name, or the mount's prefix.
@@ -98,8 +99,11 @@ class Rules:
         return name.isascii() and self.name_pattern.fullmatch(name) is not None
 
 
-#: The :attr:`~Target.reason` of a bad host, also the description of its 400.
+#: The :attr:`~Target.reason` of a host ``TRUSTED_HOSTS`` rejects, also the
+#: description of its 400.
 UNTRUSTED_HOST = "Untrusted Host header."
+#: The :attr:`~Target.reason` of a malformed host, also the description of
+#: its 400.
 MALFORMED_HOST = "Malformed Host header."
 _HOST_APP = Kind.HOST_APP
 #: A first path segment under which mounts must be searched by the whole path.
@@ -221,8 +225,11 @@ class Router:
 
     def is_tenant_name(self, name: str, by: str | None = None) -> bool:
         """Whether ``name`` may name a tenant: it is ASCII, matches the
-        pattern, is not reserved, is not a subdomain of the host app's own URL rules, and
-        is neither a first path segment of them nor of a mount.
+        pattern, is not reserved, is not a subdomain of the host app's own
+        URL rules; for a path tenant, it is neither a first path segment of
+        them nor of a mount; for a subdomain tenant, ``<name>.<domain>``
+        reaches it under every dispatch domain (a lowercase host, labels of
+        at most 63 characters, under no longer dispatch domain).
 
         :param name: a candidate tenant name.
         :param by: ``"subdomain"`` or ``"path"``: the kind of tenant (first

@@ -17,7 +17,7 @@ import weakref
 from urllib.parse import quote
 
 from flask import Flask, request
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import SecureCookieSessionInterface, SessionInterface
 
 if t.TYPE_CHECKING:
     from .links import By
@@ -95,6 +95,24 @@ def _scoped_already(tenant_app: Flask, first: str, name: str, inside: bool) -> N
         )
 
 
+def _leave_alone(interface: SessionInterface, name: str) -> None:
+    """A tenant's own session interface is left alone. Flask's own cookie
+    session, assigned, is how a tenant opts out; any other (server-side
+    ones, say) may share a store with other tenants: say once per type what
+    to check."""
+    if type(interface) is SecureCookieSessionInterface or type(interface) in _warned:
+        return
+    _warned.add(type(interface))
+    log.warning(
+        "Tenant %r has a session interface of its own (%s), which dispatch leaves"
+        " alone: give each tenant its own cookie name and path, and its own store"
+        " key prefix (Flask-Session: SESSION_KEY_PREFIX), or another tenant's"
+        " session id is valid there too.",
+        name,
+        type(interface).__name__,
+    )
+
+
 def scope_session(
     tenant_app: Flask, name: str, host_app: Flask, *, by: By, inside: bool = False
 ) -> None:
@@ -109,10 +127,9 @@ def scope_session(
     :param by: ``"subdomain"`` or ``"path"``: the factory that built it. A
         subdomain tenant and a path tenant of the same name, built by two
         factories, are two tenants.
-    :param inside: the factory returned the app inside middleware. Middleware
-        made per tenant around one shared app is allowed: that app keeps the
-        scoping of its first tenant, which still keeps its cookies from the
-        host app, and a warning says so once.
+    :param inside: the factory returned the app inside middleware: one app
+        shared by several tenants' middleware keeps its first tenant's
+        scoping (apart from the host app's cookies), with one warning.
     :raises RuntimeError: if the app is already scoped to another tenant (a
         factory returned one app object for two names), unless ``inside``.
 
@@ -124,19 +141,7 @@ def scope_session(
             _scoped_already(tenant_app, current.tenant, name, inside)
         return
     if current is not Flask.session_interface:
-        # The tenant's own sessions: left alone. Flask's own cookie session,
-        # assigned, is how a tenant opts out; any other (server-side ones,
-        # say) may share a store with other tenants, so say what to check.
-        if type(current) is not SecureCookieSessionInterface and type(current) not in _warned:
-            _warned.add(type(current))
-            log.warning(
-                "Tenant %r has a session interface of its own (%s), which dispatch leaves"
-                " alone: give each tenant its own cookie name and path, and its own store"
-                " key prefix (Flask-Session: SESSION_KEY_PREFIX), or another tenant's"
-                " session id is valid there too.",
-                name,
-                type(current).__name__,
-            )
+        _leave_alone(current, name)
         return
     config, host = tenant_app.config, host_app.config
     cookie_name: str = config["SESSION_COOKIE_NAME"]
