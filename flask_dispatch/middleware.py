@@ -35,6 +35,8 @@ ERROR_KEY = "flask_dispatch.error"
 #: app can still build URLs on its error page.
 ORIGINAL_HOST_KEY = "flask_dispatch.original_host"
 
+# Plain module names: on Python 3.11, reading an Enum member from its class
+# goes through a descriptor, on every request.
 _PATH, _HOST_APP, _MOUNT, _DOMAIN = Kind.PATH, Kind.HOST_APP, Kind.MOUNT, Kind.DOMAIN
 
 

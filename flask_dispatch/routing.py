@@ -105,7 +105,7 @@ UNTRUSTED_HOST = "Untrusted Host header."
 #: The :attr:`~Target.reason` of a malformed host, also the description of
 #: its 400.
 MALFORMED_HOST = "Malformed Host header."
-_HOST_APP = Kind.HOST_APP
+_HOST_APP = Kind.HOST_APP  # a plain name, as in the middleware
 #: A first path segment under which mounts must be searched by the whole path.
 _SEARCH_MOUNTS = Target(Kind.MOUNT)
 _HOST_SIDE = Target(Kind.HOST_APP)
