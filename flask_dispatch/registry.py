@@ -7,14 +7,15 @@ outside this module touches its insides.
 - **Lookups through a slot.** :meth:`TenantRegistry.slot` gives the one
   :class:`TenantSlot` of a ``(factory, name)``; the router keeps it with its
   decision for a host or path, so a request to a held tenant costs an
-  attribute read, whatever the number of tenants, and takes no lock.
+  attribute read, whatever the number of tenants, and takes no lock (but
+  one in :data:`TICK`, for an instant: see below).
 - **Eviction policy: sampled least-recently-used, on a coarse clock.**
   Recency is read from a clock that moves on every :data:`TICK` hits and
   at each creation (as Redis reads it from a clock in milliseconds): a
   creation is more recent than every use before it and less recent than
   every use after it, and the uses within one tick are equally recent.
   A hit stamps its slot with the clock's value, which many hits share, so
-  hits allocate nothing per tenant; they move the clock without a lock, so
+  hits allocate nothing per tenant; they count without a lock, so
   concurrent ones may lose a tick. A creation beyond ``max_instances``
   evicts the least recent of :data:`SAMPLE` held apps picked at random (of
   all of them when no more are held; never the app just created). So while
@@ -437,22 +438,24 @@ class TenantRegistry:
         :raises TenantRecursionError: the factory asked for its own tenant.
         :raises TenantFactoryError: the factory raised; it is the ``__cause__``.
         """
-        # A hit takes no lock: with many threads, a lock taken on every hit
-        # makes them queue behind whichever one the GIL switched away from.
-        # An app evicted meanwhile serves this request and is then let go.
+        # A hit takes no lock, but for one in TICK that moves the clock: with
+        # many threads, a lock taken on every hit makes them queue behind
+        # whichever one the GIL switched away from. An app evicted meanwhile
+        # serves this request and is then let go.
         app = slot.app
         if app is not None and (not self._timed or self._fresh(slot)):
-            # What _hit() does, written out: every request to a held tenant
-            # comes this way.
             self._hits = hits = self._hits + 1
             if not hits % TICK:
-                self._recency += 1
+                # Under the lock, or it could undo a creation's move of the clock.
+                with self._lock:
+                    self._recency += 1
             slot.used = self._recency
             return app
         return self._fetch_slowly(slot)
 
     def _hit(self) -> None:
-        """Count a hit, and move the recency clock on every :data:`TICK`."""
+        """Count a hit, and move the recency clock on every :data:`TICK`, as
+        :meth:`fetch` does; call with the lock held."""
         self._hits = hits = self._hits + 1
         if not hits % TICK:
             self._recency += 1
