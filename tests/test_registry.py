@@ -84,14 +84,18 @@ def test_caches_instances() -> None:
         pytest.param(
             ["busy", "idle", "idle", *["busy"] * 2 * TICK, "new"], ["idle"], id="no-creations"
         ),
+        pytest.param(
+            ["a", "b", "b", *["ghost"] * 2 * TICK, "a", "c"], ["b"], id="remembered-misses"
+        ),
     ],
 )
-def test_recency_is_counted_in_creations(requests: list[str], evicted: list[str]) -> None:
+def test_recency_follows_creations_and_hits(requests: list[str], evicted: list[str]) -> None:
     # A creation is more recent than every use before it and less recent
-    # than every use after it; without creations, the clock moves with hits.
+    # than every use after it; without creations, the clock moves with hits,
+    # remembered "no such tenant" answers ("ghost") included.
     events = Events()
     registry = make_registry(events, max_instances=2)
-    factory = RecordingFactory()
+    factory = RecordingFactory(known=set(requests) - {"ghost"})
     for name in requests:
         registry.get(name, factory)
     assert events.evicted == [(name, "capacity") for name in evicted]
