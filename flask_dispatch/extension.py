@@ -536,12 +536,12 @@ class Dispatch:
 
     def is_tenant_name(self, name: str, by: By | None = None) -> bool:
         """Whether ``name`` may be a tenant's name in the current app: it
-        is ASCII, matches :data:`DISPATCH_NAME_PATTERN`, is not reserved, is not the
-        subdomain of one of the host app's own URL rules, and is neither the
-        first path segment of one of them nor of a mount; by subdomain,
-        requests must be able to reach it (lowercase, labels of at most 63
-        characters, not another dispatch domain). Use it to check a name at
-        signup.
+        is ASCII, matches :data:`DISPATCH_NAME_PATTERN`, is not reserved, is
+        not the subdomain of one of the host app's own URL rules, and is
+        neither the first path segment of one of them nor of a mount; by
+        subdomain, requests must be able to reach it (lowercase, labels of at
+        most 63 characters, not another dispatch domain). Use it to check a
+        name at signup.
 
         :param name: a candidate tenant name.
         :param by: ``"subdomain"`` or ``"path"``: the kind of tenant (first
