@@ -88,12 +88,13 @@ def check_command(url: str, build: bool, method: str) -> None:
     given. Exits with 1 for a rejected host, or an unbuilt tenant with --build."""
     state = _state()
     scheme, raw_host, path, query, idna = _split_url(url)
-    script_name, path = _split_application_root(path)
+    script_name, path, outside = _split_application_root(path)
     environ = create_environ("/", f"{scheme}://localhost/", method=method.upper())
     environ.update(HTTP_HOST=raw_host, SCRIPT_NAME=script_name, PATH_INFO=path, QUERY_STRING=query)
     router = state.current_router()
     target = router.route(raw_host, path)
     details: _Details = [("Host", f"{raw_host!r} (IDNA)")] if idna else []
+    details += [("APPLICATION_ROOT", outside)] if outside else []
     if target.kind is Kind.DOMAIN:
         target = _custom_domain(state, router, target, path, details)
     status = 0
@@ -238,14 +239,18 @@ def _port_as_sent(host: str, scheme: str) -> str:
     return f"{name}:{int(port)}"
 
 
-def _split_application_root(path: str) -> tuple[str, str]:
-    """``(SCRIPT_NAME, PATH_INFO)`` of a URL path, as a server that serves
-    the app at ``APPLICATION_ROOT`` passes them (the root, if the path is
-    under it)."""
+def _split_application_root(path: str) -> tuple[str, str, str]:
+    """``(SCRIPT_NAME, PATH_INFO, warning)`` of a URL path, as a server that
+    serves the app at ``APPLICATION_ROOT`` passes them (the root, if the
+    path is under it); the warning says when the path is outside it, as
+    the app served at ``/`` would see it."""
     root = current_app.config["APPLICATION_ROOT"].rstrip("/")
     if root and (path == root or path.startswith(root + "/")):
-        return root, path[len(root) :]
-    return "", path
+        return root, path[len(root) :], ""
+    if root:
+        warning = f"the path is outside {root!r}: read as if the app were served at '/'"
+        return "", path, warning
+    return "", path, ""
 
 
 def _name_app(app: object) -> str:

@@ -412,6 +412,41 @@ def test_check_reads_a_url_under_application_root_as_the_server_passes_it(
 
 
 @pytest.mark.parametrize(
+    ("url", "output"),
+    [
+        pytest.param(
+            "http://example.com/acme/notes/1",
+            lines(
+                "path tenant 'acme'",
+                "  APPLICATION_ROOT: the path is outside '/site': read as if the app were"
+                " served at '/'",
+                "  SCRIPT_NAME:      '/acme'",
+                "  PATH_INFO:        '/notes/1'",
+                "  factory:          not called (--build calls it)",
+            ),
+            id="path",
+        ),
+        pytest.param(
+            "http://example.com/login",
+            lines(
+                "host app",
+                "  APPLICATION_ROOT:  the path is outside '/site': read as if the app were"
+                " served at '/'",
+                "  why:               example.com is a dispatch domain",
+                "  not a path tenant: it is the first segment of one of the host app's URL rules",
+                "  endpoint:          'login' (rule '/login')",
+            ),
+            id="host app",
+        ),
+    ],
+)
+def test_check_says_when_a_url_is_outside_application_root(url: str, output: str) -> None:
+    app = make_site(APPLICATION_ROOT="/site/", SERVER_NAME="example.com")
+    result = invoke(app, "check", url)
+    assert (result.exit_code, result.output) == (0, output)
+
+
+@pytest.mark.parametrize(
     ("url", "message"),
     [
         pytest.param("ftp://example.com/", "'ftp://example.com/' is not an http://", id="scheme"),
