@@ -8,6 +8,7 @@ checked, so a misconfiguration fails at startup with a message naming the key.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import threading
@@ -126,6 +127,7 @@ class DispatchSettings:
         :param config: the app's config, with defaults already set.
         :raises DispatchConfigError: naming the key at fault.
         """
+        _no_unknown_keys(config)
         return cls(
             domains=_domains(config.get(DOMAIN), config.get("SERVER_NAME")),
             reserved=_reserved(config[RESERVED]),
@@ -142,6 +144,22 @@ class DispatchSettings:
             redis_url=_redis_url(config),
             redis_prefix=t.cast(str, _text(config, REDIS_PREFIX)),
         )
+
+
+def _no_unknown_keys(config: t.Mapping[str, t.Any]) -> None:
+    """Every ``DISPATCH_*`` key is dispatch's: one it does not know is
+    misspelt, and its value would be ignored without a word."""
+    prefix = "DISPATCH_"
+    for key in config:
+        if isinstance(key, str) and key.startswith(prefix) and key not in _DEFAULTS:
+            # Compared without the prefix, which every key shares.
+            names = [known.removeprefix(prefix) for known in _DEFAULTS]
+            close = difflib.get_close_matches(key.removeprefix(prefix), names, n=1)
+            hint = f" Did you mean {prefix}{close[0]}?" if close else ""
+            raise DispatchConfigError(
+                f"{key} is not a flask_dispatch setting.{hint} (Every DISPATCH_* key"
+                " is one; see the configuration docs for the list.)"
+            )
 
 
 def _domains(value: object, server_name: object) -> tuple[str, ...]:
@@ -218,17 +236,17 @@ def _number(
 ) -> float:
     value: t.Any = config[key]
     right_kind = isinstance(value, int) if integer else isinstance(value, (int, float))
+    kind = "an integer" if integer else "a finite number"
+    wrong = f"{key} must be {kind} {'of 0 or more' if allow_zero else 'above 0'}, got {value!r}."
     if isinstance(value, bool) or not right_kind:
-        kind = "an integer" if integer else "a number"
-        raise DispatchConfigError(f"{key} must be {kind}, got {value!r}.")
-    positive = f"{key} must be a finite positive number, got {value!r}."
+        raise DispatchConfigError(wrong)
     try:
         number = value if integer else float(value)  # an int may be too big for a float
     except OverflowError:
-        raise DispatchConfigError(positive) from None
+        raise DispatchConfigError(wrong) from None
     infinite = isinstance(number, float) and not math.isfinite(number)
     if infinite or number < 0 or (number == 0 and not allow_zero):
-        raise DispatchConfigError(positive)
+        raise DispatchConfigError(wrong)
     if number > most:
         raise DispatchConfigError(f"{key} must be at most {most:.0f}, got {value!r}.")
     return t.cast(float, number)

@@ -243,10 +243,10 @@ def available(reason: str | None, required_by: str) -> None:
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A real ``redis-server`` on a free loopback port, stopped after the
-    test. Skipped when it is missing, unless ``FLASK_DISPATCH_REQUIRE_REDIS=1``
+    test. Skipped when it is missing, unless ``DISPATCH_TEST_REQUIRE_REDIS=1``
     (CI) makes that a failure."""
     reason = missing()
-    available(reason, "FLASK_DISPATCH_REQUIRE_REDIS")
+    available(reason, "DISPATCH_TEST_REQUIRE_REDIS")
     server = started(tmp_path)
     yield server
     server.stop()

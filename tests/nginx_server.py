@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .servers import stop
 
-NGINX = os.environ.get("FLASK_DISPATCH_NGINX") or shutil.which("nginx") or "/usr/sbin/nginx"
+NGINX = os.environ.get("DISPATCH_TEST_NGINX") or shutil.which("nginx") or "/usr/sbin/nginx"
 OPENSSL = shutil.which("openssl") or "openssl"
 #: The site configuration, as the deploying page includes it.
 DOCS_CONF = Path(__file__).resolve().parent.parent / "docs" / "nginx" / "dispatch.conf"

@@ -15,7 +15,7 @@ from .servers import free_port, stop
 if t.TYPE_CHECKING:
     from pathlib import Path
 
-REDIS_SERVER = os.environ.get("FLASK_DISPATCH_REDIS_SERVER", "redis-server")
+REDIS_SERVER = os.environ.get("DISPATCH_TEST_REDIS_SERVER", "redis-server")
 
 
 def missing() -> str | None:

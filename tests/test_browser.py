@@ -2,7 +2,7 @@
 Playwright) against a real server (gunicorn) on loopback.
 
 Skipped when Chromium or Playwright is missing, unless
-``FLASK_DISPATCH_REQUIRE_BROWSER=1`` (CI) turns the skip into a failure.
+``DISPATCH_TEST_REQUIRE_BROWSER=1`` (CI) turns the skip into a failure.
 Screenshots of every step go to ``test-artifacts/browser/<test name>/``.
 """
 
@@ -25,7 +25,7 @@ if t.TYPE_CHECKING:
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
-CHROMIUM = os.environ.get("FLASK_DISPATCH_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("DISPATCH_TEST_CHROMIUM", "/usr/bin/chromium")
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -53,7 +53,7 @@ def browser_missing() -> str | None:
 def chromium(*args: str) -> t.Iterator[Browser]:
     """Debian's Chromium, started with :data:`FLAGS` and ``args``; the test
     is skipped (or, under CI, fails) without it."""
-    available(browser_missing(), "FLASK_DISPATCH_REQUIRE_BROWSER")
+    available(browser_missing(), "DISPATCH_TEST_REQUIRE_BROWSER")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -11,7 +11,7 @@ scoping off, the same browser sees the login everywhere: the control.
 
 Skipped like :mod:`tests.test_browser` (whose ``browser`` fixture this uses)
 when Chromium or Playwright is missing, unless
-``FLASK_DISPATCH_REQUIRE_BROWSER=1``. Screenshots go to
+``DISPATCH_TEST_REQUIRE_BROWSER=1``. Screenshots go to
 ``test-artifacts/browser/<test name>/``.
 """
 

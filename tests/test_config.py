@@ -131,6 +131,87 @@ def test_invalid_setting_fails_at_startup_naming_the_key(key: str, value: t.Any)
     assert "dispatch" not in app.extensions
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        pytest.param(
+            keys.MAX_INSTANCES,
+            -1,
+            "DISPATCH_MAX_INSTANCES must be an integer above 0, got -1.",
+            id="count",
+        ),
+        pytest.param(
+            keys.MAX_INSTANCES,
+            "10",
+            "DISPATCH_MAX_INSTANCES must be an integer above 0, got '10'.",
+            id="count-as-text",
+        ),
+        pytest.param(
+            keys.MAX_MISSES,
+            -1,
+            "DISPATCH_MAX_MISSES must be an integer of 0 or more, got -1.",
+            id="count-that-may-be-0",
+        ),
+        pytest.param(
+            keys.IDLE_TIMEOUT,
+            float("inf"),
+            "DISPATCH_IDLE_TIMEOUT must be a finite number above 0, got inf.",
+            id="duration",
+        ),
+        pytest.param(
+            keys.MISS_TTL,
+            float("nan"),
+            "DISPATCH_MISS_TTL must be a finite number of 0 or more, got nan.",
+            id="duration-that-may-be-0",
+        ),
+    ],
+)
+def test_a_bad_number_is_told_what_it_must_be(key: str, value: object, message: str) -> None:
+    app = Flask("host")
+    app.config[key] = value
+    with pytest.raises(DispatchConfigError) as raised:
+        Dispatch(app)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        pytest.param(
+            "DISPATCH_MAX_INSTANCE",
+            "DISPATCH_MAX_INSTANCE is not a flask_dispatch setting. Did you mean"
+            " DISPATCH_MAX_INSTANCES?",
+            id="singular",
+        ),
+        pytest.param(
+            "DISPATCH_IDLE_TIMOUT",
+            "DISPATCH_IDLE_TIMOUT is not a flask_dispatch setting. Did you mean"
+            " DISPATCH_IDLE_TIMEOUT?",
+            id="misspelt",
+        ),
+        pytest.param(
+            "DISPATCH_COLOUR",
+            "DISPATCH_COLOUR is not a flask_dispatch setting. (Every DISPATCH_* key",
+            id="nothing-like-it",
+        ),
+    ],
+)
+def test_an_unknown_dispatch_key_fails_at_startup(key: str, message: str) -> None:
+    app = Flask("host")
+    app.config[key] = 5000
+    with pytest.raises(DispatchConfigError) as raised:
+        Dispatch(app)
+    assert str(raised.value).startswith(message)
+    assert "dispatch" not in app.extensions
+
+
+def test_keys_outside_the_dispatch_prefix_are_not_its() -> None:
+    app = Flask("host")
+    app.config.update(DISPATCHER_MODE="x", MY_DISPATCH_MAX=1, DISPATCH=True)
+    Dispatch(app)
+    assert "dispatch" in app.extensions
+
+
 def test_subdomain_factory_without_domain_fails_in_init_app() -> None:
     dispatch = Dispatch()
     dispatch.subdomain(RecordingFactory())

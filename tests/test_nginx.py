@@ -7,7 +7,7 @@ and ``*.example.com``.
 Requests go to 127.0.0.1 with the host name in the Host header and in TLS's
 SNI; Chromium is told that ``example.com`` and its subdomains are 127.0.0.1.
 Skipped when nginx or openssl is missing, unless
-``FLASK_DISPATCH_REQUIRE_NGINX=1`` (CI) turns the skip into a failure.
+``DISPATCH_TEST_REQUIRE_NGINX=1`` (CI) turns the skip into a failure.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class Site:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Site]:
     reason = missing()
-    available(reason, "FLASK_DISPATCH_REQUIRE_NGINX")
+    available(reason, "DISPATCH_TEST_REQUIRE_NGINX")
     folder = tmp_path_factory.mktemp("deploy")
     ca = make_certificates(folder / "tls")
     env = {

@@ -3,7 +3,7 @@ for processes; outages are the server stopped and started again, or one
 bus's Redis user switched off.
 
 Skipped when ``redis-server`` or redis-py is missing, unless
-``FLASK_DISPATCH_REQUIRE_REDIS=1`` (CI) turns the skip into a failure.
+``DISPATCH_TEST_REQUIRE_REDIS=1`` (CI) turns the skip into a failure.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ answered enough of them; gthread workers take at most two connections each,
 so that a busy worker leaves the next to another.
 
 Skipped when ``redis-server`` or redis-py is missing, unless
-``FLASK_DISPATCH_REQUIRE_REDIS=1`` (CI) turns the skip into a failure.
+``DISPATCH_TEST_REQUIRE_REDIS=1`` (CI) turns the skip into a failure.
 """
 
 from __future__ import annotations
