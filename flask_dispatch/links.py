@@ -58,13 +58,13 @@ def tenant_url(
         path = "/" + path
     scheme, host, root = _site(state)
     if by == "path":
-        return f"{scheme}://{host}{root}/{name}{path}" if external else f"{root}/{name}{path}"
+        if not external:
+            return f"{root}/{name}{path}"
+        return f"{scheme}://{_site_netloc(state, host, by)}{root}/{name}{path}"
     if not external:
         raise ValueError(ALWAYS_EXTERNAL)
-    hostname, colon, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
-    parent = _parent_domain(state, hostname if colon else host)
     # The whole site is served under the script root, subdomain tenants too.
-    return f"{scheme}://{name}.{parent}{colon}{port if colon else ''}{root}{path}"
+    return f"{scheme}://{name}.{_site_netloc(state, host, by)}{root}{path}"
 
 
 def tenant_url_for(
@@ -128,6 +128,19 @@ def _site(state: DispatchState) -> tuple[str, str, str]:
     return config["PREFERRED_URL_SCHEME"], host, config["APPLICATION_ROOT"].rstrip("/")
 
 
+def _site_netloc(state: DispatchState, host: str, by: By) -> str:
+    """The dispatch domain ``host`` is, or is under (else the first one),
+    with the port of ``host``: never a stranger's ``Host`` header. Path
+    tenants of a site with no dispatch domain get ``host``, as
+    :func:`flask.url_for` gives it."""
+    if not state.settings.domains:
+        if by == "path":
+            return host
+        raise ValueError("Subdomain URLs need DISPATCH_DOMAIN (or SERVER_NAME).")
+    hostname, colon, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+    return f"{_parent_domain(state, hostname if colon else host)}{colon}{port if colon else ''}"
+
+
 def _parent_domain(state: DispatchState, host: str) -> str:
     """The dispatch domain the current host is, or is under; else the first
     one configured."""
@@ -135,8 +148,6 @@ def _parent_domain(state: DispatchState, host: str) -> str:
     for domain in state.settings.domains:
         if canonical == domain or canonical.endswith("." + domain):
             return domain
-    if not state.settings.domains:
-        raise ValueError("Subdomain URLs need DISPATCH_DOMAIN (or SERVER_NAME).")
     configured = state.config.get("DISPATCH_DOMAIN") or state.config["SERVER_NAME"]
     first = configured if isinstance(configured, str) else next(iter(configured))
     return canonical_host(first) or state.settings.domains[0]

@@ -254,6 +254,36 @@ def test_resolver_runs_in_the_host_app_context() -> None:
             "http://login.example.com/notes",
             id="host-path-segment-is-a-subdomain-name",
         ),
+        # A stranger's Host header never reaches a link (a reset email's, say).
+        pytest.param(
+            "both",
+            "http://evil.test",
+            {},
+            "http://acme.example.com/notes",
+            id="subdomain-from-another-host",
+        ),
+        pytest.param(
+            "both",
+            "http://evil.test:8443",
+            {"by": "path"},
+            "http://example.com:8443/acme/notes",
+            id="path-from-another-host",
+        ),
+        pytest.param(
+            "both",
+            "http://EXAMPLE.com.",
+            {"by": "path"},
+            "http://example.com/acme/notes",
+            id="path-from-another-spelling",
+        ),
+        # Under x.example.com, /acme/notes is subdomain tenant x's page.
+        pytest.param(
+            "both",
+            "http://x.example.com",
+            {"by": "path"},
+            "http://example.com/acme/notes",
+            id="path-from-a-tenant-subdomain",
+        ),
     ],
 )
 def test_tenant_url(register: str, base_url: str, kwargs: dict[str, t.Any], expected: str) -> None:
@@ -269,6 +299,14 @@ def test_tenant_url(register: str, base_url: str, kwargs: dict[str, t.Any], expe
     tenant_host = urlsplit(expected).netloc.split(":")[0]
     if tenant_host.endswith(".example.com"):
         assert call(app, host=tenant_host, path="/").body.startswith(f"{name} ")
+
+
+def test_a_path_link_on_a_site_without_dispatch_domains_keeps_the_request_host() -> None:
+    app = make_host_app(DISPATCH_DOMAIN=None)
+    dispatch = Dispatch(app)
+    dispatch.path(flask_tenant)
+    with app.test_request_context("/", base_url="http://notes.test:5000"):
+        assert dispatch.tenant_url("acme", "/notes") == "http://notes.test:5000/acme/notes"
 
 
 def test_tenant_url_outside_a_request_uses_server_name() -> None:
