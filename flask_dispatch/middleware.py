@@ -101,6 +101,12 @@ class DispatchMiddleware:
     ) -> Iterable[bytes]:
         """The host app's side, a bad host, or a name no tenant can have."""
         if target.kind is _HOST_APP:
+            path = environ.get("PATH_INFO", "")
+            if path[:1] not in ("/", ""):
+                # A server given SCRIPT_NAME "/pre/" passes "acme/x" for
+                # /pre/acme/x; Werkzeug routes it as "/acme/x", so dispatch does.
+                environ["PATH_INFO"] = "/" + path
+                return self(environ, start_response)
             return self.wsgi_app(environ, start_response)
         bad_host = target.kind is Kind.BAD_HOST
         error = BadRequest(target.reason) if bad_host else NotFound()

@@ -230,13 +230,19 @@ def test_host_side_order(
 
 
 @pytest.mark.parametrize(
-    "script_name", [pytest.param("/", id="root"), pytest.param("/pre/", id="pre")]
+    ("script_name", "path"),
+    [
+        pytest.param("/", "/backend/x", id="root"),
+        pytest.param("/pre/", "/backend/x", id="pre"),
+        # What gunicorn passes when given SCRIPT_NAME "/pre/".
+        pytest.param("/pre/", "backend/x", id="pre-and-no-leading-slash"),
+    ],
 )
 def test_a_mount_under_a_script_name_with_a_trailing_slash(
-    app: Flask, dispatch: Dispatch, script_name: str
+    app: Flask, dispatch: Dispatch, script_name: str, path: str
 ) -> None:
     dispatch.mount("/backend", NamedApp("backend"))
-    body = call(app, "/backend/x", script_name=script_name).body
+    body = call(app, path, script_name=script_name).body
     assert body == f"backend|{script_name.rstrip('/')}/backend|/x|None"
 
 
@@ -268,6 +274,12 @@ def test_mounts_not_on_tenant_subdomains(
             "/acme/x", "/pre/", "path:acme|/pre/acme|/x|acme", ["acme"], id="script-name-slash"
         ),
         pytest.param("/acme/x", "/", "path:acme|/acme|/x|acme", ["acme"], id="script-name-root"),
+        # What gunicorn passes for /pre/acme/x when given SCRIPT_NAME "/pre/".
+        pytest.param(
+            "acme/x", "/pre/", "path:acme|/pre/acme|/x|acme", ["acme"], id="no-leading-slash"
+        ),
+        pytest.param("acme/x", "/", "path:acme|/acme|/x|acme", ["acme"], id="no-slash-at-root"),
+        pytest.param("login", "/pre/", "host login", [], id="host-rule-without-leading-slash"),
         pytest.param("/login", "", "host login", [], id="host-rule-never-asked"),
         pytest.param("/static/x.css", "", "site 404 page", [], id="static-never-asked"),
         pytest.param("/about/team", "", "host team", [], id="host-rule-prefix"),

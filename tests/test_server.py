@@ -99,6 +99,21 @@ def test_raw_requests(
         assert got_body == body
 
 
+@pytest.mark.parametrize(
+    ("script_name", "path", "body"),
+    [
+        pytest.param("/pre/", "/pre/acme/x", b"tenant acme /pre/acme|/x", id="trailing-slash"),
+        pytest.param("/pre", "/pre/acme/x", b"tenant acme /pre/acme|/x", id="no-trailing-slash"),
+        pytest.param("/", "/acme/x", b"tenant acme /acme|/x", id="root"),
+    ],
+)
+def test_a_site_served_under_a_script_name(script_name: str, path: str, body: bytes) -> None:
+    # gunicorn reads SCRIPT_NAME from its environment, and strips it as
+    # given: "/pre/" leaves PATH_INFO "acme/x", without its leading slash.
+    with gunicorn("tests.server_app:create()", {"SCRIPT_NAME": script_name}, threads=1) as app:
+        assert raw(app.port, get(path, "Host: example.com")) == (200, body)
+
+
 def test_still_serving_after_hostile_requests(server: Gunicorn) -> None:
     hostile = [
         get("/", "Host: acme..example.com"),
