@@ -101,11 +101,11 @@ class DispatchMiddleware:
     ) -> Iterable[bytes]:
         """The host app's side, a bad host, or a name no tenant can have."""
         if target.kind is _HOST_APP:
-            path = environ.get("PATH_INFO", "")
-            if path[:1] not in ("/", ""):
-                # A server given SCRIPT_NAME "/pre/" passes "acme/x" for
-                # /pre/acme/x; Werkzeug routes it as "/acme/x", so dispatch does.
-                environ["PATH_INFO"] = "/" + path
+            script_name, path = environ.get("SCRIPT_NAME", ""), environ.get("PATH_INFO", "")
+            if script_name[-1:] == "/" and path[:1] not in ("/", ""):
+                # gunicorn given SCRIPT_NAME "/pre/" passes "/pre/" and "acme/x"
+                # for /pre/acme/x: the same URL, split one slash late.
+                environ["SCRIPT_NAME"], environ["PATH_INFO"] = script_name[:-1], "/" + path
                 return self(environ, start_response)
             return self.wsgi_app(environ, start_response)
         bad_host = target.kind is Kind.BAD_HOST
