@@ -60,11 +60,11 @@ def tenant_url(
     if by == "path":
         if not external:
             return f"{root}/{name}{path}"
-        return f"{scheme}://{_site_netloc(state, host, by)}{root}/{name}{path}"
+        return f"{scheme}://{_site_netloc(state, host)}{root}/{name}{path}"
     if not external:
         raise ValueError(ALWAYS_EXTERNAL)
     # The whole site is served under the script root, subdomain tenants too.
-    return f"{scheme}://{name}.{_site_netloc(state, host, by)}{root}{path}"
+    return f"{scheme}://{name}.{_site_netloc(state, host)}{root}{path}"
 
 
 def tenant_url_for(
@@ -128,15 +128,13 @@ def _site(state: DispatchState) -> tuple[str, str, str]:
     return config["PREFERRED_URL_SCHEME"], host, config["APPLICATION_ROOT"].rstrip("/")
 
 
-def _site_netloc(state: DispatchState, host: str, by: By) -> str:
+def _site_netloc(state: DispatchState, host: str) -> str:
     """The dispatch domain ``host`` is, or is under (else the first one),
-    with the port of ``host``: never a stranger's ``Host`` header. Path
-    tenants of a site with no dispatch domain get ``host``, as
-    :func:`flask.url_for` gives it."""
+    with the port of ``host``: never a stranger's ``Host`` header. A site
+    with no dispatch domain (path tenants only: a subdomain factory needs
+    one) has only ``host``, as :func:`flask.url_for`."""
     if not state.settings.domains:
-        if by == "path":
-            return host
-        raise ValueError("Subdomain URLs need DISPATCH_DOMAIN (or SERVER_NAME).")
+        return host
     hostname, colon, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
     return f"{_parent_domain(state, hostname if colon else host)}{colon}{port if colon else ''}"
 
