@@ -546,6 +546,39 @@ def test_single_flight(fail: bool) -> None:
         assert len(registry) == 1
 
 
+def test_a_lookup_that_finds_the_app_kept_while_it_waited_for_the_lock() -> None:
+    # The creation keeps its app under the registry's lock; a lookup that
+    # found no app and then waited for that lock must serve the app kept,
+    # not start a second creation (the first one is over by then).
+    keeping, release = threading.Event(), threading.Event()
+    calls = 0
+
+    def clock() -> float:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the creation keeping its app, with the lock held
+            keeping.set()
+            assert release.wait(10)
+        return 1000.0
+
+    factory = RecordingFactory()
+    registry = make_registry(clock=clock)
+    answers: list[object] = []
+    first = threading.Thread(target=lambda: answers.append(registry.get("acme", factory)))
+    first.start()
+    assert keeping.wait(10)
+    second = threading.Thread(target=lambda: answers.append(registry.get("acme", factory)))
+    second.start()
+    time.sleep(0.3)  # it finds no app and waits for the lock
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert factory.calls == ["acme"]
+    assert len(answers) == 2 and answers[0] is answers[1]
+    stats = registry.stats()
+    assert (stats.creations, stats.hits) == (1, 1)
+
+
 def test_different_names_created_in_parallel() -> None:
     registry = make_registry(max_creating=16)
     # Every factory waits until all 16 are running at once: serialised
