@@ -245,12 +245,11 @@ def _split_application_root(path: str) -> tuple[str, str, str]:
     path is under it); the warning says when the path is outside it, as
     the app served at ``/`` would see it."""
     root = current_app.config["APPLICATION_ROOT"].rstrip("/")
-    if root and (path == root or path.startswith(root + "/")):
+    if not root:
+        return "", path, ""
+    if path == root or path.startswith(root + "/"):
         return root, path[len(root) :], ""
-    if root:
-        warning = f"the path is outside {root!r}: read as if the app were served at '/'"
-        return "", path, warning
-    return "", path, ""
+    return "", path, f"the path is outside {root!r}: read as if the app were served at '/'"
 
 
 def _name_app(app: object) -> str:
