@@ -737,6 +737,55 @@ def test_a_bus_made_before_fork_works_in_the_child(
         received.join_thread()
 
 
+# A fresh interpreter builds a tenant (which starts the Redis listener), waits
+# a moment, and forks three children, as gunicorn --preload does after a
+# warm-up; each child serves a request. One that hangs is ended by SIGALRM.
+WARM_UP_THEN_FORK = """
+import os, signal, sys, time
+from flask import Flask
+from werkzeug.test import EnvironBuilder
+from flask_dispatch import Dispatch
+
+app = Flask("host")
+app.config.update(DISPATCH_REDIS_URL=sys.argv[1], DISPATCH_REDIS_PREFIX=f"p{os.getpid()}")
+dispatch = Dispatch(app)
+dispatch.path(lambda name: lambda environ, start_response: [b""])
+with app.app_context():
+    dispatch.registry.get("acme", dispatch.path_factory)
+time.sleep(float(sys.argv[2]))
+children = []
+for _ in range(3):
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(5)
+        environ = EnvironBuilder(path="/acme/", base_url="http://example.com").get_environ()
+        app.wsgi_app(environ, lambda status, headers, exc_info=None: None)
+        os._exit(0)
+    children.append(pid)
+print(*[os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children])
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_fork_while_the_listener_connects_leaves_the_child_working(
+    server: RedisServer,
+) -> None:
+    # The listener's connect imported the idna codec on its own thread; a
+    # fork at that moment left the child without that import, for good.
+    # Forks at moments from 0 to 3 ms after the warm-up cover the connect.
+    codes = []
+    for step in range(13):
+        done = subprocess.run(
+            [sys.executable, "-c", WARM_UP_THEN_FORK, server.url, str(step * 0.00025)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        codes += [int(code) for code in done.stdout.split()]
+    assert codes == [0] * 39, "-14: a child hung"
+
+
 @pytest.mark.parametrize(
     "options",
     [
