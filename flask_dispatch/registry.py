@@ -170,6 +170,7 @@ class _Creation:
         "error",
         "pooled",
         "refused",
+        "running_since",
         "set_aside",
         "stale",
         "started",
@@ -178,7 +179,8 @@ class _Creation:
     )
 
     def __init__(self, started: float) -> None:
-        self.started = started
+        self.started = started  # asked for
+        self.running_since: float | None = None  # its factory called
         self.done = threading.Event()
         self.answer: Answer = None
         self.error: BaseException | None = None
@@ -549,14 +551,16 @@ class TenantRegistry:
             if creation.thread == threading.get_ident():
                 raise TenantRecursionError(name)
             age = now - creation.started
-            given_up = creation.stale or age > GIVE_UP_AFTER * self.create_timeout
+            # Time spent in line for a creation thread is not the factory's.
+            ran = 0.0 if creation.running_since is None else now - creation.running_since
+            given_up = creation.stale or ran > GIVE_UP_AFTER * self.create_timeout
             if given_up and self._threads.set_aside(creation):
                 if not creation.stale:
                     log.error(
                         "The factory for tenant %r has run for %.1f s; giving up on it and"
                         " starting a new creation (its result will not be kept).",
                         name,
-                        age,
+                        ran,
                     )
                 creation.stale = True
                 creation = None
@@ -564,7 +568,9 @@ class TenantRegistry:
                 raise TenantBusy(name, "it was evicted while it was being created")
             elif age > self.create_timeout:
                 # Waiting would only tie up a thread until the timeout again.
-                raise TenantBusy(name, f"its creation has run for {age:.1f} s")
+                if creation.running_since is None:
+                    raise TenantBusy(name, f"its creation has waited {age:.1f} s in line")
+                raise TenantBusy(name, f"its creation has run for {ran:.1f} s")
         start = creation is None
         if creation is None:
             creation = self._creations[key] = _Creation(now)
@@ -603,6 +609,7 @@ class TenantRegistry:
             if creation.thread is not None:
                 return
             creation.thread = threading.get_ident()
+            creation.running_since = self._clock()
             # Run inline by a factory asking for another tenant, not by the
             # creation thread whose job this was: that job will do nothing.
             creation.pooled = not _creating.active

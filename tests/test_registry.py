@@ -551,17 +551,23 @@ def test_a_lookup_that_finds_the_app_kept_while_it_waited_for_the_lock() -> None
     # found no app and then waited for that lock must serve the app kept,
     # not start a second creation (the first one is over by then).
     keeping, release = threading.Event(), threading.Event()
-    calls = 0
+    built = threading.Event()
 
     def clock() -> float:
-        nonlocal calls
-        calls += 1
-        if calls == 2:  # the creation keeping its app, with the lock held
+        # The first call after the factory returned: the creation keeping
+        # its app, with the lock held.
+        if built.is_set() and not keeping.is_set():
             keeping.set()
             assert release.wait(10)
         return 1000.0
 
-    factory = RecordingFactory()
+    recording = RecordingFactory()
+
+    def factory(name: str) -> WSGIApplication | None:
+        app = recording(name)
+        built.set()
+        return app
+
     registry = make_registry(clock=clock)
     answers: list[object] = []
     first = threading.Thread(target=lambda: answers.append(registry.get("acme", factory)))
@@ -573,7 +579,7 @@ def test_a_lookup_that_finds_the_app_kept_while_it_waited_for_the_lock() -> None
     release.set()
     first.join(10)
     second.join(10)
-    assert factory.calls == ["acme"]
+    assert recording.calls == ["acme"]
     assert len(answers) == 2 and answers[0] is answers[1]
     stats = registry.stats()
     assert (stats.creations, stats.hits) == (1, 1)
@@ -1084,13 +1090,39 @@ def test_a_creation_waiting_in_line_is_not_given_up() -> None:
     wait_for(lambda: registry.waiting("next") == registry.waiting("last") == 1)
     time.sleep(0.5)  # past four times the timeout, still in line
     for name in ("next", "last"):
-        with pytest.raises(TenantBusy, match="its creation has run for"):
+        with pytest.raises(TenantBusy, match=r"its creation has waited \d+\.\d s in line"):
             registry.get(name, factory)
     factory.gates["busy"].set()
     for request in requests:
         request.join(10)
     wait_for(lambda: registry.stats().creations == 3)
     assert factory.peak == 1
+
+
+def test_a_creation_that_waited_in_line_is_not_given_up_as_it_starts() -> None:
+    # Its time in line is not its factory's: started at last, it gets four
+    # times the timeout of its own before it is given up.
+    registry = make_registry(max_creating=1, create_timeout=0.1)
+    factory = Peak(registry, ("busy", "next"))
+    calls: list[str] = []
+
+    def counted(name: str) -> WSGIApplication:
+        calls.append(name)
+        return factory(name)
+
+    requests = requested(registry, counted, "busy", "next")
+    wait_for(lambda: registry.waiting("next") == 1)
+    time.sleep(0.5)  # past four times the timeout, in line
+    factory.gates["busy"].set()
+    wait_for(lambda: "next" in factory.entered)
+    with pytest.raises(TenantBusy, match="its creation has run for"):
+        registry.get("next", counted)  # not given up: it has only just started
+    factory.gates["next"].set()
+    for request in requests:
+        request.join(10)
+    wait_for(lambda: registry.stats().creations == 2)
+    assert registry.get("next", counted) is not None
+    assert calls == ["busy", "next"]
 
 
 def test_evicting_a_hung_creation_frees_the_creations_in_line_behind_it() -> None:
