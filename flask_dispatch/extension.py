@@ -292,8 +292,8 @@ class DispatchState:
         if _is_miss(answer):
             yield answer
             return
-        self._send_created(name, answer)
-        try:
+        try:  # a created receiver that raises may follow others that ran
+            self._send_created(name, answer)
             yield answer
         finally:
             self._send_evicted(name, answer, "evict")

@@ -332,7 +332,9 @@ class TenantRegistry:
     :param is_miss: whether an answer means "no such tenant": remembered
         for ``miss_ttl``, never held. Defaults to ``answer is None``.
     :param on_created: called with ``(name, app)`` on the creation thread
-        before the app is held. An exception fails the creation.
+        before the app is held. An exception fails the creation, and the
+        app goes to ``on_evicted`` (reason ``"evict"``), as it may have
+        been acted on in part.
     :param on_evicted: called with ``(name, app, reason)`` after an app left
         the registry, outside the lock. Exceptions are logged.
     :param broadcast: called with the name (``None`` for all) after
@@ -615,11 +617,13 @@ class TenantRegistry:
             creation.pooled = not _creating.active
         key, name = slot.key, slot.name
         answer: Answer = None
+        announced = False
         nested, _creating.active = _creating.active, True
         try:
             answer = self._invoke(slot.factory, name)
             miss = self._is_miss(answer)
             if not miss:
+                announced = True
                 self._on_created(name, answer)
         except BaseException as e:  # handed to the waiting requests
             creation.error = e
@@ -631,6 +635,9 @@ class TenantRegistry:
                 del self._creations[key]
             if creation.error is not None:
                 self._failed += 1
+                if announced:  # on_created may have acted on it before it raised
+                    self._evictions["evict"] += 1
+                    evicted.append((name, answer, "evict"))
             else:
                 self._created += 1
                 self._keep(slot, answer, miss, creation.stale, evicted)

@@ -14,7 +14,9 @@ _signals = Namespace()
 #: Sent after a factory built a tenant app and before any request is served
 #: by it, on the creation thread and inside the host app's app context.
 #: Keyword arguments: ``name``, ``tenant_app``. A receiver that raises fails
-#: the creation, which is then not remembered.
+#: the creation, which is then not remembered, and ``tenant_evicted`` follows
+#: for the app (``"evict"``), so that receivers that ran before it can
+#: release what they opened for it.
 tenant_created = _signals.signal("tenant-created")
 
 #: Sent after a tenant app left the registry, outside the registry's lock,

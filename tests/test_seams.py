@@ -253,6 +253,48 @@ def test_a_tenant_created_receiver_that_raises_fails_the_creation_and_says_so() 
     assert factory.calls == ["acme"]
 
 
+@pytest.mark.parametrize(
+    "through",
+    [pytest.param("request", id="request"), pytest.param("command", id="flask-dispatch-command")],
+)
+def test_a_tenant_created_receiver_that_raises_is_followed_by_tenant_evicted(
+    through: str,
+) -> None:
+    # A receiver that ran first opened something for the app: it must hear
+    # that the app is let go, or the app's resources leak.
+    app = make_host_app(TESTING=True)
+    dispatch = Dispatch(app)
+    dispatch.subdomain(RecordingFactory())
+    opened: list[object] = []
+    released: list[tuple[object, str]] = []
+
+    def open_resources(sender: Flask, name: str, tenant_app: object) -> None:
+        opened.append(tenant_app)
+
+    def refuse(sender: Flask, name: str, **extra: t.Any) -> None:
+        raise ValueError("no quota left")
+
+    def release(sender: Flask, name: str, tenant_app: object, reason: str) -> None:
+        released.append((tenant_app, reason))
+
+    with (
+        tenant_created.connected_to(open_resources, app),
+        tenant_created.connected_to(refuse, app),
+        tenant_evicted.connected_to(release, app),
+    ):
+        for _ in range(2):
+            if through == "request":
+                with pytest.raises(TenantFactoryError):
+                    call(app, host="acme.example.com")
+            else:
+                result = app.test_cli_runner().invoke(args=["dispatch", "routes", "acme"])
+                assert result.exit_code == 1
+    assert len(opened) == 2
+    assert released == [(app_, "evict") for app_ in opened]
+    with app.app_context():
+        assert len(dispatch.registry) == 0
+
+
 def test_every_tenant_evicted_receiver_runs_when_one_fails(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
