@@ -170,6 +170,7 @@ class _Creation:
         "error",
         "pooled",
         "refused",
+        "reported",
         "running_since",
         "set_aside",
         "stale",
@@ -190,6 +191,8 @@ class _Creation:
         self.stale = False
         # Could not start: too many creations were pending.
         self.refused = False
+        # Logged as hung with no creation thread to spare.
+        self.reported = False
         # Run by the creation threads, unless a factory asking for another
         # tenant claims it to run inline; given up, and no longer counted
         # against them.
@@ -550,35 +553,52 @@ class TenantRegistry:
         ``max_waiting`` requests wait for it already; call with the lock held."""
         creation = self._creations.get(key)
         if creation is not None:
-            if creation.thread == threading.get_ident():
-                raise TenantRecursionError(name)
-            age = now - creation.started
-            # Time spent in line for a creation thread is not the factory's.
-            ran = 0.0 if creation.running_since is None else now - creation.running_since
-            given_up = creation.stale or ran > GIVE_UP_AFTER * self.create_timeout
-            if given_up and self._threads.set_aside(creation):
-                if not creation.stale:
-                    log.error(
-                        "The factory for tenant %r has run for %.1f s; giving up on it and"
-                        " starting a new creation (its result will not be kept).",
-                        name,
-                        ran,
-                    )
-                creation.stale = True
-                creation = None
-            elif creation.stale:  # evicted, but no creation thread is free for another
-                raise TenantBusy(name, "it was evicted while it was being created")
-            elif age > self.create_timeout:
-                # Waiting would only tie up a thread until the timeout again.
-                if creation.running_since is None:
-                    raise TenantBusy(name, f"its creation has waited {age:.1f} s in line")
-                raise TenantBusy(name, f"its creation has run for {ran:.1f} s")
+            creation = self._worth_waiting_for(creation, name, now)
         start = creation is None
         if creation is None:
             creation = self._creations[key] = _Creation(now)
         overflow = creation.waiting >= self.max_waiting
         creation.waiting += 1
         return creation, start, overflow
+
+    def _worth_waiting_for(self, creation: _Creation, name: str, now: float) -> _Creation | None:
+        """``creation``, or ``None`` once it is given up (a new one starts);
+        raises :exc:`TenantBusy` when a request should not wait for it. Call
+        with the lock held."""
+        if creation.thread == threading.get_ident():
+            raise TenantRecursionError(name)
+        age = now - creation.started
+        # Time spent in line for a creation thread is not the factory's.
+        ran = 0.0 if creation.running_since is None else now - creation.running_since
+        hung = ran > GIVE_UP_AFTER * self.create_timeout
+        if (creation.stale or hung) and self._threads.set_aside(creation):
+            if not creation.stale:
+                log.error(
+                    "The factory for tenant %r has run for %.1f s; giving up on it and"
+                    " starting a new creation (its result will not be kept).",
+                    name,
+                    ran,
+                )
+            creation.stale = True
+            return None
+        if creation.stale:  # evicted, but no creation thread is free for another
+            raise TenantBusy(name, "it was evicted while it was being created")
+        if hung and creation.pooled and not creation.reported:
+            creation.reported = True
+            log.error(
+                "The factory for tenant %r has run for %.1f s, but %d given-up factories"
+                " still hold their creation threads: no new attempt starts until one"
+                " returns, and new tenants may wait in line. Restart the worker.",
+                name,
+                ran,
+                self._threads.limit,
+            )
+        if age > self.create_timeout:
+            # Waiting would only tie up a thread until the timeout again.
+            if creation.running_since is None:
+                raise TenantBusy(name, f"its creation has waited {age:.1f} s in line")
+            raise TenantBusy(name, f"its creation has run for {ran:.1f} s")
+        return creation
 
     def _abandon(self, key: _Key, creation: _Creation) -> None:
         """A creation that could not start: requests that joined it are told

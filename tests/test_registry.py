@@ -790,6 +790,34 @@ def test_a_hung_factory_is_given_up_and_tried_again(caplog: pytest.LogCaptureFix
     assert registry.get("acme", hangs_once) is built[1]
 
 
+def test_hung_factories_past_the_set_aside_bound_are_logged_once_each(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # With max_creating given-up factories still hanging, another one cannot
+    # be given up: its thread is needed, and the log says so, once.
+    clock = FakeClock()
+    registry = make_registry(create_timeout=0.05, max_creating=1, clock=clock)
+    factory = Peak(registry, ("acme",))
+    try:
+        with pytest.raises(TenantCreationTimeout):
+            registry.get("acme", factory)
+        clock.now += 1.0
+        with pytest.raises(TenantCreationTimeout):
+            registry.get("acme", factory)  # given up; the new attempt hangs too
+        assert "giving up on it" in caplog.text
+        clock.now += 1.0
+        for _ in range(3):
+            with pytest.raises(TenantBusy, match=r"its creation has run for 1\.0 s"):
+                registry.get("acme", factory)
+        assert caplog.text.count("given-up factories still hold their creation threads") == 1
+        assert "tenant 'acme' has run for 1.0 s, but 1 given-up factories" in caplog.text
+        with pytest.raises(TenantCreationTimeout):
+            registry.get("other", factory)  # in line: no thread is free
+    finally:
+        factory.gates["acme"].set()
+    wait_for(lambda: registry.stats().creations == 3)
+
+
 def test_evict_during_creation_serves_but_does_not_keep() -> None:
     events = Events()
     registry = make_registry(events)
