@@ -276,6 +276,14 @@ def test_resolver_runs_in_the_host_app_context() -> None:
             "http://example.com/acme/notes",
             id="path-from-another-spelling",
         ),
+        # Path tenants are served on the host app's subdomains too.
+        pytest.param(
+            "both",
+            "http://WWW.Example.com.:8443",
+            {"by": "path"},
+            "http://www.example.com:8443/acme/notes",
+            id="path-from-a-host-app-subdomain",
+        ),
         # Under x.example.com, /acme/notes is subdomain tenant x's page.
         pytest.param(
             "both",
@@ -295,10 +303,11 @@ def test_tenant_url(register: str, base_url: str, kwargs: dict[str, t.Any], expe
     name = kwargs.pop("name", "acme")
     with app.test_request_context("/", base_url=base_url):
         assert dispatch.tenant_url(name, "/notes", **kwargs) == expected
-    # And the link leads there: the tenant answers it.
-    tenant_host = urlsplit(expected).netloc.split(":")[0]
-    if tenant_host.endswith(".example.com"):
-        assert call(app, host=tenant_host, path="/").body.startswith(f"{name} ")
+    # And the link leads there: the tenant answers its root.
+    link = urlsplit(expected)
+    if link.netloc and not link.path.startswith("/site/"):
+        root = link.path.removesuffix("notes")
+        assert call(app, host=link.hostname, path=root).body.startswith(f"{name} ")
 
 
 def test_a_path_link_on_a_site_without_dispatch_domains_keeps_the_request_host() -> None:
