@@ -593,10 +593,11 @@ class TenantRegistry:
                 ran,
                 self._threads.limit,
             )
-        if age > self.create_timeout:
-            # Waiting would only tie up a thread until the timeout again.
-            if creation.running_since is None:
-                raise TenantBusy(name, f"its creation has waited {age:.1f} s in line")
+        # Waiting would only tie up a thread until the timeout again; a
+        # factory that has only just begun is worth waiting for.
+        if creation.running_since is None and age > self.create_timeout:
+            raise TenantBusy(name, f"its creation has waited {age:.1f} s in line")
+        if ran > self.create_timeout:
             raise TenantBusy(name, f"its creation has run for {ran:.1f} s")
         return creation
 
