@@ -339,7 +339,8 @@ class TenantRegistry:
         app goes to ``on_evicted`` (reason ``"evict"``), as it may have
         been acted on in part.
     :param on_evicted: called with ``(name, app, reason)`` after an app left
-        the registry, outside the lock. Exceptions are logged.
+        the registry (or ``on_created`` raised for it: not counted in
+        :meth:`stats`), outside the lock. Exceptions are logged.
     :param broadcast: called with the name (``None`` for all) after
         :meth:`evict` or :meth:`clear`, to tell the other processes.
     :param clock: monotonic clock in seconds, replaceable in tests.
@@ -657,7 +658,6 @@ class TenantRegistry:
             if creation.error is not None:
                 self._failed += 1
                 if announced:  # on_created may have acted on it before it raised
-                    self._evictions["evict"] += 1
                     evicted.append((name, answer, "evict"))
             else:
                 self._created += 1

@@ -19,7 +19,8 @@ _signals = Namespace()
 #: release what they opened for it.
 tenant_created = _signals.signal("tenant-created")
 
-#: Sent after a tenant app left the registry, outside the registry's lock,
+#: Sent after a tenant app left the registry (or a ``tenant_created``
+#: receiver raised for it), outside the registry's lock,
 #: inside the host app's app context and, for a Flask tenant, the tenant's.
 #: Keyword arguments: ``name``, ``tenant_app`` and ``reason``, one of
 #: ``"capacity"``, ``"idle"``, ``"max_age"`` or ``"evict"``. Requests already

@@ -471,11 +471,17 @@ def test_created_callback_failure_fails_creation() -> None:
     def refuse(name: str, app: WSGIApplication) -> None:
         raise RuntimeError("no")
 
-    registry = TenantRegistry(on_created=refuse)
+    evicted: list[tuple[str, WSGIApplication, EvictReason]] = []
+    registry = TenantRegistry(on_created=refuse, on_evicted=lambda *args: evicted.append(args))
     with pytest.raises(TenantFactoryError) as info:
         registry.get("a", RecordingFactory())
     assert isinstance(info.value.__cause__, RuntimeError)
     assert len(registry) == 0
+    # Let go as it may have been acted on in part; never held, so no eviction counted.
+    assert [(name, reason) for name, _, reason in evicted] == [("a", "evict")]
+    assert isinstance(evicted[0][1], NamedApp)
+    stats = registry.stats()
+    assert (stats.creations, stats.failures, stats.evictions) == (0, 1, {})
 
 
 def test_evicted_callback_failure_is_logged(caplog: pytest.LogCaptureFixture) -> None:
