@@ -13,6 +13,7 @@ import math
 import re
 import threading
 import typing as t
+import warnings
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -127,7 +128,7 @@ class DispatchSettings:
         :param config: the app's config, with defaults already set.
         :raises DispatchConfigError: naming the key at fault.
         """
-        _no_unknown_keys(config)
+        _warn_about_misspelt_keys(config)
         return cls(
             domains=_domains(config.get(DOMAIN), config.get("SERVER_NAME")),
             reserved=_reserved(config[RESERVED]),
@@ -146,20 +147,23 @@ class DispatchSettings:
         )
 
 
-def _no_unknown_keys(config: t.Mapping[str, t.Any]) -> None:
-    """Every ``DISPATCH_*`` key is dispatch's: one it does not know is
-    misspelt, and its value would be ignored without a word."""
+def _warn_about_misspelt_keys(config: t.Mapping[str, t.Any]) -> None:
+    """Warn about a ``DISPATCH_*`` key close to the name of a setting: most
+    likely that setting misspelt, whose value would be ignored without a
+    word. A warning, not an error: other ``DISPATCH_*`` keys may be the
+    app's own."""
     prefix = "DISPATCH_"
+    # Compared without the prefix, which every key shares.
+    names = [known.removeprefix(prefix) for known in _DEFAULTS]
     for key in config:
         if isinstance(key, str) and key.startswith(prefix) and key not in _DEFAULTS:
-            # Compared without the prefix, which every key shares.
-            names = [known.removeprefix(prefix) for known in _DEFAULTS]
             close = difflib.get_close_matches(key.removeprefix(prefix), names, n=1)
-            hint = f" Did you mean {prefix}{close[0]}?" if close else ""
-            raise DispatchConfigError(
-                f"{key} is not a flask_dispatch setting.{hint} (Every DISPATCH_* key"
-                " is one; see the configuration docs for the list.)"
-            )
+            if close:
+                warnings.warn(
+                    f"{key} is not a flask_dispatch setting, and is ignored: did you mean"
+                    f" {prefix}{close[0]}?",
+                    stacklevel=4,
+                )
 
 
 def _domains(value: object, server_name: object) -> tuple[str, ...]:
