@@ -35,7 +35,14 @@ stream key while a process is away.
 from __future__ import annotations
 
 import atexit
-import encodings.idna  # noqa: F401  (see below)
+
+# The listener connects on its own thread. socket.getaddrinfo encodes the
+# host with the "idna" codec, whose first use imports encodings.idna under
+# that module's import lock: a fork at that moment (gunicorn --preload after
+# a warm-up) leaves the lock held in the child, and the child's own first
+# idna encoding (Werkzeug binds every request's URL adapter with one) waits
+# on it forever. Imported here, the codec is there before any thread starts.
+import encodings.idna  # noqa: F401
 import logging
 import random
 import reprlib
@@ -81,13 +88,6 @@ _ONE_SECOND_ONCE: dict[str, t.Any] = {
     "socket_connect_timeout": 1.0,
     "retry": Retry(NoBackoff(), 0),
 }
-
-# The listener connects on its own thread. socket.getaddrinfo encodes the
-# host with the "idna" codec, whose first use imports encodings.idna under
-# that module's import lock: a fork at that moment (gunicorn --preload after
-# a warm-up) leaves the lock held in the child, and the child's own first
-# idna encoding (Werkzeug binds every request's URL adapter with one) waits
-# on it forever. Imported above, the codec is there before any thread starts.
 
 _StreamId = tuple[int, int]
 #: What XREAD answers (RESP2, bytes): ``[(key, [(entry id, fields), ...])]``.
