@@ -35,9 +35,9 @@ class TenantCreationTimeout(TenantUnavailable):
 
 class TenantBusy(TenantUnavailable):
     """Too many requests wait for this tenant's creation
-    (:data:`DISPATCH_MAX_WAITING`), its creation has outlived
-    :data:`DISPATCH_CREATE_TIMEOUT`, or too many creations are pending
-    (16 times :data:`DISPATCH_MAX_CREATING`).
+    (:data:`DISPATCH_MAX_WAITING`), its factory has run (or its creation
+    has waited in line) past :data:`DISPATCH_CREATE_TIMEOUT`, or too many
+    creations are pending (16 times :data:`DISPATCH_MAX_CREATING`).
 
     .. versionadded:: 0.2
     """

@@ -28,8 +28,9 @@ outside this module touches its insides.
   factory on a creation thread; later requests for the name wait for that
   result. At most ``max_waiting`` requests wait up to ``create_timeout``
   seconds, the one that started the creation too; more may wait only during
-  the creation's first :data:`OVERFLOW_WAIT` seconds, and once a creation
-  has outlived the timeout, new requests are answered at once. So a slow
+  the creation's first :data:`OVERFLOW_WAIT` seconds, and once its factory
+  has run (or it has waited in line) past the timeout, new requests are
+  answered at once. So a slow
   factory holds at most ``max_waiting`` of the server's threads. The
   creation goes on, and its app is kept when it arrives. No lock is held
   while a factory runs, and different names are built in parallel, at most
@@ -442,7 +443,8 @@ class TenantRegistry:
         :param slot: from :meth:`slot`.
         :raises TenantCreationTimeout: not created within ``create_timeout``.
         :raises TenantBusy: ``max_waiting`` requests already wait for it,
-            its creation outlived the timeout, or too many are pending.
+            its factory ran (or it waited in line) past the timeout, or
+            too many are pending.
         :raises TenantRecursionError: the factory asked for its own tenant.
         :raises TenantFactoryError: the factory raised; it is the ``__cause__``.
         """
