@@ -586,9 +586,8 @@ class Dispatch:
         of the current request (outside one: ``SERVER_NAME`` and
         ``PREFERRED_URL_SCHEME``) and the dispatch domain it came in on: on
         another host, the first domain of :data:`DISPATCH_DOMAIN`; outside
-        a request and without ``SERVER_NAME``, the longest. By path, a link
-        made on one of the host app's subdomains (``www``) stays there; only
-        path tenants of a site with no dispatch domain get the request's host.
+        a request and without ``SERVER_NAME``, the longest. Only path
+        tenants of a site with no dispatch domain get the request's host.
 
         :param name: the tenant's name.
         :param path: the path inside the tenant.

@@ -60,11 +60,11 @@ def tenant_url(
     if by == "path":
         if not external:
             return f"{root}/{name}{path}"
-        return f"{scheme}://{_site_netloc(state, host, by)}{root}/{name}{path}"
+        return f"{scheme}://{_site_netloc(state, host)}{root}/{name}{path}"
     if not external:
         raise ValueError(ALWAYS_EXTERNAL)
     # The whole site is served under the script root, subdomain tenants too.
-    return f"{scheme}://{name}.{_site_netloc(state, host, by)}{root}{path}"
+    return f"{scheme}://{name}.{_site_netloc(state, host)}{root}{path}"
 
 
 def tenant_url_for(
@@ -128,26 +128,17 @@ def _site(state: DispatchState) -> tuple[str, str, str]:
     return config["PREFERRED_URL_SCHEME"], host, config["APPLICATION_ROOT"].rstrip("/")
 
 
-def _site_netloc(state: DispatchState, host: str, by: By) -> str:
+def _site_netloc(state: DispatchState, host: str) -> str:
     """The dispatch domain ``host`` is, or is under (else the first one),
-    with the port of ``host``, so a stranger's ``Host`` header never names
-    the host of a link. A path tenant's link stays on a subdomain of the
-    host app's (``www``), where path tenants are served too. A site with no
+    with the port of ``host``: a link's host is always a configured one,
+    as the ``Host`` header may be anyone's (a reset email's link made on
+    ``mail.example.com`` would lead to the mail server). A site with no
     dispatch domain (path tenants only: a subdomain factory needs one) has
     only ``host``, as :func:`flask.url_for`."""
     if not state.settings.domains:
         return host
     hostname, colon, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
-    hostname = hostname if colon else host
-    site = _parent_domain(state, hostname)
-    canonical = canonical_host(hostname) or ""
-    if (
-        by == "path"
-        and canonical.endswith("." + site)
-        and state.current_router().route(canonical, "/").kind is Kind.HOST_APP
-    ):
-        site = canonical
-    return f"{site}{colon}{port if colon else ''}"
+    return f"{_parent_domain(state, hostname if colon else host)}{colon}{port if colon else ''}"
 
 
 def _parent_domain(state: DispatchState, host: str) -> str:
