@@ -157,7 +157,8 @@ def _warn_about_misspelt_keys(config: t.Mapping[str, t.Any]) -> None:
     names = [known.removeprefix(prefix) for known in _DEFAULTS]
     for key in config:
         if isinstance(key, str) and key.startswith(prefix) and key not in _DEFAULTS:
-            close = difflib.get_close_matches(key.removeprefix(prefix), names, n=1)
+            # Strict: a typo is a letter or two off; DISPATCH_TIMEOUT may be the app's.
+            close = difflib.get_close_matches(key.removeprefix(prefix), names, n=1, cutoff=0.85)
             if close:
                 warnings.warn(
                     f"{key} is not a flask_dispatch setting, and is ignored: did you mean"

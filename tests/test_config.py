@@ -194,7 +194,14 @@ def test_a_misspelt_setting_is_warned_about(key: str, meant: str) -> None:
 def test_dispatch_keys_like_no_setting_are_the_apps_own() -> None:
     # "Dispatch" is a common word: a delivery app may have DISPATCH_* keys.
     app = Flask("host")
-    app.config.update(DISPATCH_TRUCKS=12, DISPATCH_COLOUR="red", DISPATCHER_MODE="x")
+    app.config.update(
+        DISPATCH_TRUCKS=12,
+        DISPATCH_TIMEOUT=30,
+        DISPATCH_API_URL="https://fleet.test",
+        DISPATCH_MAX_RETRIES=3,
+        DISPATCH_PREFIX="job",
+        DISPATCHER_MODE="x",
+    )
     Dispatch(app)  # no warning: the suite turns warnings into errors
     assert "dispatch" in app.extensions
 
