@@ -177,7 +177,7 @@ class _Creation:
         "stale",
         "started",
         "thread",
-        "waiting",
+        "waiters",
     )
 
     def __init__(self, started: float) -> None:
@@ -186,7 +186,10 @@ class _Creation:
         self.done = threading.Event()
         self.answer: Answer = None
         self.error: BaseException | None = None
-        self.waiting = 0
+        # One item per request waiting for it. Appended under the lock; a
+        # request that stops waiting pops one without it (list.pop is
+        # atomic), so that leaving a wait never queues on the lock.
+        self.waiters: list[None] = []
         self.thread: int | None = None
         # Evicted or given up while running: serve the waiters, keep nothing.
         self.stale = False
@@ -548,8 +551,7 @@ class TenantRegistry:
                 self._abandon(key, creation)
             return self._wait(creation, name, overflow)
         finally:
-            with self._lock:
-                creation.waiting -= 1
+            creation.waiters.pop()
 
     def _join(self, key: _Key, name: str, now: float) -> tuple[_Creation, bool, bool]:
         """The creation of ``key`` to wait for, whether it is new, and whether
@@ -560,8 +562,8 @@ class TenantRegistry:
         start = creation is None
         if creation is None:
             creation = self._creations[key] = _Creation(now)
-        overflow = creation.waiting >= self.max_waiting
-        creation.waiting += 1
+        overflow = len(creation.waiters) >= self.max_waiting
+        creation.waiters.append(None)
         return creation, start, overflow
 
     def _worth_waiting_for(self, creation: _Creation, name: str, now: float) -> _Creation | None:
@@ -795,7 +797,7 @@ class TenantRegistry:
     def waiting(self, name: str) -> int:
         """How many requests wait for a creation of ``name`` under way."""
         with self._lock:
-            return sum(c.waiting for key, c in self._creations.items() if key[1] == name)
+            return sum(len(c.waiters) for key, c in self._creations.items() if key[1] == name)
 
     def stats(self) -> RegistryStats:
         """Counts of what the registry holds and has done."""

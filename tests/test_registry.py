@@ -1115,6 +1115,36 @@ def test_a_creation_run_inline_then_evicted_gives_up_no_thread() -> None:
     assert factory.peak == 2  # max_creating
 
 
+def test_a_request_stops_waiting_at_the_timeout_while_the_registry_is_busy() -> None:
+    # Under load the registry's lock is often taken; a request whose wait
+    # ended must not then queue for it.
+    busy, holding, release = threading.Event(), threading.Event(), threading.Event()
+
+    def clock() -> float:
+        if busy.is_set() and not holding.is_set():
+            holding.set()  # this caller holds the registry's lock until released
+            assert release.wait(10)
+        return 1000.0
+
+    registry = make_registry(create_timeout=0.3, clock=clock)
+    gate = Gate()
+    waiter = threading.Thread(target=get_quietly, args=(registry, "acme", gate))
+    waiter.start()
+    assert gate.entered.wait(10)
+    busy.set()
+    other = threading.Thread(target=get_quietly, args=(registry, "other", RecordingFactory()))
+    other.start()
+    try:
+        assert holding.wait(10)
+        waiter.join(5)  # its 0.3 s wait is over long before
+        assert not waiter.is_alive()
+    finally:
+        release.set()
+        gate.release.set()
+        other.join(10)
+        waiter.join(10)
+
+
 def test_a_creation_waiting_in_line_is_not_given_up() -> None:
     # Giving up a creation that never started frees no thread: another
     # would start beside the one still busy.
