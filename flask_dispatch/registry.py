@@ -30,16 +30,15 @@ outside this module touches its insides.
   seconds, the one that started the creation too; more may wait only during
   the creation's first :data:`OVERFLOW_WAIT` seconds, and once its factory
   has run (or it has waited in line) past the timeout, new requests are
-  answered at once. So a slow
-  factory holds at most ``max_waiting`` of the server's threads. The
-  creation goes on, and its app is kept when it arrives. No lock is held
-  while a factory runs, and different names are built in parallel, at most
-  ``max_creating`` at a time on creation threads; more wait in line. A
-  factory still running after :data:`GIVE_UP_AFTER` times the timeout is
-  given up and a new attempt starts; its thread is set aside, at most
-  ``max_creating`` of them, so at most twice ``max_creating`` factories run
-  at once. A factory that asks for another tenant builds it on its own
-  thread.
+  answered at once. So a slow factory holds at most ``max_waiting`` of the
+  server's threads. The creation goes on, and its app is kept when it
+  arrives. No lock is held while a factory runs, and different names are
+  built in parallel, at most ``max_creating`` at a time on creation
+  threads; more wait in line. A factory still running after
+  :data:`GIVE_UP_AFTER` times the timeout is given up and a new attempt
+  starts; its thread is set aside, at most ``max_creating`` of them, so at
+  most twice ``max_creating`` factories run at once. A factory that asks
+  for another tenant builds it on its own thread.
 - **Bounded in time.** An app unused for ``idle_timeout`` seconds (a
   request counted by :meth:`~TenantRegistry.in_use` uses it until it
   ends), or older than ``max_age``, is dropped at its next use or by
