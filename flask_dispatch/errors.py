@@ -5,6 +5,7 @@ from __future__ import annotations
 import typing as t
 
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
 
 
 class TenantError(Exception):
@@ -80,7 +81,18 @@ def fresh_copy(error: H) -> H:
     instance again would chain every request's frames onto its traceback
     and keep them alive. ``HTTPException`` keeps what it was made with in
     attributes, not in ``args``, which the copy leaves empty.
+
+    Its response, if it has one, is copied too, with the body read into
+    memory: a file or generator body could be sent only once. The first
+    copy is made where the factory's answer is remembered, so it is read
+    there, on one thread.
     """
     copy = type(error).__new__(type(error))
     copy.__dict__.update(error.__dict__)
+    response = error.response
+    if isinstance(response, Response):
+        response.direct_passthrough = False  # a file sent as it is: read it too
+        body = response.get_data()
+        response.close()
+        copy.response = type(response)(body, response.status, response.headers.copy())
     return copy

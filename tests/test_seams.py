@@ -16,6 +16,7 @@ import pytest
 from flask import (
     Blueprint,
     Flask,
+    Response,
     abort,
     current_app,
     g,
@@ -23,7 +24,7 @@ from flask import (
     request,
     url_for,
 )
-from werkzeug.exceptions import Forbidden, NotFound
+from werkzeug.exceptions import Forbidden, HTTPException, NotFound
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.test import create_environ
 from werkzeug.wsgi import FileWrapper
@@ -129,6 +130,49 @@ def test_remembered_http_error_does_not_keep_requests_alive() -> None:
     gc.collect()
     assert [ref for ref in alive if ref() is not None] == []
     assert module_level.__traceback__ is None or len(_frames(module_level)) < 10
+
+
+def _page(tmp_path: Path) -> t.IO[bytes]:
+    page = tmp_path / "suspended.html"
+    page.write_bytes(b"<h1>Suspended</h1>")
+    return page.open("rb")
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        pytest.param(lambda tmp_path: Response(_page(tmp_path)), id="file"),
+        pytest.param(
+            lambda tmp_path: Response(FileWrapper(_page(tmp_path)), direct_passthrough=True),
+            id="file-passed-through",
+        ),
+        pytest.param(lambda tmp_path: Response(iter([b"<h1>", b"Suspended</h1>"])), id="iterator"),
+        pytest.param(lambda tmp_path: Response("<h1>Suspended</h1>"), id="text"),
+    ],
+)
+@pytest.mark.parametrize("how", ["raise", "return"])
+def test_remembered_response_is_whole_for_every_request(
+    tmp_path: Path, page: t.Callable[[Path], Response], how: str
+) -> None:
+    """A factory's ``abort(Response(...))`` answers every request while it
+    is remembered, though a file or iterator body can be read only once."""
+    app = make_host_app()
+    calls: list[str] = []
+
+    @Dispatch(app).subdomain
+    def factory(name: str) -> WSGIApplication | None:
+        calls.append(name)
+        response = page(tmp_path)
+        response.status_code = 410
+        error = HTTPException(response=response)
+        if how == "return":
+            return t.cast("WSGIApplication", error)
+        raise error
+
+    for _ in range(3):
+        response = call(app, host="acme.example.com")
+        assert (response.status, response.body) == (410, "<h1>Suspended</h1>")
+    assert calls == ["acme"]
 
 
 def _frames(error: BaseException) -> list[t.Any]:
