@@ -514,7 +514,17 @@ class Dispatch:
 
     def _current_state(self) -> DispatchState:
         """The current app's state, if this instance is the one registered
-        on it."""
+        on it; in a tenant's own request, the state of the one app this is
+        registered on."""
+        if links.tenant_name() is not None and _EXTENSION_KEY not in current_app.extensions:
+            apps = list(self._apps)
+            if len(apps) != 1:
+                raise RuntimeError(
+                    "Inside a tenant's request this 'Dispatch' instance cannot tell which of"
+                    f" its {len(apps)} host apps to use. Call it in the host app's context:"
+                    " 'with host_app.app_context():'."
+                )
+            return _state(apps[0])
         state = _state(current_app)
         if state.extension is not self:
             raise RuntimeError(
@@ -580,7 +590,8 @@ class Dispatch:
         by: By | None = None,
         _external: bool = True,
     ) -> str:
-        """The URL of a page of tenant ``name``, for links from the host app:
+        """The URL of a page of tenant ``name``, for links from the host app
+        or from another tenant's pages (see :doc:`/domains`):
         ``https://acme.example.com/notes`` by subdomain, or
         ``https://example.com/acme/notes`` by path. It has the scheme and port
         of the current request (outside one: ``SERVER_NAME`` and

@@ -1,7 +1,7 @@
 """Links into tenants, and the name of the current one.
 
 :func:`tenant_url` and :func:`tenant_url_for` build URLs of tenant pages
-from the host app, with the scheme and port of the current request (or
+from the host app or a tenant, with the scheme and port of the current request (or
 ``SERVER_NAME`` and ``PREFERRED_URL_SCHEME`` outside one). ``current_tenant``
 is the current tenant's name inside a tenant request.
 """
@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.local import LocalProxy
 
 from .hosts import canonical_host
-from .middleware import TENANT_KEY
+from .middleware import HOST_SCRIPT_NAME_KEY, TENANT_KEY
 from .routing import Kind
 from .tenant_apps import flask_app_in
 
@@ -122,7 +122,12 @@ def _site(state: DispatchState) -> tuple[str, str, str]:
     """Scheme, host (with port) and script root of the current request,
     else of the configuration."""
     if has_request_context():
-        return request.scheme, request.host, request.script_root
+        # In a path tenant's request, the site's root is without the tenant's.
+        host_root = request.environ.get(HOST_SCRIPT_NAME_KEY)
+        if host_root is None:
+            return request.scheme, request.host, request.script_root
+        # Decoded from the WSGI string as Werkzeug decodes SCRIPT_NAME.
+        return request.scheme, request.host, host_root.encode("latin-1").decode(errors="replace")
     config = state.config
     host = config.get("SERVER_NAME") or state.fallback_host
     return config["PREFERRED_URL_SCHEME"], host, config["APPLICATION_ROOT"].rstrip("/")

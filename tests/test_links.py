@@ -328,6 +328,87 @@ def test_a_path_link_on_a_site_without_dispatch_domains_keeps_the_request_host()
         assert dispatch.tenant_url("acme", "/notes") == "http://notes.test:5000/acme/notes"
 
 
+def switcher(
+    dispatch: Dispatch, host_app: Flask, host_context: bool
+) -> t.Callable[[str], WSGIApplication]:
+    """A factory of tenants whose page links to tenant globex, as a
+    workspace switcher would, in the host app's context or not."""
+
+    def factory(name: str) -> WSGIApplication:
+        tenant = Flask(f"tenant_{name}")
+
+        @tenant.route("/switch")
+        def switch() -> str:
+            with host_app.app_context() if host_context else contextlib.nullcontext():
+                subdomain = dispatch.tenant_url("globex", "/notes", by="subdomain")
+                path = dispatch.tenant_url("globex", "/notes", by="path")
+                return f"{subdomain} {path} {dispatch.url_for('globex', 'note', note=1)}"
+
+        @tenant.route("/notes/<int:note>")
+        def note(note: int) -> str:
+            return str(note)
+
+        return tenant
+
+    return factory
+
+
+@pytest.mark.parametrize(
+    "host_context", [pytest.param(True, id="host-context"), pytest.param(False, id="tenant-only")]
+)
+@pytest.mark.parametrize(
+    ("host", "path"),
+    [
+        pytest.param("example.com", "/acme/switch", id="path-tenant"),
+        pytest.param("acme.example.com", "/switch", id="subdomain-tenant"),
+    ],
+)
+def test_links_from_a_tenants_request(host: str, path: str, host_context: bool) -> None:
+    """A tenant's page links to another tenant as the host app's pages do,
+    under the site's script root, not the tenant's own."""
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    dispatch.subdomain(switcher(dispatch, app, host_context))
+    dispatch.path(switcher(dispatch, app, host_context))
+    response = call(app, host=host, path=path, script_name="/site")
+    assert (response.status, response.body.split()) == (
+        200,
+        [
+            "http://globex.example.com/site/notes",
+            "http://example.com/site/globex/notes",
+            "http://globex.example.com/site/notes/1",
+        ],
+    )
+
+
+def test_links_from_a_tenants_request_when_dispatch_has_several_host_apps() -> None:
+    dispatch = Dispatch()
+    first, second = make_host_app(), make_host_app()
+    for app in (first, second):
+        dispatch.init_app(app)
+    errors: list[str] = []
+
+    @dispatch.path
+    def tenant(name: str) -> WSGIApplication:
+        tenant = Flask(name)
+
+        @tenant.route("/")
+        def home() -> str:
+            with pytest.raises(RuntimeError) as error:
+                dispatch.tenant_url("globex")
+            errors.append(str(error.value))
+            return "ok"
+
+        return tenant
+
+    assert call(first, path="/acme/").body == "ok"
+    assert errors == [
+        "Inside a tenant's request this 'Dispatch' instance cannot tell which of"
+        " its 2 host apps to use. Call it in the host app's context:"
+        " 'with host_app.app_context():'."
+    ]
+
+
 def test_tenant_url_outside_a_request_uses_server_name() -> None:
     app = make_host_app(SERVER_NAME="example.com:5000", PREFERRED_URL_SCHEME="https")
     dispatch = Dispatch(app)
