@@ -2,7 +2,8 @@
 
 A :class:`TenantFilter` sets ``record.tenant`` to the name of the tenant
 whose request is being handled (``environ["flask_dispatch.tenant"]``), or
-``"-"`` outside one, so a format can say ``%(tenant)s``. Put one on your own
+whose factory failed the host app's request, else ``"-"``, so a format can
+say ``%(tenant)s``. Put one on your own
 handler to name the tenant in every record it writes, whichever logger the
 record came from.
 
@@ -21,9 +22,12 @@ import logging
 import threading
 import typing as t
 
+from flask import has_request_context, request
 from flask.logging import default_handler
 
+from .errors import TenantError
 from .links import tenant_name
+from .middleware import ERROR_KEY
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -33,13 +37,19 @@ NO_TENANT = "-"
 
 
 def current_tenant() -> str:
-    """The name of the tenant whose request is being handled, or ``"-"``."""
-    return tenant_name() or NO_TENANT
+    """The name of the tenant whose request is being handled, or whose
+    creation failed the host app's request; else ``"-"``."""
+    name = tenant_name()
+    if name is None and has_request_context():
+        error = request.environ.get(ERROR_KEY)
+        name = error.name if isinstance(error, TenantError) else None
+    return name or NO_TENANT
 
 
 class TenantFilter(logging.Filter):
-    """Set ``record.tenant`` to the tenant whose request is being handled, or
-    ``"-"``; lets every record through.
+    """Set ``record.tenant`` to the tenant whose request is being handled
+    (or whose factory failed the host app's request), else ``"-"``; lets
+    every record through.
 
     On a handler it covers every record that handler writes:
 

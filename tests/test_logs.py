@@ -184,3 +184,30 @@ def test_filter_on_a_handler_names_the_tenant_of_any_logger() -> None:
         "- tenant_logs_library from the host app",
         "- tenant_logs_library outside a request",
     ]
+
+
+@pytest.mark.parametrize(
+    ("host", "path"),
+    [
+        pytest.param("acme.example.com", "/", id="subdomain"),
+        pytest.param("example.com", "/acme/", id="path"),
+    ],
+)
+def test_a_factory_failure_logged_by_the_host_app_names_the_tenant(host: str, path: str) -> None:
+    """Flask's "Exception on ..." record for a factory that raised is the
+    host app's, and ``%(tenant)s`` names the tenant whose creation failed."""
+
+    def broken(name: str) -> Flask:
+        raise RuntimeError("directory down")
+
+    app = site(broken)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(TenantFilter())
+    handler.setFormatter(logging.Formatter("%(tenant)s %(message)s"))
+    app.logger.addHandler(handler)
+    try:
+        assert app.test_client().get(path, headers={"Host": host}).status_code == 500
+    finally:
+        app.logger.removeHandler(handler)
+    assert stream.getvalue().splitlines()[0] == f"acme Exception on {path} [GET]"
