@@ -318,9 +318,7 @@ def _built(state: DispatchState, name: str, factory: Factory) -> Iterator[_Built
             yield t.cast("WSGIApplication", answer), "", None
 
 
-def _describe(error: BaseException | None) -> str:
-    if error is None:
-        return "an exception"
+def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
@@ -453,25 +451,18 @@ def _tenant_names(state: DispatchState) -> list[str]:
 def _run(state: DispatchState, name: str, by: str | None, args: list[str]) -> int:
     """Build tenant ``name`` (failing as :func:`_flask_tenant` does), run
     ``flask ARGS`` for it alone, in its app context, let it go, and return
-    the exit status."""
-    with _flask_tenant(state, name, by, "commands") as tenant:
-        return _run_in(tenant, name, args)
-
-
-def _run_in(tenant: Flask, name: str, args: list[str]) -> int:
-    """Run ``flask ARGS`` for ``tenant`` alone; the exit status. An abort
-    (Ctrl-C, or a prompt aborted) is left to the host's command, so that it
-    stops ``--all`` too."""
+    the exit status. An abort (Ctrl-C, or a prompt aborted) is left to the
+    host's command, so that it stops ``--all`` too."""
     prog_name = f"{click.get_current_context().command_path} {name} --"
-    group = FlaskGroup(
-        create_app=lambda: tenant,
-        add_version_option=False,
-        load_dotenv=False,  # the host's command loaded them already
-        set_debug_flag=False,  # leave the built app as its factory made it
-    )
-    group.params = []  # --app, --env-file and --debug are the host's
     # Pushed here, the tenant's context is the one commands find.
-    with tenant.app_context():
+    with _flask_tenant(state, name, by, "commands") as tenant, tenant.app_context():
+        group = FlaskGroup(
+            create_app=lambda: tenant,
+            add_version_option=False,
+            load_dotenv=False,  # the host's command loaded them already
+            set_debug_flag=False,  # leave the built app as its factory made it
+        )
+        group.params = []  # --app, --env-file and --debug are the host's
         try:
             with group.make_context(prog_name, args) as ctx:
                 group.invoke(ctx)
