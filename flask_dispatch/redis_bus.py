@@ -148,12 +148,10 @@ class EvictionBus:
             if hasattr(self, "_reader"):  # a child, not the bus being made
                 _kept_across_forks.append((self._reader, self._writer))
             # No retries inside redis-py: the listener's own backoff decides.
-            options: dict[str, t.Any] = {"socket_connect_timeout": 1.0, "protocol": 2}
-            options["retry"] = Retry(NoBackoff(), 0)
-            self._reader = redis.Redis.from_url(
-                self._url, socket_timeout=BLOCK_MS / 1000 + 5, **options
-            )
-            self._writer = redis.Redis.from_url(self._url, socket_timeout=1.0, **options)
+            options = {**_ONE_SECOND_ONCE, "protocol": 2}
+            self._writer = redis.Redis.from_url(self._url, **options)
+            options["socket_timeout"] = BLOCK_MS / 1000 + 5  # a read blocks BLOCK_MS
+            self._reader = redis.Redis.from_url(self._url, **options)
         # Set once the listener has read all that was published since the
         # bus was made, or once its first attempt failed (see wait_caught_up).
         self._caught_up, self._tried = threading.Event(), threading.Event()
