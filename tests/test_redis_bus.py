@@ -737,6 +737,45 @@ def test_a_bus_made_before_fork_works_in_the_child(
         received.join_thread()
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_child_of_a_process_that_never_listened_misses_nothing_from_before_the_fork(
+    processes: Processes, admin: redis.Redis
+) -> None:
+    """gunicorn --preload without a warm-up: the master holds no tenant, so
+    a worker forked long after the app was made has missed nothing, though
+    the stream was trimmed since: it drops nothing (and warns of nothing)."""
+    context = multiprocessing.get_context("fork")
+    received: multiprocessing.Queue[str | None] = context.Queue()
+    done = context.Event()
+    made_in_parent = processes(on_evict=received.put, start=False)
+    other = processes(maxlen=10)
+    for i in range(300):
+        other.bus.publish(f"t{i}")
+        if i % 10 == 9:  # no more queued than the stream keeps: none collapse
+            wait_for(lambda: other.bus.pending == 0)
+    wait_for(lambda: admin.xinfo_stream("site:evictions")["entries-added"] == 300)
+    assert admin.xlen("site:evictions") < 300, "trimmed"
+    time.sleep(1.2)  # past the second a listener reads back for clock steps
+
+    def child() -> None:
+        made_in_parent.bus.wait_caught_up(5)
+        other.bus.publish("after fork")
+        done.wait(10)  # until the parent has seen what the child applied
+
+    process = context.Process(target=child)
+    process.start()
+    try:
+        assert received.get(timeout=10) == "after fork", "dropped everything first"
+    finally:
+        done.set()
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+        received.close()
+        received.join_thread()
+
+
 # A fresh interpreter builds a tenant (which starts the Redis listener), waits
 # a moment, and forks three children, as gunicorn --preload does after a
 # warm-up; each child serves a request. One that hangs is ended by SIGALRM.
