@@ -713,11 +713,14 @@ def _send_evicted(app: Flask, name: str, tenant: WSGIApplication, reason: EvictR
     tenant_context = nullcontext() if flask_app is None else flask_app.app_context()
     with app.app_context(), tenant_context:
         # Each receiver on its own: one that fails must not keep the others
-        # (the one that closes the tenant's database, say) from running.
+        # (the one that closes the tenant's database, say) from running. A
+        # SystemExit too: it would end the thread sending (the idle sweep, the
+        # Redis listener) without a word, and the apps after this one would
+        # never be announced.
         for receiver in tenant_evicted.receivers_for(app):
             try:
                 receiver(app, name=name, tenant_app=tenant, reason=reason)
-            except Exception:
+            except BaseException:
                 _log.exception("A tenant_evicted receiver failed for tenant %r.", name)
 
 

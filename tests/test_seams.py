@@ -607,6 +607,38 @@ def test_idle_tenants_leave_without_traffic() -> None:
         assert len(app.extensions["dispatch"].registry) == 0
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(ValueError("a receiver's bug"), id="exception"),
+        pytest.param(SystemExit(3), id="system-exit"),
+    ],
+)
+def test_a_receiver_that_raises_leaves_the_idle_sweep_going(
+    error: BaseException, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every idle tenant still gets its ``tenant_evicted``, and tenants made
+    later still leave: a ``SystemExit`` would end the sweeping thread
+    without a word (Python's thread hook ignores it)."""
+    app = make_host_app(DISPATCH_IDLE_TIMEOUT=0.3)
+    Dispatch(app).subdomain(RecordingFactory())
+    evicted: list[str] = []
+
+    def receiver(sender: Flask, name: str, **extra: t.Any) -> None:
+        evicted.append(name)
+        if name == "acme":
+            raise error
+
+    with tenant_evicted.connected_to(receiver, app):
+        for name in ("acme", "globex", "initech"):
+            assert call(app, host=f"{name}.example.com").status == 200
+        wait_for(lambda: len(evicted) == 3)
+        assert call(app, host="umbrella.example.com").status == 200
+        wait_for(lambda: "umbrella" in evicted)
+    assert sorted(evicted) == ["acme", "globex", "initech", "umbrella"]
+    assert "A tenant_evicted receiver failed for tenant 'acme'." in caplog.text
+
+
 def _streaming(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     start_response("200 OK", [])
     yield b"first"
