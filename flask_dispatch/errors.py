@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing as t
+from copy import copy as shallow_copy
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
@@ -82,17 +83,24 @@ def fresh_copy(error: H) -> H:
     and keep them alive. ``HTTPException`` keeps what it was made with in
     attributes, not in ``args``, which the copy leaves empty.
 
-    Its response, if it has one, is copied too, with the body read into
-    memory: a file or generator body could be sent only once. The first
-    copy is made where the factory's answer is remembered, so it is read
-    there, on one thread.
+    Its response, if it has one, is copied too, with headers of its own and
+    its body read into memory: a file or generator body could be sent only
+    once. The factory's answer is copied where it is remembered, so the
+    body is read there, on one thread, and each request copies the result.
     """
-    copy = type(error).__new__(type(error))
-    copy.__dict__.update(error.__dict__)
+    fresh = type(error).__new__(type(error))
+    fresh.__dict__.update(error.__dict__)
     response = error.response
     if isinstance(response, Response):
-        response.direct_passthrough = False  # a file sent as it is: read it too
-        body = response.get_data()
-        response.close()
-        copy.response = type(response)(body, response.status, response.headers.copy())
-    return copy
+        if not response.is_sequence:
+            body = response.response
+            response.direct_passthrough = False
+            response.set_data(b"".join(response.iter_encoded()))
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+        # Not the constructor: a subclass's may take other arguments.
+        own = fresh.response = shallow_copy(response)
+        own.headers = response.headers.copy()
+        own.set_data(response.get_data())
+    return fresh

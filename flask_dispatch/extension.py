@@ -668,11 +668,15 @@ def _invoker(app: Flask, state: DispatchState) -> t.Callable[[Factory, str], Ans
             try:
                 answer: object = factory(name)
             except HTTPException as e:
-                return fresh_copy(e)  # without the factory's frames
+                answer = e
             except Exception as e:
                 e.add_note(f"flask_dispatch: raised by the factory of tenant {name!r}")
                 raise
-        if answer is not None and not isinstance(answer, HTTPException) and not callable(answer):
+            if isinstance(answer, HTTPException):
+                # Without the factory's frames; its response's body is read
+                # here, in the factory's context, once.
+                return fresh_copy(answer)
+        if answer is not None and not callable(answer):
             raise TypeError(
                 f"The factory of tenant {name!r} returned {answer!r}, which is not a WSGI app."
             )

@@ -138,6 +138,20 @@ def _page(tmp_path: Path) -> t.IO[bytes]:
     return page.open("rb")
 
 
+def _slowly() -> Iterator[bytes]:
+    """A body that takes a while: requests reading it at once would collide."""
+    for part in (b"<h1>", b"Suspended", b"</h1>"):
+        time.sleep(0.01)
+        yield part
+
+
+class TemplatePage(Response):
+    """A response class whose constructor takes other arguments."""
+
+    def __init__(self, template: str) -> None:
+        super().__init__(template.replace("{title}", "Suspended"))
+
+
 @pytest.mark.parametrize(
     "page",
     [
@@ -147,21 +161,26 @@ def _page(tmp_path: Path) -> t.IO[bytes]:
             id="file-passed-through",
         ),
         pytest.param(lambda tmp_path: Response(iter([b"<h1>", b"Suspended</h1>"])), id="iterator"),
+        pytest.param(lambda tmp_path: Response(_slowly()), id="slow-generator"),
         pytest.param(lambda tmp_path: Response("<h1>Suspended</h1>"), id="text"),
+        pytest.param(lambda tmp_path: TemplatePage("<h1>{title}</h1>"), id="own-constructor"),
     ],
 )
 @pytest.mark.parametrize("how", ["raise", "return"])
 def test_remembered_response_is_whole_for_every_request(
     tmp_path: Path, page: t.Callable[[Path], Response], how: str
 ) -> None:
-    """A factory's ``abort(Response(...))`` answers every request while it
-    is remembered, though a file or iterator body can be read only once."""
-    app = make_host_app()
+    """A factory's ``abort(Response(...))`` answers every request waiting
+    for the creation, and every later one while it is remembered, though a
+    file or iterator body can be read only once."""
+    app = make_host_app(DISPATCH_MAX_WAITING=64)
     calls: list[str] = []
+    release = threading.Event()
 
     @Dispatch(app).subdomain
     def factory(name: str) -> WSGIApplication | None:
         calls.append(name)
+        assert release.wait(10)
         response = page(tmp_path)
         response.status_code = 410
         error = HTTPException(response=response)
@@ -169,9 +188,21 @@ def test_remembered_response_is_whole_for_every_request(
             return t.cast("WSGIApplication", error)
         raise error
 
-    for _ in range(3):
+    answers: list[tuple[int, str]] = []
+
+    def work(i: int) -> None:
         response = call(app, host="acme.example.com")
-        assert (response.status, response.body) == (410, "<h1>Suspended</h1>")
+        answers.append((response.status, response.body))
+
+    herd = threading.Thread(target=run_workers, args=(6, work))
+    herd.start()
+    with app.app_context():
+        wait_for(lambda: app.extensions["dispatch"].registry.waiting("acme") == 6)
+    release.set()
+    herd.join(30)
+    for _ in range(3):
+        work(0)
+    assert answers == [(410, "<h1>Suspended</h1>")] * 9
     assert calls == ["acme"]
 
 
