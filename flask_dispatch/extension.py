@@ -19,7 +19,7 @@ import typing as t
 import weakref
 from contextlib import contextmanager, nullcontext
 
-from flask import Flask, current_app, has_app_context, request, request_started
+from flask import Flask, current_app, has_app_context, has_request_context, request, request_started
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -30,7 +30,7 @@ from .domains import DomainAnswers, Resolver
 from .errors import CREATED_RECEIVER_NOTE, fresh_copy
 from .forks import renew_in_child
 from .logs import name_tenant_in_logs
-from .middleware import ERROR_KEY, DispatchMiddleware
+from .middleware import ERROR_KEY, STATE_KEY, DispatchMiddleware
 from .paths import normalize_mount_prefix, rule_first_segments
 from .registry import Answer, EvictReason, Factory, TenantRegistry
 from .routing import Router, Rules
@@ -514,18 +514,13 @@ class Dispatch:
 
     def _current_state(self) -> DispatchState:
         """The current app's state, if this instance is the one registered
-        on it; in a tenant's own request, the state of the one app this is
-        registered on."""
-        if links.tenant_name() is not None and _EXTENSION_KEY not in current_app.extensions:
-            apps = list(self._apps)
-            if len(apps) != 1:
-                raise RuntimeError(
-                    "Inside a tenant's request this 'Dispatch' instance cannot tell which of"
-                    f" its {len(apps)} host apps to use. Call it in the host app's context:"
-                    " 'with host_app.app_context():'."
-                )
-            return _state(apps[0])
-        state = _state(current_app)
+        on it; in the request of a tenant or mount, the state of the host
+        app that handed it on."""
+        environ = request.environ if has_request_context() else {}
+        if _EXTENSION_KEY not in current_app.extensions and STATE_KEY in environ:
+            state = t.cast(DispatchState, environ[STATE_KEY])
+        else:
+            state = _state(current_app)
         if state.extension is not self:
             raise RuntimeError(
                 "The current Flask app is registered with another 'Dispatch' instance."

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.local import LocalProxy
 
 from .hosts import canonical_host
-from .middleware import HOST_SCRIPT_NAME_KEY, TENANT_KEY
+from .middleware import HOST_SCRIPT_NAME_KEY, STATE_KEY, TENANT_KEY
 from .routing import Kind
 from .tenant_apps import flask_app_in
 
@@ -122,9 +122,11 @@ def _site(state: DispatchState) -> tuple[str, str, str]:
     """Scheme, host (with port) and script root of the current request,
     else of the configuration."""
     if has_request_context():
-        # In a path tenant's request, the site's root is without the tenant's.
-        host_root = request.environ.get(HOST_SCRIPT_NAME_KEY)
-        if host_root is None:
+        # In a path tenant's request, the site's root is without the tenant's
+        # (but a tenant that is a host app itself links under its own).
+        environ = request.environ
+        host_root = environ.get(HOST_SCRIPT_NAME_KEY)
+        if host_root is None or environ.get(STATE_KEY) is not state:
             return request.scheme, request.host, request.script_root
         # Decoded from the WSGI string as Werkzeug decodes SCRIPT_NAME.
         return request.scheme, request.host, host_root.encode("latin-1").decode(errors="replace")
