@@ -15,7 +15,7 @@ network blip does not make every process rebuild every tenant at once.
 
 The listener starts at the first :meth:`~EvictionBus.ensure_started` in the
 process that serves (after any fork: a forked child gets its own id and
-listener), and reads from when the bus was made (a child of a process that
+listener), and reads from when the bus was made (a child of processes that
 never listened: from the fork), less a second for clock steps: an eviction
 written while it was connecting is not missed, and a worker forked long
 after a ``--preload`` master made its app does not take the entries trimmed
@@ -131,7 +131,7 @@ class EvictionBus:
         self._on_evict = on_evict
         self._log = logger or logging.getLogger(__name__)
         self._maxlen = maxlen
-        self._thread: threading.Thread | None = None  # the listener, once started
+        self._listened = False  # by this process or one it was forked from
         self._last_id: _StreamId | None = None
         self._run_id: str | None = None
         self._closed = False
@@ -143,8 +143,8 @@ class EvictionBus:
         """Set up what belongs to one process; a forked child runs it first.
         Clients made from the URL are made anew: a pool's lock may have
         been held by a thread that did not survive the fork."""
-        if self._thread is None:
-            # What this process holds dates from here on (a child of a process
+        if not self._listened:
+            # What this process holds dates from here on (a child of processes
             # that never listened holds nothing from before the fork): a fresh
             # listener reads from then.
             self._anchor = time.monotonic()
@@ -166,7 +166,7 @@ class EvictionBus:
         self._lock = threading.Lock()  # guards _pending and _thread
         self._send_lock = threading.Lock()  # one sender at a time keeps order
         self._pending: list[bytes | None] = []  # encoded names, None for "all"
-        self._thread = None
+        self._thread: threading.Thread | None = None
         self._sender: threading.Thread | None = None
         self._wake = threading.Event()  # set by publish: something to send
         self._healthy = True  # connected: the sender sends at once
@@ -182,6 +182,7 @@ class EvictionBus:
             return
         with self._lock:
             if self._thread is None and not self._closed:
+                self._listened = True
                 self._sender = threading.Thread(target=self._send, daemon=True)
                 self._sender.start()
                 self._thread = threading.Thread(

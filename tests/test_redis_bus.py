@@ -776,6 +776,62 @@ def test_a_child_of_a_process_that_never_listened_misses_nothing_from_before_the
         received.join_thread()
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_grandchild_of_a_process_that_listened_reads_from_when_that_one_did(
+    processes: Processes, server: RedisServer
+) -> None:
+    """The tenants a process built before Redis was reachable, inherited
+    through a child that forks again before it serves, are covered from
+    when they were built: an eviction written after that is applied."""
+    context = multiprocessing.get_context("fork")
+    received: multiprocessing.Queue[tuple[int, str | None]] = context.Queue()
+    server.stop()
+    built = processes(on_evict=lambda name: received.put((os.getpid(), name)))
+    assert not built.bus.wait_caught_up(5)  # listening, and not connected
+    evicted_at = time.time()
+    time.sleep(1.2)  # past the second a listener reads back for clock steps
+
+    done = context.Event()
+
+    def serve() -> None:
+        built.bus.ensure_started()
+        done.wait(15)
+
+    def child() -> None:
+        grandchild = context.Process(target=serve)
+        grandchild.start()
+        received.put((grandchild.pid or 0, "forked"))
+        grandchild.join(20)
+
+    process = context.Process(target=child)
+    process.start()
+    try:
+        grandchild, forked = received.get(timeout=10)
+        assert forked == "forked"
+        server.start()
+        import redis
+
+        admin = redis.Redis.from_url(server.url)
+        # Written while Redis was out of reach of all three, as it was seen.
+        admin.xadd(
+            "site:evictions",
+            {"origin": "elsewhere", "name": "acme"},
+            id=f"{int(evicted_at * 1000)}-0",
+        )
+        admin.close()
+        deadline = time.monotonic() + 10
+        seen: set[tuple[int, str | None]] = set()
+        while (grandchild, "acme") not in seen:
+            seen.add(received.get(timeout=max(0.0, deadline - time.monotonic())))
+    finally:
+        done.set()
+        process.join(20)
+        if process.is_alive():
+            process.kill()
+        received.close()
+        received.join_thread()
+
+
 # A fresh interpreter builds a tenant (which starts the Redis listener), waits
 # a moment, and forks three children, as gunicorn --preload does after a
 # warm-up; each child serves a request. One that hangs is ended by SIGALRM.
