@@ -147,8 +147,9 @@ def landing() -> str:
 
 
 def _links(name: str) -> dict[str, str]:
-    """The tenant's addresses, by subdomain and by path, on the host and
-    port this page was asked for."""
+    """The tenant's addresses, by subdomain and by path, under the site's
+    domain (the one this page was asked on, else the first configured) and
+    with the port this page was asked for."""
     try:
         return {by: dispatch.tenant_url(name, by=by) for by in ("subdomain", "path")}
     except ValueError:  # a name the site took for itself since the signup

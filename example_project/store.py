@@ -3,9 +3,11 @@ pool of connections that :meth:`NoteStore.close` shuts when the tenant app is
 evicted.
 
 Only :class:`NoteStore` itself creates the file, when it is made (at the
-tenant's creation). Its later connections open the file as it is, so an
-instance of a deleted tenant that some process still holds cannot bring the
-file back: its writes fail instead of being acknowledged and lost.
+tenant's creation), and each use checks that the file is still the one it
+made. So an instance of a deleted tenant that some process still holds
+(Redis down, or none) neither brings the file back, nor writes through a
+pooled connection into the deleted file, acknowledged and lost, nor into the
+file of a new signup of the name: it raises :exc:`NotesDeleted`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import sqlite3
 import threading
 import typing as t
+import weakref
 from urllib.parse import quote
 
 SCHEMA = """
@@ -24,6 +27,10 @@ CREATE TABLE IF NOT EXISTS note (
     created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
 )
 """
+
+
+class NotesDeleted(sqlite3.OperationalError):
+    """The notes file this store made was deleted: its tenant was."""
 
 
 class NoteStore:
@@ -42,10 +49,19 @@ class NoteStore:
                 connection.execute(SCHEMA)
         finally:
             connection.close()
+        # Held open while the store lives, so that a new file made at the
+        # path (a new signup of the name) cannot reuse its inode.
+        self._file = os.open(path, os.O_RDONLY)
+        weakref.finalize(self, os.close, self._file)
 
     @contextlib.contextmanager
     def connection(self) -> t.Iterator[sqlite3.Connection]:
-        """A pooled connection, committed on success, returned afterwards."""
+        """A pooled connection, committed on success, returned afterwards.
+
+        :raises NotesDeleted: the file was deleted since the store made it.
+        """
+        if not _same_file(self.path, self._file):
+            raise NotesDeleted(f"{self.path} was deleted, and its tenant with it.")
         with self._lock:
             connection = self._pool.pop() if self._pool else None
         if connection is None:
@@ -97,6 +113,14 @@ def _open(path: str, create: bool = False) -> sqlite3.Connection:
     connection = sqlite3.connect(uri, uri=True, timeout=10, check_same_thread=False)
     connection.row_factory = sqlite3.Row
     return connection
+
+
+def _same_file(path: str, fd: int) -> bool:
+    """Whether ``path`` is still the file open as ``fd``."""
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(fd))
+    except FileNotFoundError:
+        return False
 
 
 def remove_files(path: str) -> None:

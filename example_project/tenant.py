@@ -33,7 +33,7 @@ from flask_dispatch import current_tenant
 from .csrf import protect
 from .directory import update_tenant
 from .extensions import dispatch
-from .store import NoteStore
+from .store import NotesDeleted, NoteStore
 
 if t.TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
@@ -139,3 +139,10 @@ def settings() -> ResponseReturnValue:
 @views.app_errorhandler(500)
 def server_error(error: Exception) -> ResponseReturnValue:
     return render_template("tenant/500.html"), 500
+
+
+@views.app_errorhandler(NotesDeleted)
+def deleted(error: NotesDeleted) -> ResponseReturnValue:
+    # This process missed the eviction (Redis down, say); the next one it
+    # gets, or DISPATCH_MAX_AGE, drops this app.
+    return render_template("tenant/410.html"), 410

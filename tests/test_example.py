@@ -15,7 +15,7 @@ import pytest
 from example_project import DirectoryError, create_app
 from example_project.directory import init_directory, list_tenants, remove_tenant
 from example_project.extensions import dispatch
-from example_project.store import NoteStore, remove_files
+from example_project.store import NotesDeleted, NoteStore, remove_files
 from flask_dispatch import tenant_evicted
 
 from .conftest import run_workers, wait_for
@@ -276,6 +276,24 @@ def test_the_owner_deletes_a_tenant_and_its_notes(example: Flask, tmp_path: Path
     assert "New Acme" in page and "acme secret" not in page
 
 
+def test_a_stale_instance_of_a_deleted_tenant_says_so(example: Flask, tmp_path: Path) -> None:
+    """What a worker that missed the eviction (Redis down) answers: the
+    space is gone, and the note is not reported as added."""
+    client = example.test_client()
+    signup(client, "acme", "Acme Inc")
+    base = "http://acme.localhost:5000"
+    add_note(client, base, "acme secret")
+    csrf = token(client, f"{base}/")
+    # Deleted by another worker: the directory entry and the notes, no evict here.
+    with example.app_context():
+        remove_tenant("acme")
+    remove_files(str(tmp_path / "data" / "acme.sqlite3"))
+    response = client.post(f"{base}/notes", data={"body": "late", "csrf_token": csrf})
+    assert response.status_code == 410
+    assert "Acme Inc was deleted" in response.text and "Note added" not in response.text
+    assert not list((tmp_path / "data").glob("acme.sqlite3*"))
+
+
 def test_only_the_owner_may_delete(example: Flask) -> None:
     owner = example.test_client()
     signup(owner, "acme")
@@ -334,18 +352,36 @@ def test_a_browser_owns_the_spaces_it_signed_up_last(example: Flask) -> None:
     assert owned == names[2:]
 
 
-def test_a_deleted_tenants_file_is_not_brought_back(tmp_path: Path) -> None:
-    # An instance some process still holds can no longer write: its writes
-    # fail rather than making a new file that nobody would see.
+@pytest.mark.parametrize(
+    "evicted_here", [pytest.param(True, id="evicted"), pytest.param(False, id="stale-elsewhere")]
+)
+@pytest.mark.parametrize(
+    "signed_up_again", [pytest.param(False, id="gone"), pytest.param(True, id="signed-up-again")]
+)
+def test_a_deleted_tenants_instance_cannot_write(
+    tmp_path: Path, evicted_here: bool, signed_up_again: bool
+) -> None:
+    """An instance of a deleted tenant that a process still holds (Redis
+    down, or no Redis) fails to write, with its connections pooled or not:
+    a note is neither acknowledged and lost with the deleted file, nor
+    written into a new signup's file, nor does it bring the file back."""
     path = str(tmp_path / "acme.sqlite3")
     store = NoteStore(path)
     store.add("kept")
     assert store.pooled == 1
-    store.close()
+    if evicted_here:
+        store.close()
     remove_files(path)
-    with pytest.raises(sqlite3.OperationalError):
+    if signed_up_again:
+        NoteStore(path).add("the new owner's")
+    with pytest.raises(NotesDeleted):
         store.add("lost")
-    assert not os.path.exists(path)
+    with pytest.raises(NotesDeleted):
+        store.list()
+    if signed_up_again:
+        assert [row["body"] for row in NoteStore(path).list()] == ["the new owner's"]
+    else:
+        assert not os.path.exists(path)
 
 
 # -- Signup checks that the tenant can be made -----------------------------------
