@@ -671,21 +671,36 @@ def _invoker(app: Flask, state: DispatchState) -> t.Callable[[Factory, str], Ans
                 # Without the factory's frames; its response's body is read
                 # here, in the factory's context, once.
                 return fresh_copy(answer)
-        if answer is not None and not callable(answer):
-            raise TypeError(
-                f"The factory of tenant {name!r} returned {answer!r}, which is not a WSGI app."
-            )
-        flask_app = flask_app_in(answer)
-        if flask_app is not None and flask_app is not app:  # the host app is no tenant
-            if state.settings.scope_sessions:
-                # ==, as for registry keys: a bound method is made anew each time.
-                by: By = "path" if factory == state.extension.path_factory else "subdomain"
-                inside = not isinstance(answer, Flask)  # found inside middleware
-                scope_session(flask_app, name, app, by=by, inside=inside)
-            name_tenant_in_logs(flask_app)
+        if answer is not None:
+            _adopt(app, state, factory, name, answer)
         return answer
 
     return invoke
+
+
+def _adopt(app: Flask, state: DispatchState, factory: Factory, name: str, answer: object) -> None:
+    """Check what a factory returned for tenant ``name``, and make a Flask
+    tenant in it one: its session scoped, its log records named."""
+    if not callable(answer):
+        raise TypeError(
+            f"The factory of tenant {name!r} returned {answer!r}, which is not a WSGI app."
+        )
+    flask_app = flask_app_in(answer)
+    if flask_app is app or (isinstance(answer, DispatchMiddleware) and answer.state is state):
+        # The host app is no tenant. By path it gets the rest of the path;
+        # by host it would get the same request again, without end.
+        if factory != state.extension.path_factory:
+            raise TypeError(
+                f"The factory of tenant {name!r} returned the host app: requests for"
+                " the tenant would come back to it without end."
+            )
+    elif flask_app is not None:
+        if state.settings.scope_sessions:
+            # ==, as for registry keys: a bound method is made anew each time.
+            by: By = "path" if factory == state.extension.path_factory else "subdomain"
+            inside = not isinstance(answer, Flask)  # found inside middleware
+            scope_session(flask_app, name, app, by=by, inside=inside)
+        name_tenant_in_logs(flask_app)
 
 
 def _ignore(name: str | None) -> None:

@@ -156,6 +156,27 @@ def test_one_app_inside_per_tenant_middleware_serves_every_tenant(
     assert getattr(shared.session_interface, "tenant", None) == "acme"
 
 
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        pytest.param(lambda app: app, id="the-host-app"),
+        pytest.param(lambda app: app.wsgi_app, id="its-wsgi-app"),
+        pytest.param(ProxyFix, id="inside-middleware"),
+    ],
+)
+def test_a_subdomain_factory_that_returns_the_host_app_fails(
+    wrap: t.Callable[[Flask], WSGIApplication], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its requests would come back to the same tenant, without end."""
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    dispatch.subdomain(lambda name: wrap(app))
+    assert call(app, host="acme.example.com").body == "site 500 page"
+    assert "returned the host app" in caplog.text
+    with app.app_context():
+        assert "acme" not in dispatch.registry
+
+
 def test_the_host_app_inside_middleware_is_no_tenant() -> None:
     app = make_host_app()
     host_interface = app.session_interface
