@@ -19,7 +19,7 @@ import typing as t
 import weakref
 from contextlib import contextmanager, nullcontext
 
-from flask import Flask, current_app, has_app_context, has_request_context, request, request_started
+from flask import Flask, current_app, has_app_context, request, request_started
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -30,7 +30,7 @@ from .domains import DomainAnswers, Resolver
 from .errors import CREATED_RECEIVER_NOTE, fresh_copy
 from .forks import renew_in_child
 from .logs import name_tenant_in_logs
-from .middleware import ERROR_KEY, STATE_KEY, DispatchMiddleware
+from .middleware import ERROR_KEY, DispatchMiddleware
 from .paths import normalize_mount_prefix, rule_first_segments
 from .registry import Answer, EvictReason, Factory, TenantRegistry
 from .routing import Router, Rules
@@ -514,19 +514,17 @@ class Dispatch:
 
     def _current_state(self) -> DispatchState:
         """The current app's state, if this instance is the one registered
-        on it; in the request of a tenant or mount, the state of the host
-        app that handed it on."""
-        environ = request.environ if has_request_context() else {}
-        if _EXTENSION_KEY not in current_app.extensions and STATE_KEY in environ:
-            state = t.cast(DispatchState, environ[STATE_KEY])
-        else:
-            state = _state(current_app)
-        if state.extension is not self:
-            raise RuntimeError(
-                "The current Flask app is registered with another 'Dispatch' instance."
-                " Use that one, or call this one inside its own app's context."
-            )
-        return state
+        on it; in a Flask tenant app, that of the host app that built it."""
+        extensions = current_app.extensions
+        for key in (_EXTENSION_KEY, links.BUILT_BY_KEY):
+            state = extensions.get(key)
+            if isinstance(state, DispatchState) and state.extension is self:
+                return state
+        _state(current_app)  # raises if dispatch is not registered on it
+        raise RuntimeError(
+            "The current Flask app is registered with another 'Dispatch' instance."
+            " Use that one, or call this one inside its own app's context."
+        )
 
     def _reroute(self) -> None:
         """A new factory or mount changes where requests go: every app this
@@ -695,6 +693,7 @@ def _adopt(app: Flask, state: DispatchState, factory: Factory, name: str, answer
                 " the tenant would come back to it without end."
             )
     elif flask_app is not None:
+        flask_app.extensions[links.BUILT_BY_KEY] = state
         if state.settings.scope_sessions:
             # ==, as for registry keys: a bound method is made anew each time.
             by: By = "path" if factory == state.extension.path_factory else "subdomain"

@@ -11,12 +11,12 @@ from __future__ import annotations
 import typing as t
 from urllib.parse import quote, urlsplit
 
-from flask import has_request_context, request
+from flask import current_app, has_request_context, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.local import LocalProxy
 
 from .hosts import canonical_host
-from .middleware import HOST_SCRIPT_NAME_KEY, STATE_KEY, TENANT_KEY
+from .middleware import TENANT_KEY
 from .routing import Kind
 from .tenant_apps import flask_app_in
 
@@ -37,6 +37,10 @@ def tenant_name() -> str | None:
         return None
     return t.cast("str | None", request.environ.get(TENANT_KEY))
 
+
+#: Key in the ``extensions`` of a Flask tenant app: the dispatch state of the
+#: host app that built it, so that links from its pages are the host app's.
+BUILT_BY_KEY = "dispatch.built_by"
 
 #: The current tenant's name inside a request that dispatch handed to a
 #: tenant, ``None`` elsewhere. A proxy, like ``current_app``: compare it
@@ -122,14 +126,18 @@ def _site(state: DispatchState) -> tuple[str, str, str]:
     """Scheme, host (with port) and script root of the current request,
     else of the configuration."""
     if has_request_context():
-        # In a path tenant's request, the site's root is without the tenant's
-        # (but a tenant that is a host app itself links under its own).
-        environ = request.environ
-        host_root = environ.get(HOST_SCRIPT_NAME_KEY)
-        if host_root is None or environ.get(STATE_KEY) is not state:
-            return request.scheme, request.host, request.script_root
-        # Decoded from the WSGI string as Werkzeug decodes SCRIPT_NAME.
-        return request.scheme, request.host, host_root.encode("latin-1").decode(errors="replace")
+        root, name = request.script_root, tenant_name()
+        # In the request of a path tenant that state built, the site's root
+        # is without the tenant's "/acme" (a tenant that is a host app too
+        # links to its own tenants under its own).
+        if (
+            name is not None
+            and current_app.extensions.get(BUILT_BY_KEY) is state
+            and root.endswith(f"/{name}")
+            and state.current_router().route(request.host, "/").kind is Kind.HOST_APP
+        ):
+            root = root[: -len(name) - 1]
+        return request.scheme, request.host, root
     config = state.config
     host = config.get("SERVER_NAME") or state.fallback_host
     return config["PREFERRED_URL_SCHEME"], host, config["APPLICATION_ROOT"].rstrip("/")

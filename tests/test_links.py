@@ -328,21 +328,18 @@ def test_a_path_link_on_a_site_without_dispatch_domains_keeps_the_request_host()
         assert dispatch.tenant_url("acme", "/notes") == "http://notes.test:5000/acme/notes"
 
 
-def switcher(
-    dispatch: Dispatch, host_app: Flask, host_context: bool
-) -> t.Callable[[str], WSGIApplication]:
+def switcher(dispatch: Dispatch) -> t.Callable[[str], WSGIApplication]:
     """A factory of tenants whose page links to tenant globex, as a
-    workspace switcher would, in the host app's context or not."""
+    workspace switcher would."""
 
     def factory(name: str) -> WSGIApplication:
         tenant = Flask(f"tenant_{name}")
 
         @tenant.route("/switch")
         def switch() -> str:
-            with host_app.app_context() if host_context else contextlib.nullcontext():
-                subdomain = dispatch.tenant_url("globex", "/notes", by="subdomain")
-                path = dispatch.tenant_url("globex", "/notes", by="path")
-                return f"{subdomain} {path} {dispatch.url_for('globex', 'note', note=1)}"
+            subdomain = dispatch.tenant_url("globex", "/notes", by="subdomain")
+            path = dispatch.tenant_url("globex", "/notes", by="path")
+            return f"{subdomain} {path} {dispatch.url_for('globex', 'note', note=1)}"
 
         @tenant.route("/notes/<int:note>")
         def note(note: int) -> str:
@@ -353,9 +350,6 @@ def switcher(
     return factory
 
 
-@pytest.mark.parametrize(
-    "host_context", [pytest.param(True, id="host-context"), pytest.param(False, id="tenant-only")]
-)
 @pytest.mark.parametrize(
     ("script_name", "root"),
     [
@@ -371,15 +365,13 @@ def switcher(
         pytest.param("acme.example.com", "/switch", id="subdomain-tenant"),
     ],
 )
-def test_links_from_a_tenants_request(
-    host: str, path: str, script_name: str, root: str, host_context: bool
-) -> None:
+def test_links_from_a_tenants_request(host: str, path: str, script_name: str, root: str) -> None:
     """A tenant's page links to another tenant as the host app's pages do,
     under the site's script root, not the tenant's own."""
     app = make_host_app()
     dispatch = Dispatch(app)
-    dispatch.subdomain(switcher(dispatch, app, host_context))
-    dispatch.path(switcher(dispatch, app, host_context))
+    dispatch.subdomain(switcher(dispatch))
+    dispatch.path(switcher(dispatch))
     response = call(app, host=host, path=path, script_name=script_name)
     assert (response.status, response.body.encode("latin-1").decode().split()) == (
         200,
@@ -389,20 +381,6 @@ def test_links_from_a_tenants_request(
             f"http://globex.example.com{root}/notes/1",
         ],
     )
-
-
-def test_links_from_a_mounted_apps_pages() -> None:
-    app = make_host_app()
-    dispatch = Dispatch(app)
-    dispatch.path(flask_tenant)
-    admin = Flask("admin")
-
-    @admin.route("/")
-    def home() -> str:
-        return dispatch.tenant_url("globex")
-
-    dispatch.mount("/admin", admin)
-    assert call(app, path="/admin/", script_name="/site").body == "http://example.com/site/globex/"
 
 
 def test_links_from_a_tenants_request_are_its_host_apps_when_dispatch_has_several() -> None:
