@@ -119,6 +119,17 @@ def wait_for(condition: t.Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.005)
 
 
+def waiting_herd(app: Flask, name: str, n: int, work: t.Callable[[int], None]) -> threading.Thread:
+    """Run ``work(i)`` on ``n`` threads released together, and return once
+    ``n`` requests wait for tenant ``name``'s creation; join the thread
+    given back once the creation may end."""
+    herd = threading.Thread(target=run_workers, args=(n, work))
+    herd.start()
+    with app.app_context():
+        wait_for(lambda: app.extensions["dispatch"].registry.waiting(name) == n)
+    return herd
+
+
 def in_forked_child(action: t.Callable[[], object]) -> tuple[t.Any, float]:
     """Run ``action`` in a forked child process, as a server forks its
     workers: what it returned there, and how many seconds it took."""

@@ -11,7 +11,7 @@ import pytest
 
 from flask_dispatch import Dispatch, tenant_created, tenant_evicted
 
-from .conftest import NamedApp, call, make_host_app, run_workers, wait_for
+from .conftest import NamedApp, call, make_host_app, run_workers, wait_for, waiting_herd
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -174,11 +174,8 @@ def test_failing_herd_shares_one_failure() -> None:
         with lock:
             statuses.append(response.status)
 
-    herd = threading.Thread(target=run_workers, args=(16, work))
-    herd.start()
-    assert entered.wait(10)
-    with app.app_context():
-        wait_for(lambda: dispatch.registry.waiting("acme") == 16)
+    herd = waiting_herd(app, "acme", 16, work)
+    assert entered.is_set()
     # Another tenant is served while the failing factory runs.
     assert call(app, "/other/").body.startswith("other|")
     release.set()

@@ -505,6 +505,19 @@ def test_a_key_of_the_wrong_type_is_an_outage_not_a_crash(
     assert logged(caplog, OUTAGE, "test.b") == 1
 
 
+def publish_until_trimmed(bus: EvictionBus, admin: redis.Redis, written_before: int = 0) -> None:
+    """Publish 300 evictions through ``bus`` (made with ``maxlen=10``), and
+    return once all are written and the stream has been trimmed."""
+    for i in range(300):
+        bus.publish(f"t{i}")
+        if i % 10 == 9:  # no more queued than the stream keeps: none collapse
+            wait_for(lambda: bus.pending == 0)
+    # publish() sends from a thread: every entry is written before the check.
+    added = written_before + 300
+    wait_for(lambda: admin.xinfo_stream("site:evictions")["entries-added"] == added)
+    assert admin.xlen("site:evictions") < added, "trimmed"
+
+
 def test_missed_entries_that_were_trimmed_drop_everything(
     processes: Processes, admin: redis.Redis
 ) -> None:
@@ -521,13 +534,7 @@ def test_missed_entries_that_were_trimmed_drop_everything(
     processes(on_evict=slow)
     a.bus.publish("first")
     assert entered.wait(5)
-    for i in range(300):
-        a.bus.publish(f"t{i}")
-        if i % 10 == 9:  # no more queued than the stream keeps: none collapse
-            wait_for(lambda: a.bus.pending == 0)
-    # publish() sends from a thread: every entry is written before the check.
-    wait_for(lambda: admin.xinfo_stream("site:evictions")["entries-added"] == 301)
-    assert admin.xlen("site:evictions") < 300, "trimmed"
+    publish_until_trimmed(a.bus, admin, written_before=1)
     release.set()
     wait_for(lambda: None in got)
     assert got == ["first", None]
@@ -685,6 +692,44 @@ def test_a_forked_workers_first_request_sees_evictions_published_since_the_fork(
     assert calls == ["acme", "acme"]  # built afresh
 
 
+class Forked:
+    """A child forked from this process, with a queue the processes report
+    to and an event that lets the child end; the ``with`` block ends it."""
+
+    def __init__(self) -> None:
+        self.context = multiprocessing.get_context("fork")
+        self.received: multiprocessing.Queue[t.Any] = self.context.Queue()
+        self.done = self.context.Event()
+        self.process: multiprocessing.process.BaseProcess | None = None
+
+    def start(self, target: t.Callable[[], None]) -> int:
+        """Fork a child that runs ``target``; its pid."""
+        self.process = self.context.Process(target=target)
+        self.process.start()
+        assert self.process.pid is not None
+        return self.process.pid
+
+    def receive(self, wanted: set[t.Any], timeout: float = 10) -> set[t.Any]:
+        """What the processes reported, once it includes ``wanted``."""
+        seen: set[t.Any] = set()
+        deadline = time.monotonic() + timeout
+        while not wanted <= seen:
+            seen.add(self.received.get(timeout=max(0.0, deadline - time.monotonic())))
+        return seen
+
+    def __enter__(self) -> Forked:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.done.set()
+        if self.process is not None:
+            self.process.join(10)
+            if self.process.is_alive():
+                self.process.kill()
+        self.received.close()
+        self.received.join_thread()
+
+
 @pytest.mark.parametrize(
     "started_in_parent",
     [pytest.param(False, id="made before fork"), pytest.param(True, id="started before fork")],
@@ -693,51 +738,38 @@ def test_a_forked_workers_first_request_sees_evictions_published_since_the_fork(
 def test_a_bus_made_before_fork_works_in_the_child(
     processes: Processes, started_in_parent: bool
 ) -> None:
-    context = multiprocessing.get_context("fork")
-    received: multiprocessing.Queue[tuple[int, str | None]] = context.Queue()
-    done = context.Event()
-    inherited = processes(
-        on_evict=lambda name: received.put((os.getpid(), name)), start=started_in_parent
-    )
-    other = processes()
-    if started_in_parent:
-        other.bus.publish("before fork")
-        assert received.get(timeout=5) == (os.getpid(), "before fork")
+    with Forked() as forked:
+        inherited = processes(
+            on_evict=lambda name: forked.received.put((os.getpid(), name)),
+            start=started_in_parent,
+        )
+        other = processes()
+        if started_in_parent:
+            other.bus.publish("before fork")
+            assert forked.received.get(timeout=5) == (os.getpid(), "before fork")
 
-    def child() -> None:
-        inherited.bus.ensure_started()
-        inherited.bus.publish("from child")
-        done.wait(20)
-        inherited.bus.close()
+        def child() -> None:
+            inherited.bus.ensure_started()
+            inherited.bus.publish("from child")
+            forked.done.wait(20)
+            inherited.bus.close()
 
-    process = context.Process(target=child)
-    process.start()
-    try:
+        pid = forked.start(child)
         other.got.wait_for("from child")
         other.bus.publish("from parent")
-        wanted = {(process.pid, "from parent")}
+        wanted = {(pid, "from parent")}
         if started_in_parent:
             # The child writes as itself (a new origin): the parent's copy applies it.
             wanted.add((os.getpid(), "from child"))
-        seen: set[tuple[int | None, str | None]] = set()
-        deadline = time.monotonic() + 10
-        while not wanted <= seen:
-            seen.add(received.get(timeout=max(0.0, deadline - time.monotonic())))
+        seen = forked.receive(wanted)
         # One queue per process keeps order: its own entry would have come first.
-        assert (process.pid, "from child") not in seen, "the child skips its own"
-        done.set()
-        process.join(10)
-        assert process.exitcode == 0
-    finally:
-        done.set()
-        process.join(10)
-        if process.is_alive():
-            process.kill()
-        received.close()
-        received.join_thread()
+        assert (pid, "from child") not in seen, "the child skips its own"
+        forked.done.set()
+        assert forked.process is not None
+        forked.process.join(10)
+        assert forked.process.exitcode == 0
 
 
-@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_child_of_a_process_that_never_listened_misses_nothing_from_before_the_fork(
     processes: Processes, admin: redis.Redis
@@ -745,35 +777,19 @@ def test_a_child_of_a_process_that_never_listened_misses_nothing_from_before_the
     """gunicorn --preload without a warm-up: the master holds no tenant, so
     a worker forked long after the app was made has missed nothing, though
     the stream was trimmed since: it drops nothing (and warns of nothing)."""
-    context = multiprocessing.get_context("fork")
-    received: multiprocessing.Queue[str | None] = context.Queue()
-    done = context.Event()
-    made_in_parent = processes(on_evict=received.put, start=False)
-    other = processes(maxlen=10)
-    for i in range(300):
-        other.bus.publish(f"t{i}")
-        if i % 10 == 9:  # no more queued than the stream keeps: none collapse
-            wait_for(lambda: other.bus.pending == 0)
-    wait_for(lambda: admin.xinfo_stream("site:evictions")["entries-added"] == 300)
-    assert admin.xlen("site:evictions") < 300, "trimmed"
-    time.sleep(1.2)  # past the second a listener reads back for clock steps
+    with Forked() as forked:
+        made_in_parent = processes(on_evict=forked.received.put, start=False)
+        other = processes(maxlen=10)
+        publish_until_trimmed(other.bus, admin)
+        time.sleep(1.2)  # past the second a listener reads back for clock steps
 
-    def child() -> None:
-        made_in_parent.bus.wait_caught_up(5)
-        other.bus.publish("after fork")
-        done.wait(10)  # until the parent has seen what the child applied
+        def child() -> None:
+            made_in_parent.bus.wait_caught_up(5)
+            other.bus.publish("after fork")
+            forked.done.wait(10)  # until the parent has seen what the child applied
 
-    process = context.Process(target=child)
-    process.start()
-    try:
-        assert received.get(timeout=10) == "after fork", "dropped everything first"
-    finally:
-        done.set()
-        process.join(10)
-        if process.is_alive():
-            process.kill()
-        received.close()
-        received.join_thread()
+        forked.start(child)
+        assert forked.received.get(timeout=10) == "after fork", "dropped everything first"
 
 
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
@@ -783,31 +799,26 @@ def test_a_grandchild_of_a_process_that_listened_reads_from_when_that_one_did(
     """The tenants a process built before Redis was reachable, inherited
     through a child that forks again before it serves, are covered from
     when they were built: an eviction written after that is applied."""
-    context = multiprocessing.get_context("fork")
-    received: multiprocessing.Queue[tuple[int, str | None]] = context.Queue()
-    server.stop()
-    built = processes(on_evict=lambda name: received.put((os.getpid(), name)))
-    assert not built.bus.wait_caught_up(5)  # listening, and not connected
-    evicted_at = time.time()
-    time.sleep(1.2)  # past the second a listener reads back for clock steps
+    with Forked() as forked:
+        server.stop()
+        built = processes(on_evict=lambda name: forked.received.put((os.getpid(), name)))
+        assert not built.bus.wait_caught_up(5)  # listening, and not connected
+        evicted_at = time.time()
+        time.sleep(1.2)  # past the second a listener reads back for clock steps
 
-    done = context.Event()
+        def serve() -> None:
+            built.bus.ensure_started()
+            forked.done.wait(15)
 
-    def serve() -> None:
-        built.bus.ensure_started()
-        done.wait(15)
+        def child() -> None:
+            grandchild = forked.context.Process(target=serve)
+            grandchild.start()
+            forked.received.put((grandchild.pid, "forked"))
+            grandchild.join(20)
 
-    def child() -> None:
-        grandchild = context.Process(target=serve)
-        grandchild.start()
-        received.put((grandchild.pid or 0, "forked"))
-        grandchild.join(20)
-
-    process = context.Process(target=child)
-    process.start()
-    try:
-        grandchild, forked = received.get(timeout=10)
-        assert forked == "forked"
+        forked.start(child)
+        grandchild, said = forked.received.get(timeout=10)
+        assert said == "forked"
         server.start()
         import redis
 
@@ -819,17 +830,7 @@ def test_a_grandchild_of_a_process_that_listened_reads_from_when_that_one_did(
             id=f"{int(evicted_at * 1000)}-0",
         )
         admin.close()
-        deadline = time.monotonic() + 10
-        seen: set[tuple[int, str | None]] = set()
-        while (grandchild, "acme") not in seen:
-            seen.add(received.get(timeout=max(0.0, deadline - time.monotonic())))
-    finally:
-        done.set()
-        process.join(20)
-        if process.is_alive():
-            process.kill()
-        received.close()
-        received.join_thread()
+        forked.receive({(grandchild, "acme")})
 
 
 # A fresh interpreter builds a tenant (which starts the Redis listener), waits
