@@ -81,26 +81,30 @@ def fresh_copy(error: H) -> H:
     A remembered answer is raised as a fresh copy each time: raising one
     instance again would chain every request's frames onto its traceback
     and keep them alive. ``HTTPException`` keeps what it was made with in
-    attributes, not in ``args``, which the copy leaves empty.
-
-    Its response, if it has one, is copied too, with headers of its own and
-    its body read into memory: a file or generator body could be sent only
-    once. The factory's answer is copied where it is remembered, so the
-    body is read there, on one thread, and each request copies the result.
+    attributes, not in ``args``, which the copy leaves empty. Its response,
+    if it has one, is copied too, with headers of its own: the host app's
+    request handling may change them, and add close callbacks.
     """
     fresh = type(error).__new__(type(error))
     fresh.__dict__.update(error.__dict__)
     response = error.response
     if isinstance(response, Response):
-        if not response.is_sequence:
-            body = response.response
-            response.direct_passthrough = False
-            response.set_data(b"".join(response.iter_encoded()))
-            close = getattr(body, "close", None)
-            if close is not None:
-                close()
-        # Not the constructor: a subclass's may take other arguments.
+        # A shallow copy, as a subclass's constructor may take other
+        # arguments, made a Response anew: no close callbacks, own headers.
         own = fresh.response = shallow_copy(response)
-        own.headers = response.headers.copy()
-        own.set_data(response.get_data())
+        Response.__init__(own, response.get_data(), response.status, response.headers.copy())
     return fresh
+
+
+def read_once(error: H) -> H:
+    """A fresh copy of a factory's HTTP error, to remember: its response's
+    body is read into memory (a file or generator can be sent only once)
+    and the response closed, which runs its close callbacks, once.
+    """
+    response = error.response
+    if isinstance(response, Response):
+        response.direct_passthrough = False  # a file sent as it is: read it too
+        body = b"".join(response.iter_encoded())
+        response.close()
+        response.set_data(body)
+    return fresh_copy(error)

@@ -27,7 +27,7 @@ from . import config, links
 from .cli import dispatch_cli
 from .config import DispatchConfigError, DispatchSettings
 from .domains import DomainAnswers, Resolver
-from .errors import CREATED_RECEIVER_NOTE, fresh_copy
+from .errors import CREATED_RECEIVER_NOTE, read_once
 from .forks import renew_in_child
 from .logs import name_tenant_in_logs
 from .middleware import ERROR_KEY, DispatchMiddleware
@@ -515,11 +515,12 @@ class Dispatch:
     def _current_state(self) -> DispatchState:
         """The current app's state, if this instance is the one registered
         on it; in a Flask tenant app, that of the host app that built it."""
-        extensions = current_app.extensions
-        for key in (_EXTENSION_KEY, links.BUILT_BY_KEY):
-            state = extensions.get(key)
-            if isinstance(state, DispatchState) and state.extension is self:
-                return state
+        state = current_app.extensions.get(_EXTENSION_KEY)
+        if isinstance(state, DispatchState) and state.extension is self:
+            return state
+        built = links.built_by(current_app)
+        if built is not None and built[0].extension is self:
+            return built[0]
         _state(current_app)  # raises if dispatch is not registered on it
         raise RuntimeError(
             "The current Flask app is registered with another 'Dispatch' instance."
@@ -659,16 +660,17 @@ def _invoker(app: Flask, state: DispatchState) -> t.Callable[[Factory, str], Ans
     def invoke(factory: Factory, name: str) -> Answer:
         with app.app_context():
             try:
-                answer: object = factory(name)
-            except HTTPException as e:
-                answer = e
+                try:
+                    answer: object = factory(name)
+                except HTTPException as e:
+                    answer = e
+                if isinstance(answer, HTTPException):
+                    # Without the factory's frames; its response's body is read
+                    # here, in the context the factory ran in.
+                    return read_once(answer)
             except Exception as e:
                 e.add_note(f"flask_dispatch: raised by the factory of tenant {name!r}")
                 raise
-            if isinstance(answer, HTTPException):
-                # Without the factory's frames; its response's body is read
-                # here, in the factory's context, once.
-                return fresh_copy(answer)
         if answer is not None:
             _adopt(app, state, factory, name, answer)
         return answer
@@ -683,21 +685,24 @@ def _adopt(app: Flask, state: DispatchState, factory: Factory, name: str, answer
         raise TypeError(
             f"The factory of tenant {name!r} returned {answer!r}, which is not a WSGI app."
         )
+    # ==, as for registry keys: a bound method is made anew each time.
+    by_path = factory == state.extension.path_factory
+    by_subdomain = factory == state.extension.subdomain_factory
     flask_app = flask_app_in(answer)
     if flask_app is app or (isinstance(answer, DispatchMiddleware) and answer.state is state):
         # The host app is no tenant. By path it gets the rest of the path;
         # by host it would get the same request again, without end.
-        if factory != state.extension.path_factory:
+        if by_subdomain or not by_path:
             raise TypeError(
                 f"The factory of tenant {name!r} returned the host app: requests for"
                 " the tenant would come back to it without end."
             )
     elif flask_app is not None:
-        flask_app.extensions[links.BUILT_BY_KEY] = state
+        only: By | None = None if by_path == by_subdomain else "path" if by_path else "subdomain"
+        links.mark_built(flask_app, state, only)
         if state.settings.scope_sessions:
-            # ==, as for registry keys: a bound method is made anew each time.
-            by: By = "path" if factory == state.extension.path_factory else "subdomain"
             inside = not isinstance(answer, Flask)  # found inside middleware
+            by: By = "path" if by_path else "subdomain"
             scope_session(flask_app, name, app, by=by, inside=inside)
         name_tenant_in_logs(flask_app)
 

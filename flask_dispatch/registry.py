@@ -721,9 +721,12 @@ class TenantRegistry:
 
     def _notify(self, evicted: _Evicted) -> None:
         for name, app, reason in evicted:
+            # A SystemExit too: the thread announcing may be the idle sweep or
+            # the Redis listener, which must go on, and the apps after this
+            # one must be announced all the same.
             try:
                 self._on_evicted(name, app, reason)
-            except Exception:
+            except BaseException:
                 log.exception("Announcing the eviction of tenant %r failed.", name)
 
     def expire(self) -> int:

@@ -276,9 +276,15 @@ def test_the_owner_deletes_a_tenant_and_its_notes(example: Flask, tmp_path: Path
     assert "New Acme" in page and "acme secret" not in page
 
 
-def test_a_stale_instance_of_a_deleted_tenant_says_so(example: Flask, tmp_path: Path) -> None:
-    """What a worker that missed the eviction (Redis down) answers: the
-    space is gone, and the note is not reported as added."""
+@pytest.mark.parametrize(
+    "signed_up_again", [pytest.param(False, id="gone"), pytest.param(True, id="signed-up-again")]
+)
+def test_a_stale_instance_of_a_deleted_tenant_says_so(
+    example: Flask, tmp_path: Path, signed_up_again: bool
+) -> None:
+    """What a worker that missed the eviction (no Redis) answers: the space
+    is gone, and the note is not reported as added; then it drops the app,
+    and its next request finds what the directory says."""
     client = example.test_client()
     signup(client, "acme", "Acme Inc")
     base = "http://acme.localhost:5000"
@@ -288,10 +294,18 @@ def test_a_stale_instance_of_a_deleted_tenant_says_so(example: Flask, tmp_path: 
     with example.app_context():
         remove_tenant("acme")
     remove_files(str(tmp_path / "data" / "acme.sqlite3"))
+    if signed_up_again:  # through another worker, whose tenant was evicted there
+        example_elsewhere = create_app(example.config)
+        assert signup(example_elsewhere.test_client(), "acme", "New Acme").status_code == 302
     response = client.post(f"{base}/notes", data={"body": "late", "csrf_token": csrf})
     assert response.status_code == 410
     assert "Acme Inc was deleted" in response.text and "Note added" not in response.text
-    assert not list((tmp_path / "data").glob("acme.sqlite3*"))
+    page = client.get(f"{base}/")
+    if signed_up_again:
+        assert "New Acme" in page.text and "acme secret" not in page.text
+    else:
+        assert page.status_code == 404
+        assert not list((tmp_path / "data").glob("acme.sqlite3*"))
 
 
 def test_only_the_owner_may_delete(example: Flask) -> None:

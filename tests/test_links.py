@@ -4,11 +4,13 @@ current tenant."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import re
 import threading
 import time
 import typing as t
+import weakref
 from urllib.parse import urlsplit
 
 import pytest
@@ -381,6 +383,79 @@ def test_links_from_a_tenants_request(host: str, path: str, script_name: str, ro
             f"http://globex.example.com{root}/notes/1",
         ],
     )
+
+
+@pytest.mark.parametrize(
+    ("host", "path"),
+    [
+        pytest.param("example.com", "/acme/switch", id="by-path"),
+        pytest.param("acme.example.com", "/switch", id="by-subdomain"),
+    ],
+)
+def test_links_from_a_tenant_of_one_function_for_both_kinds(host: str, path: str) -> None:
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    both = switcher(dispatch)
+    dispatch.subdomain(both)
+    dispatch.path(both)
+    body = call(app, host=host, path=path, script_name="/site").body
+    assert body.split()[:2] == [
+        "http://globex.example.com/site/notes",
+        "http://example.com/site/globex/notes",
+    ]
+
+
+def test_links_from_a_path_tenant_on_a_host_the_resolver_does_not_claim() -> None:
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    dispatch.subdomain(flask_tenant)
+    dispatch.path(switcher(dispatch))
+    dispatch.domain(lambda host: None)
+    body = call(app, host="unclaimed.org", path="/acme/switch", script_name="/site").body
+    assert body.split()[1] == "http://example.com/site/globex/notes"
+
+
+def test_a_tenant_app_built_by_two_host_apps_links_for_neither() -> None:
+    """One tenant app object built by the factories of two live host apps:
+    which site its links are on cannot be told."""
+    shared = Flask("shared")
+
+    @shared.route("/")
+    def home() -> str:
+        try:
+            return dispatch.tenant_url("globex")
+        except RuntimeError as e:
+            return str(e)
+
+    dispatch = Dispatch()
+    # One app for two tenants has one session: not scoped to either.
+    apps = [
+        make_host_app(DISPATCH_DOMAIN=domain, DISPATCH_SCOPE_SESSIONS=False)
+        for domain in ("example.com", "test")
+    ]
+    for app in apps:
+        dispatch.init_app(app)
+    dispatch.path(lambda name: shared)
+    first = call(apps[0], path="/acme/", host="example.com").body
+    assert first == "http://example.com/globex/"
+    second = call(apps[1], path="/acme/", host="test").body
+    assert second.startswith("Tenant app 'shared' was built by several host apps")
+
+
+def test_a_tenant_app_kept_elsewhere_does_not_keep_its_host_app() -> None:
+    kept: list[WSGIApplication] = []
+
+    def factory(name: str) -> WSGIApplication:
+        kept.append(flask_tenant(name))
+        return kept[-1]
+
+    app = make_host_app()
+    Dispatch(app).path(factory)
+    assert call(app, path="/acme/").status == 200
+    host = weakref.ref(app)
+    del app
+    gc.collect()
+    assert host() is None and len(kept) == 1
 
 
 def test_links_from_a_tenants_request_are_its_host_apps_when_dispatch_has_several() -> None:

@@ -24,14 +24,22 @@ from flask import (
     request,
     url_for,
 )
-from werkzeug.exceptions import Forbidden, HTTPException, NotFound
+from werkzeug.exceptions import Forbidden, Gone, HTTPException, NotFound
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.test import create_environ
 from werkzeug.wsgi import FileWrapper
 
 from flask_dispatch import Dispatch, TenantFactoryError, tenant_created, tenant_evicted
 
-from .conftest import NamedApp, RecordingFactory, call, make_host_app, run_workers, wait_for
+from .conftest import (
+    NamedApp,
+    RecordingFactory,
+    call,
+    make_host_app,
+    run_workers,
+    wait_for,
+    waiting_herd,
+)
 from .test_docs_snippets import rst_blocks
 
 if t.TYPE_CHECKING:
@@ -93,10 +101,7 @@ def test_http_error_from_factory_is_the_answer_and_remembered(
     def work(i: int) -> None:
         statuses.append(call(app, host="acme.example.com").status)
 
-    herd = threading.Thread(target=run_workers, args=(8, work))
-    herd.start()
-    with app.app_context():
-        wait_for(lambda: app.extensions["dispatch"].registry.waiting("acme") == 8)
+    herd = waiting_herd(app, "acme", 8, work)
     release.set()
     herd.join(30)
     # The request that ran it and every request that waited on it.
@@ -194,16 +199,37 @@ def test_remembered_response_is_whole_for_every_request(
         response = call(app, host="acme.example.com")
         answers.append((response.status, response.body))
 
-    herd = threading.Thread(target=run_workers, args=(6, work))
-    herd.start()
-    with app.app_context():
-        wait_for(lambda: app.extensions["dispatch"].registry.waiting("acme") == 6)
+    herd = waiting_herd(app, "acme", 6, work)
     release.set()
     herd.join(30)
     for _ in range(3):
         work(0)
     assert answers == [(410, "<h1>Suspended</h1>")] * 9
     assert calls == ["acme"]
+
+
+def test_a_remembered_response_is_closed_once() -> None:
+    """Its close callbacks run once, when it is read, as they would for the
+    one request of a view that aborts with it; and none that a request adds
+    to its copy stays with the remembered one."""
+    app = make_host_app()
+    closed: list[str] = []
+
+    @Dispatch(app).subdomain
+    def factory(name: str) -> WSGIApplication | None:
+        response = Response(iter([b"gone"]), status=410)
+        response.call_on_close(lambda: closed.append(name))
+        raise Gone(response=response)
+
+    @app.errorhandler(410)
+    def gone(error: HTTPException) -> Response:
+        response = t.cast(Response, error.response)
+        response.call_on_close(lambda: closed.append("handler"))
+        return response
+
+    for _ in range(4):
+        assert call(app, host="acme.example.com").body == "gone"
+    assert closed == ["acme", "handler", "handler", "handler", "handler"]
 
 
 def _frames(error: BaseException) -> list[t.Any]:
@@ -641,33 +667,46 @@ def test_idle_tenants_leave_without_traffic() -> None:
 @pytest.mark.parametrize(
     "error",
     [
-        pytest.param(ValueError("a receiver's bug"), id="exception"),
+        pytest.param(ValueError("a bug"), id="exception"),
         pytest.param(SystemExit(3), id="system-exit"),
     ],
 )
-def test_a_receiver_that_raises_leaves_the_idle_sweep_going(
-    error: BaseException, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("raised_by", ["receiver", "teardown"])
+def test_an_announcement_that_raises_leaves_the_idle_sweep_going(
+    error: BaseException, raised_by: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Every idle tenant still gets its ``tenant_evicted``, and tenants made
-    later still leave: a ``SystemExit`` would end the sweeping thread
-    without a word (Python's thread hook ignores it)."""
+    later still leave, whether a receiver or the tenant's own teardown (its
+    app context ends after the receivers) raises: a ``SystemExit`` would
+    end the sweeping thread without a word (Python's thread hook ignores
+    it)."""
     app = make_host_app(DISPATCH_IDLE_TIMEOUT=0.3)
-    Dispatch(app).subdomain(RecordingFactory())
     evicted: list[str] = []
+
+    @Dispatch(app).subdomain
+    def factory(name: str) -> WSGIApplication:
+        tenant = Flask(f"tenant_{name}")
+
+        @tenant.teardown_appcontext
+        def teardown(exception: BaseException | None) -> None:
+            if raised_by == "teardown" and name == "acme" and evicted:
+                raise error
+
+        return tenant
 
     def receiver(sender: Flask, name: str, **extra: t.Any) -> None:
         evicted.append(name)
-        if name == "acme":
+        if raised_by == "receiver" and name == "acme":
             raise error
 
     with tenant_evicted.connected_to(receiver, app):
         for name in ("acme", "globex", "initech"):
-            assert call(app, host=f"{name}.example.com").status == 200
+            assert call(app, host=f"{name}.example.com").status == 404  # no views
         wait_for(lambda: len(evicted) == 3)
-        assert call(app, host="umbrella.example.com").status == 200
+        assert call(app, host="umbrella.example.com").status == 404
         wait_for(lambda: "umbrella" in evicted)
     assert sorted(evicted) == ["acme", "globex", "initech", "umbrella"]
-    assert "A tenant_evicted receiver failed for tenant 'acme'." in caplog.text
+    assert "tenant 'acme'" in caplog.text
 
 
 def _streaming(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

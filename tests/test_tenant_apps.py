@@ -164,13 +164,23 @@ def test_one_app_inside_per_tenant_middleware_serves_every_tenant(
         pytest.param(ProxyFix, id="inside-middleware"),
     ],
 )
+@pytest.mark.parametrize(
+    "also_path", [pytest.param(False, id="subdomain"), pytest.param(True, id="both")]
+)
 def test_a_subdomain_factory_that_returns_the_host_app_fails(
-    wrap: t.Callable[[Flask], WSGIApplication], caplog: pytest.LogCaptureFixture
+    wrap: t.Callable[[Flask], WSGIApplication], also_path: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Its requests would come back to the same tenant, without end."""
+    """Its requests would come back to the same tenant, without end, also
+    when the same function is the path factory."""
     app = make_host_app()
     dispatch = Dispatch(app)
-    dispatch.subdomain(lambda name: wrap(app))
+
+    def factory(name: str) -> WSGIApplication:
+        return wrap(app)
+
+    dispatch.subdomain(factory)
+    if also_path:
+        dispatch.path(factory)
     assert call(app, host="acme.example.com").body == "site 500 page"
     assert "returned the host app" in caplog.text
     with app.app_context():
