@@ -144,7 +144,7 @@ def server_error(error: Exception) -> ResponseReturnValue:
 @views.app_errorhandler(NotesDeleted)
 def deleted(error: NotesDeleted) -> ResponseReturnValue:
     # This process missed the eviction (no Redis, or it was down): drop this
-    # app, so that the next request finds what the directory says now (no
-    # such space, or a new one signed up under the name).
-    dispatch.evict(str(current_tenant))
+    # app here (the others have), so that the next request finds what the
+    # directory says now: no such space, or a new one signed up under the name.
+    dispatch.registry.evict(str(current_tenant), everywhere=False)
     return render_template("tenant/410.html"), 410

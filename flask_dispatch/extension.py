@@ -19,7 +19,7 @@ import typing as t
 import weakref
 from contextlib import contextmanager, nullcontext
 
-from flask import Flask, current_app, has_app_context, request, request_started
+from flask import Flask, current_app, has_app_context, has_request_context, request, request_started
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -30,7 +30,7 @@ from .domains import DomainAnswers, Resolver
 from .errors import CREATED_RECEIVER_NOTE, read_once
 from .forks import renew_in_child
 from .logs import name_tenant_in_logs
-from .middleware import ERROR_KEY, DispatchMiddleware
+from .middleware import ERROR_KEY, STATE_KEY, DispatchMiddleware
 from .paths import normalize_mount_prefix, rule_first_segments
 from .registry import Answer, EvictReason, Factory, TenantRegistry
 from .routing import Router, Rules
@@ -514,13 +514,13 @@ class Dispatch:
 
     def _current_state(self) -> DispatchState:
         """The current app's state, if this instance is the one registered
-        on it; in a Flask tenant app, that of the host app that built it."""
+        on it; else, in the request of a tenant or a mount, the state of the
+        host app that handed it on."""
         state = current_app.extensions.get(_EXTENSION_KEY)
+        if not (isinstance(state, DispatchState) and state.extension is self):
+            state = request.environ.get(STATE_KEY) if has_request_context() else None
         if isinstance(state, DispatchState) and state.extension is self:
             return state
-        built = links.built_by(current_app)
-        if built is not None and built[0].extension is self:
-            return built[0]
         _state(current_app)  # raises if dispatch is not registered on it
         raise RuntimeError(
             "The current Flask app is registered with another 'Dispatch' instance."
@@ -687,22 +687,19 @@ def _adopt(app: Flask, state: DispatchState, factory: Factory, name: str, answer
         )
     # ==, as for registry keys: a bound method is made anew each time.
     by_path = factory == state.extension.path_factory
-    by_subdomain = factory == state.extension.subdomain_factory
     flask_app = flask_app_in(answer)
     if flask_app is app or (isinstance(answer, DispatchMiddleware) and answer.state is state):
         # The host app is no tenant. By path it gets the rest of the path;
         # by host it would get the same request again, without end.
-        if by_subdomain or not by_path:
+        if factory == state.extension.subdomain_factory or not by_path:
             raise TypeError(
                 f"The factory of tenant {name!r} returned the host app: requests for"
                 " the tenant would come back to it without end."
             )
     elif flask_app is not None:
-        only: By | None = None if by_path == by_subdomain else "path" if by_path else "subdomain"
-        links.mark_built(flask_app, state, only)
         if state.settings.scope_sessions:
-            inside = not isinstance(answer, Flask)  # found inside middleware
             by: By = "path" if by_path else "subdomain"
+            inside = not isinstance(answer, Flask)  # found inside middleware
             scope_session(flask_app, name, app, by=by, inside=inside)
         name_tenant_in_logs(flask_app)
 
@@ -733,12 +730,11 @@ def _send_evicted(app: Flask, name: str, tenant: WSGIApplication, reason: EvictR
         # Each receiver on its own: one that fails must not keep the others
         # (the one that closes the tenant's database, say) from running. A
         # SystemExit too: it would end the thread sending (the idle sweep, the
-        # Redis listener) without a word, and the apps after this one would
-        # never be announced.
+        # Redis listener) without a word. (Not Ctrl-C: it stops a command.)
         for receiver in tenant_evicted.receivers_for(app):
             try:
                 receiver(app, name=name, tenant_app=tenant, reason=reason)
-            except BaseException:
+            except (Exception, SystemExit):
                 _log.exception("A tenant_evicted receiver failed for tenant %r.", name)
 
 

@@ -9,21 +9,18 @@ is the current tenant's name inside a tenant request.
 from __future__ import annotations
 
 import typing as t
-import weakref
 from urllib.parse import quote, urlsplit
 
-from flask import current_app, has_request_context, request
+from flask import has_request_context, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.local import LocalProxy
 
 from .hosts import canonical_host
-from .middleware import TENANT_KEY
+from .middleware import HOST_SCRIPT_NAME_KEY, STATE_KEY, TENANT_KEY
 from .routing import Kind
 from .tenant_apps import flask_app_in
 
 if t.TYPE_CHECKING:
-    from flask import Flask
-
     from .extension import DispatchState
     from .registry import Factory
 
@@ -39,54 +36,6 @@ def tenant_name() -> str | None:
     if not has_request_context():
         return None
     return t.cast("str | None", request.environ.get(TENANT_KEY))
-
-
-#: Key in the ``extensions`` of a Flask tenant app: a :class:`BuiltBy`.
-BUILT_BY_KEY = "dispatch.built_by"
-
-
-class BuiltBy(t.NamedTuple):
-    """Which host app built a Flask tenant app, so that links from its pages
-    are that host app's."""
-
-    #: The host app's dispatch state, weakly (a tenant app kept elsewhere
-    #: must not keep a dropped host app), or ``None``: several built it.
-    state: weakref.ref[DispatchState] | None
-    #: The kind of requests it serves; ``None`` if one function is both
-    #: factories.
-    by: By | None
-
-
-def mark_built(tenant_app: Flask, state: DispatchState, by: By | None) -> None:
-    """Record that the host app of ``state`` built ``tenant_app``, unless
-    another host app that is still alive did."""
-    known = tenant_app.extensions.get(BUILT_BY_KEY)
-    if isinstance(known, BuiltBy):
-        if known.state is None:
-            return  # several did already
-        other = known.state()
-        if other is not None and other is not state:
-            tenant_app.extensions[BUILT_BY_KEY] = BuiltBy(None, None)
-            return
-    tenant_app.extensions[BUILT_BY_KEY] = BuiltBy(weakref.ref(state), by)
-
-
-def built_by(app: Flask) -> tuple[DispatchState, By | None] | None:
-    """The state of the host app that built tenant ``app``, and the kind of
-    requests it serves; ``None`` if no host app that is still alive did.
-
-    :raises RuntimeError: several host apps built it.
-    """
-    known = app.extensions.get(BUILT_BY_KEY)
-    if not isinstance(known, BuiltBy):
-        return None
-    if known.state is None:
-        raise RuntimeError(
-            f"Tenant app {app.name!r} was built by several host apps: build its links"
-            " inside the host app's context ('with host_app.app_context():')."
-        )
-    state = known.state()
-    return None if state is None else (state, known.by)
 
 
 #: The current tenant's name inside a request that dispatch handed to a
@@ -173,19 +122,15 @@ def _site(state: DispatchState) -> tuple[str, str, str]:
     """Scheme, host (with port) and script root of the current request,
     else of the configuration."""
     if has_request_context():
-        root, name = request.script_root, tenant_name() or ""
-        built = built_by(current_app) if name else None
-        # In the request of a path tenant that state built, the site's root
-        # is without the tenant's "/acme" (a tenant that is a host app too
-        # links to its own tenants under its own).
-        if built is not None and built[0] is state and root.endswith(f"/{name}"):
-            by = built[1]
-            if by is None:  # one function is both factories: by the request's host
-                came = state.current_router().route(request.host, "/").kind
-                by = "path" if came is Kind.HOST_APP else "subdomain"
-            if by == "path":
-                root = root[: -len(name) - 1]
-        return request.scheme, request.host, root
+        # In a request that state's middleware handed to a path tenant (or a
+        # mount), the site's root is the host app's, without the tenant's
+        # "/acme"; a tenant that is a host app too links under its own.
+        environ = request.environ
+        host_root = environ.get(HOST_SCRIPT_NAME_KEY)
+        if host_root is None or environ.get(STATE_KEY) is not state:
+            return request.scheme, request.host, request.script_root
+        # Decoded from the WSGI string as Werkzeug decodes SCRIPT_NAME.
+        return request.scheme, request.host, host_root.encode("latin-1").decode(errors="replace")
     config = state.config
     host = config.get("SERVER_NAME") or state.fallback_host
     return config["PREFERRED_URL_SCHEME"], host, config["APPLICATION_ROOT"].rstrip("/")

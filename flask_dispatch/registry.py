@@ -723,10 +723,11 @@ class TenantRegistry:
         for name, app, reason in evicted:
             # A SystemExit too: the thread announcing may be the idle sweep or
             # the Redis listener, which must go on, and the apps after this
-            # one must be announced all the same.
+            # one must be announced all the same. (Not Ctrl-C: it stops a
+            # command.)
             try:
                 self._on_evicted(name, app, reason)
-            except BaseException:
+            except (Exception, SystemExit):
                 log.exception("Announcing the eviction of tenant %r failed.", name)
 
     def expire(self) -> int:

@@ -709,6 +709,25 @@ def test_an_announcement_that_raises_leaves_the_idle_sweep_going(
     assert "tenant 'acme'" in caplog.text
 
 
+def test_ctrl_c_in_a_receiver_stops_an_eviction() -> None:
+    """As it stops ``flask dispatch run --all``: it is not logged and
+    passed over like a receiver's failure."""
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    dispatch.subdomain(RecordingFactory())
+
+    def receiver(sender: Flask, name: str, **extra: t.Any) -> None:
+        raise KeyboardInterrupt
+
+    call(app, host="acme.example.com")
+    with (
+        tenant_evicted.connected_to(receiver, app),
+        app.app_context(),
+        pytest.raises(KeyboardInterrupt),
+    ):
+        dispatch.evict("acme")
+
+
 def _streaming(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     start_response("200 OK", [])
     yield b"first"
