@@ -514,8 +514,8 @@ class Dispatch:
 
     def _current_state(self) -> DispatchState:
         """The current app's state, if this instance is the one registered
-        on it; else, in the request of a tenant or a mount, the state of the
-        host app that handed it on."""
+        on it; else, in a tenant's request, the state of the host app that
+        handed it on."""
         state = current_app.extensions.get(_EXTENSION_KEY)
         if not (isinstance(state, DispatchState) and state.extension is self):
             state = request.environ.get(STATE_KEY) if has_request_context() else None

@@ -34,11 +34,11 @@ ERROR_KEY = "flask_dispatch.error"
 #: Environ key keeping a rejected ``Host`` header, replaced so that the host
 #: app can still build URLs on its error page.
 ORIGINAL_HOST_KEY = "flask_dispatch.original_host"
-#: Environ key set on requests handed to a tenant or a mount: the host app's
+#: Environ key set on requests handed to a tenant: the host app's
 #: :class:`~flask_dispatch.extension.DispatchState`, for links from its pages.
 STATE_KEY = "flask_dispatch.state"
-#: Environ key set on requests handed to a path tenant or a mount: the
-#: ``SCRIPT_NAME`` of the host app, before the tenant's or mount's prefix.
+#: Environ key set on requests handed to a path tenant: the ``SCRIPT_NAME``
+#: of the host app, before the tenant's ``/acme``.
 HOST_SCRIPT_NAME_KEY = "flask_dispatch.host_script_name"
 
 # Plain module names: on Python 3.11, reading an Enum member from its class
@@ -81,17 +81,19 @@ class DispatchMiddleware:
             if app is None or isinstance(app, HTTPException):
                 return self._no_tenant(target, app, environ, start_response)
             environ[TENANT_KEY] = target.name
+            environ[STATE_KEY] = self.state
         elif target.kind is _MOUNT:
             app = target.handler
         else:
             return self._not_for_a_tenant(target, environ, start_response)
         # The one place a request is handed to a tenant or a mount.
-        environ[STATE_KEY] = self.state
         cut = target.cut
         if cut:
             # A server or proxy may give SCRIPT_NAME "/" or "/pre/": "//acme"
             # would make the tenant's links protocol-relative.
-            script_name = environ[HOST_SCRIPT_NAME_KEY] = environ.get("SCRIPT_NAME", "").rstrip("/")
+            script_name = environ.get("SCRIPT_NAME", "").rstrip("/")
+            if slot is not None:  # a path tenant
+                environ[HOST_SCRIPT_NAME_KEY] = script_name
             environ["SCRIPT_NAME"] = script_name + path[:cut]
             environ["PATH_INFO"] = path[cut:]
         done = self.registry.in_use(slot) if slot is not None and self.count_use else None

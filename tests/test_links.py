@@ -393,20 +393,6 @@ def test_links_from_a_tenants_request(
     )
 
 
-def test_links_from_a_mounted_apps_pages() -> None:
-    app = make_host_app()
-    dispatch = Dispatch(app)
-    dispatch.path(flask_tenant)
-    admin = Flask("admin")
-
-    @admin.route("/")
-    def home() -> str:
-        return dispatch.tenant_url("globex")
-
-    dispatch.mount("/admin", admin)
-    assert call(app, path="/admin/", script_name="/site").body == "http://example.com/site/globex/"
-
-
 @pytest.mark.parametrize(
     ("host", "path"),
     [
