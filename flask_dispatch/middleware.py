@@ -89,8 +89,7 @@ class DispatchMiddleware:
         # The one place a request is handed to a tenant or a mount.
         cut = target.cut
         if cut:
-            # A server or proxy may give SCRIPT_NAME "/" or "/pre/": "//acme"
-            # would make the tenant's links protocol-relative.
+            # SCRIPT_NAME may be "/" or "/pre/": "//acme" makes links protocol-relative.
             script_name = environ.get("SCRIPT_NAME", "").rstrip("/")
             if slot is not None:  # a path tenant
                 environ[HOST_SCRIPT_NAME_KEY] = script_name
