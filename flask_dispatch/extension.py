@@ -521,7 +521,13 @@ class Dispatch:
             state = request.environ.get(STATE_KEY) if has_request_context() else None
         if isinstance(state, DispatchState) and state.extension is self:
             return state
-        _state(current_app)  # raises if dispatch is not registered on it
+        if _EXTENSION_KEY not in current_app.extensions:
+            raise RuntimeError(
+                "The current Flask app is not registered with this 'Dispatch' instance,"
+                " which did not hand the current request to a tenant either (a mounted"
+                " app, or a tenant outside a request). Call it in the host app's context"
+                " ('with host_app.app_context():'), or did you forget to call 'init_app'?"
+            )
         raise RuntimeError(
             "The current Flask app is registered with another 'Dispatch' instance."
             " Use that one, or call this one inside its own app's context."

@@ -122,12 +122,17 @@ def _site(state: DispatchState) -> tuple[str, str, str]:
     """Scheme, host (with port) and script root of the current request,
     else of the configuration."""
     if has_request_context():
-        # In a request that state's middleware handed to a path tenant (or a
-        # mount), the site's root is the host app's, without the tenant's
-        # "/acme"; a tenant that is a host app too links under its own.
+        # In a request that state's middleware handed to a path tenant, the
+        # site's root is the host app's, without the tenant's "/acme". Only
+        # while SCRIPT_NAME is still that: a tenant that is a host app too
+        # may hand the request on again, and links under its own root.
         environ = request.environ
         host_root = environ.get(HOST_SCRIPT_NAME_KEY)
-        if host_root is None or environ.get(STATE_KEY) is not state:
+        if (
+            host_root is None
+            or environ.get(STATE_KEY) is not state
+            or environ.get("SCRIPT_NAME") != f"{host_root}/{environ.get(TENANT_KEY)}"
+        ):
             return request.scheme, request.host, request.script_root
         # Decoded from the WSGI string as Werkzeug decodes SCRIPT_NAME.
         return request.scheme, request.host, host_root.encode("latin-1").decode(errors="replace")

@@ -393,6 +393,62 @@ def test_links_from_a_tenants_request(
     )
 
 
+def test_links_from_a_nested_host_apps_subdomain_tenant_are_under_its_root() -> None:
+    """The outer dispatch's root of a path request is not the inner one's:
+    a subdomain tenant of a host app that is itself a path tenant links
+    under that host app's root."""
+    inner_dispatch = Dispatch()
+
+    def workspace(name: str) -> WSGIApplication:
+        inner = Flask(f"workspace_{name}")
+        inner.config["DISPATCH_DOMAIN"] = "example.com"
+        inner_dispatch.init_app(inner)
+
+        @inner_dispatch.subdomain
+        def team(team: str) -> WSGIApplication:
+            tenant = Flask(f"team_{team}")
+            tenant.route("/")(lambda: inner_dispatch.tenant_url("other", "/y"))
+            return tenant
+
+        return inner
+
+    app = make_host_app()
+    Dispatch(app).path(workspace)
+    body = call(app, host="bob.example.com", path="/acme/", script_name="/site").body
+    assert body == "http://other.example.com/site/acme/y"
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        pytest.param("mounted-app", id="mounted-app"),
+        pytest.param("tenant-outside-a-request", id="tenant-outside-a-request"),
+    ],
+)
+def test_links_where_no_host_app_handed_the_request_on_say_so(where: str) -> None:
+    app = make_host_app()
+    dispatch = Dispatch(app)
+    dispatch.path(flask_tenant)
+    admin = Flask("admin")
+    errors: list[str] = []
+
+    @admin.route("/")
+    def home() -> str:
+        with pytest.raises(RuntimeError) as error:
+            dispatch.tenant_url("globex")
+        errors.append(str(error.value))
+        return "ok"
+
+    dispatch.mount("/admin", admin)
+    if where == "mounted-app":
+        assert call(app, path="/admin/").body == "ok"
+    else:
+        with admin.app_context(), pytest.raises(RuntimeError) as error:
+            dispatch.tenant_url("globex")
+        errors.append(str(error.value))
+    assert len(errors) == 1 and "'with host_app.app_context():'" in errors[0]
+
+
 @pytest.mark.parametrize(
     ("host", "path"),
     [
