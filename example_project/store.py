@@ -3,11 +3,12 @@ pool of connections that :meth:`NoteStore.close` shuts when the tenant app is
 evicted.
 
 Only :class:`NoteStore` itself creates the file, when it is made (at the
-tenant's creation), and each use checks that the file is still the one it
-made. So an instance of a deleted tenant that some process still holds
-(Redis down, or none) neither brings the file back, nor writes through a
-pooled connection into the deleted file, acknowledged and lost, nor into the
-file of a new signup of the name: it raises :exc:`NotesDeleted`.
+tenant's creation), and each use checks first that the file is still the
+one it made. So an instance of a deleted tenant that some process still
+holds (Redis down, or none) neither brings the file back, nor writes through
+a pooled connection into the deleted file, nor into the file of a new signup
+of the name: it raises :exc:`NotesDeleted`. (A deletion between the check
+and the write can still lose that one write.)
 """
 
 from __future__ import annotations

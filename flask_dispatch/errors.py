@@ -103,7 +103,6 @@ def read_once(error: H) -> H:
     """
     response = error.response
     if isinstance(response, Response):
-        response.direct_passthrough = False  # a file sent as it is: read it too
         body = b"".join(response.iter_encoded())
         response.close()
         response.set_data(body)

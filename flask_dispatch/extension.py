@@ -516,11 +516,10 @@ class Dispatch:
         """The current app's state, if this instance is the one registered
         on it; else, in a tenant's request, the state of the host app that
         handed it on."""
-        state = current_app.extensions.get(_EXTENSION_KEY)
-        if not (isinstance(state, DispatchState) and state.extension is self):
-            state = request.environ.get(STATE_KEY) if has_request_context() else None
-        if isinstance(state, DispatchState) and state.extension is self:
-            return state
+        handed_on_by = request.environ.get(STATE_KEY) if has_request_context() else None
+        for state in (current_app.extensions.get(_EXTENSION_KEY), handed_on_by):
+            if isinstance(state, DispatchState) and state.extension is self:
+                return state
         if _EXTENSION_KEY not in current_app.extensions:
             raise RuntimeError(
                 "The current Flask app is not registered with this 'Dispatch' instance,"
@@ -694,7 +693,7 @@ def _adopt(app: Flask, state: DispatchState, factory: Factory, name: str, answer
     # ==, as for registry keys: a bound method is made anew each time.
     by_path = factory == state.extension.path_factory
     flask_app = flask_app_in(answer)
-    if flask_app is app or (isinstance(answer, DispatchMiddleware) and answer.state is state):
+    if flask_app is app:
         # The host app is no tenant. By path it gets the rest of the path;
         # by host it would get the same request again, without end.
         if factory == state.extension.subdomain_factory or not by_path:
@@ -735,8 +734,7 @@ def _send_evicted(app: Flask, name: str, tenant: WSGIApplication, reason: EvictR
     with app.app_context(), tenant_context:
         # Each receiver on its own: one that fails must not keep the others
         # (the one that closes the tenant's database, say) from running. A
-        # SystemExit too: it would end the thread sending (the idle sweep, the
-        # Redis listener) without a word. (Not Ctrl-C: it stops a command.)
+        # SystemExit too, as in TenantRegistry._notify.
         for receiver in tenant_evicted.receivers_for(app):
             try:
                 receiver(app, name=name, tenant_app=tenant, reason=reason)

@@ -16,8 +16,9 @@ from flask import Flask
 
 #: Attributes that WSGI middleware keeps the app it wraps in: ``app`` in
 #: Werkzeug's ``ProxyFix``, ``SharedDataMiddleware`` and
-#: ``DispatcherMiddleware`` (its default app), ``application`` in WhiteNoise.
-WRAPPED_APP_ATTRIBUTES = ("app", "application")
+#: ``DispatcherMiddleware`` (its default app), ``application`` in WhiteNoise,
+#: ``wsgi_app`` in dispatch's own middleware (the host app's ``wsgi_app``).
+WRAPPED_APP_ATTRIBUTES = ("app", "application", "wsgi_app")
 
 # Middleware stacks are a few layers deep; the bound also ends a cycle.
 _MAX_LAYERS = 16

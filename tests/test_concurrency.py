@@ -175,7 +175,7 @@ def test_failing_herd_shares_one_failure() -> None:
             statuses.append(response.status)
 
     herd = waiting_herd(app, "acme", 16, work)
-    assert entered.is_set()
+    assert entered.wait(10)
     # Another tenant is served while the failing factory runs.
     assert call(app, "/other/").body.startswith("other|")
     release.set()

@@ -225,10 +225,13 @@ def test_a_remembered_response_is_closed_once() -> None:
     def gone(error: HTTPException) -> Response:
         response = t.cast(Response, error.response)
         response.call_on_close(lambda: closed.append("handler"))
+        response.headers.add("X-Handled", "yes")
         return response
 
+    client = app.test_client()
     for _ in range(4):
-        assert call(app, host="acme.example.com").body == "gone"
+        with client.get("/", headers={"Host": "acme.example.com"}) as response:
+            assert (response.text, response.headers.getlist("X-Handled")) == ("gone", ["yes"])
     assert closed == ["acme", "handler", "handler", "handler", "handler"]
 
 

@@ -167,12 +167,21 @@ def test_one_app_inside_per_tenant_middleware_serves_every_tenant(
 @pytest.mark.parametrize(
     "also_path", [pytest.param(False, id="subdomain"), pytest.param(True, id="both")]
 )
+@pytest.mark.parametrize(
+    "proxy_fix_first", [pytest.param(False, id="dispatch-outside"), pytest.param(True, id="inside")]
+)
 def test_a_subdomain_factory_that_returns_the_host_app_fails(
-    wrap: t.Callable[[Flask], WSGIApplication], also_path: bool, caplog: pytest.LogCaptureFixture
+    wrap: t.Callable[[Flask], WSGIApplication],
+    also_path: bool,
+    proxy_fix_first: bool,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Its requests would come back to the same tenant, without end, also
-    when the same function is the path factory."""
+    when the same function is the path factory, and when dispatch went
+    inside a ProxyFix already there."""
     app = make_host_app()
+    if proxy_fix_first:
+        app.wsgi_app = ProxyFix(app.wsgi_app)  # type: ignore[method-assign]
     dispatch = Dispatch(app)
 
     def factory(name: str) -> WSGIApplication:
