@@ -1,9 +1,9 @@
 """Links into tenants, and the name of the current one.
 
 :func:`tenant_url` and :func:`tenant_url_for` build URLs of tenant pages
-from the host app or a tenant, with the scheme and port of the current request (or
-``SERVER_NAME`` and ``PREFERRED_URL_SCHEME`` outside one). ``current_tenant``
-is the current tenant's name inside a tenant request.
+from the host app or a tenant, with the scheme and port of the current
+request (or ``SERVER_NAME`` and ``PREFERRED_URL_SCHEME`` outside one).
+``current_tenant`` is the current tenant's name inside a tenant request.
 """
 
 from __future__ import annotations

@@ -3,9 +3,8 @@
 A :class:`TenantFilter` sets ``record.tenant`` to the name of the tenant
 whose request is being handled (``environ["flask_dispatch.tenant"]``), or
 whose factory failed the host app's request, else ``"-"``, so a format can
-say ``%(tenant)s``. Put one on your own
-handler to name the tenant in every record it writes, whichever logger the
-record came from.
+say ``%(tenant)s``. Put one on your own handler to name the tenant in every
+record it writes, whichever logger the record came from.
 
 Dispatch also puts one on the logger of every Flask tenant app it creates
 (:func:`name_tenant_in_logs`). Flask's default handler has a fixed format

@@ -19,11 +19,11 @@ listener), and reads from when the bus was made (a child of processes that
 never listened: from the fork), less a second for clock steps: an eviction
 written while it was connecting is not missed, and a worker forked long
 after a ``--preload`` master made its app does not take the entries trimmed
-since for missed ones. Entries a
-process wrote itself are skipped: it applied them already. An entry's
-fields are ``origin`` (a random id per process) and either ``name`` (UTF-8)
-or ``all`` (``1``); any other entry is logged and skipped. A restart of
-Redis makes every process drop every tenant once.
+since for missed ones. Entries a process wrote itself are skipped: it
+applied them already. An entry's fields are ``origin`` (a random id per
+process) and either ``name`` (UTF-8) or ``all`` (``1``); any other entry is
+logged and skipped. A restart of Redis makes every process drop every
+tenant once.
 
 While Redis is unreachable, requests go on, :meth:`~EvictionBus.publish`
 keeps evictions pending (a bounded list that collapses into one "drop
