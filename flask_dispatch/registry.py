@@ -137,6 +137,7 @@ class TenantSlot:
         "app",
         "born",
         "factory",
+        "generation",
         "in_use",
         "index",
         "key",
@@ -153,6 +154,7 @@ class TenantSlot:
         self.used = 0  # the registry's recency clock at its last use
         self.index = -1  # where in the held list, while held
         self.in_use = 0  # requests under way, counted with an idle timeout
+        self.generation = 0  # apps let go: tells a request's app from a later one
 
     def __repr__(self) -> str:
         return f"<TenantSlot {self.name!r} {'held' if self.app else 'empty'}>"
@@ -499,7 +501,10 @@ class TenantRegistry:
         .. versionadded:: 0.2
         """
         with self._in_use_lock:
+            if slot.app is None:  # let go since it was fetched: nothing to keep
+                return _ignore
             slot.in_use += 1
+            generation = slot.generation
         pid = os.getpid()
 
         def done() -> None:
@@ -507,6 +512,9 @@ class TenantRegistry:
                 return
             now = self._clock()
             with self._in_use_lock:
+                # A later app of the tenant is not in use by this request.
+                if slot.generation != generation:
+                    return
                 # Stamped before the count drops: a sweep in between must not
                 # see the request over and the app unused since it began.
                 slot.seen = now
@@ -710,7 +718,10 @@ class TenantRegistry:
             self._held[slot.index] = last
             last.index = slot.index
         evicted.append((slot.name, t.cast("WSGIApplication", slot.app), reason))
-        slot.app, slot.index = None, -1
+        with self._in_use_lock:  # its requests' counts go with it
+            slot.app, slot.index = None, -1
+            slot.in_use = 0
+            slot.generation += 1
         self._evictions[reason] += 1
 
     def _expire_misses(self, now: float) -> None:

@@ -387,6 +387,34 @@ def test_an_app_in_use_is_not_idle_until_its_requests_end() -> None:
     assert registry.expire() == 1 and len(registry) == 0
 
 
+@pytest.mark.parametrize(
+    "let_go",
+    [
+        pytest.param(lambda registry, factory: registry.evict("a"), id="evicted"),
+        pytest.param(lambda registry, factory: registry.get("b", factory), id="over-capacity"),
+    ],
+)
+def test_a_request_on_an_app_let_go_does_not_keep_the_next_app_in_use(
+    let_go: t.Callable[[TenantRegistry, RecordingFactory], object],
+) -> None:
+    clock = FakeClock()
+    registry = make_registry(idle_timeout=10.0, max_instances=1, clock=clock)
+    factory = RecordingFactory()
+    slot = registry.slot("a", factory)
+    first = registry.fetch(slot)
+    done = registry.in_use(slot)  # a long request (a stream) on the first app
+    let_go(registry, factory)
+    assert registry.fetch(slot) is not first  # the next app, used once
+    clock.now += 10
+    assert registry.expire() == 1 and "a" not in registry  # idle all the same
+    third = registry.fetch(slot)
+    clock.now += 9
+    done()  # the stream ends: no use of the third app
+    clock.now += 1
+    assert registry.expire() == 1 and "a" not in registry
+    assert registry.fetch(slot) is not third
+
+
 class SweepingClock(FakeClock):
     """A clock that runs a sweep when it is read while armed: as the
     background thread may, at any moment."""
