@@ -36,7 +36,7 @@ from .registry import Answer, EvictReason, Factory, TenantRegistry
 from .routing import Router, Rules
 from .sessions import scope_session
 from .signals import tenant_created, tenant_evicted
-from .tenant_apps import flask_app_in
+from .tenant_apps import flask_app_in, middleware_layers
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -634,15 +634,14 @@ class Dispatch:
 
 
 def _install(app: Flask, state: DispatchState) -> DispatchMiddleware:
-    """Put dispatch in front of ``app.wsgi_app``, or inside the ProxyFix
-    already there, so that it sees the forwarded host."""
-    proxy = app.wsgi_app
-    if not isinstance(proxy, ProxyFix):
+    """Put dispatch in front of ``app.wsgi_app``, or inside the innermost
+    ProxyFix already around it (under other middleware too), so that it
+    sees the forwarded host."""
+    proxies = [m for m in middleware_layers(app.wsgi_app) if isinstance(m, ProxyFix)]
+    if not proxies:
         app.wsgi_app = middleware = DispatchMiddleware(app.wsgi_app, state)  # type: ignore[method-assign]
         return middleware
-    while isinstance(proxy.app, ProxyFix):
-        proxy = proxy.app
-    proxy.app = middleware = DispatchMiddleware(proxy.app, state)
+    proxies[-1].app = middleware = DispatchMiddleware(proxies[-1].app, state)
     return middleware
 
 

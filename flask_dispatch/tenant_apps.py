@@ -11,8 +11,12 @@ tenant's name in its logs, ``tenant_evicted`` in its app context,
 from __future__ import annotations
 
 import inspect
+import typing as t
 
 from flask import Flask
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterator
 
 #: Attributes that WSGI middleware keeps the app it wraps in: ``app`` in
 #: Werkzeug's ``ProxyFix``, ``SharedDataMiddleware`` and
@@ -40,6 +44,23 @@ def flask_app_in(tenant: object) -> Flask | None:
         if tenant is None:
             return None
     return None
+
+
+def middleware_layers(wsgi_app: object) -> Iterator[object]:
+    """``wsgi_app``, then what it wraps in one of
+    :data:`WRAPPED_APP_ATTRIBUTES`, layer by layer, down to the first that
+    wraps nothing (such as a Flask app's own ``wsgi_app``).
+
+    :param wsgi_app: a WSGI app, maybe middleware.
+
+    .. versionadded:: 0.2
+    """
+    layer: object | None = wsgi_app
+    for _ in range(_MAX_LAYERS):
+        if layer is None:
+            return
+        yield layer
+        layer = _wrapped(layer)
 
 
 def _wrapped(middleware: object) -> object | None:

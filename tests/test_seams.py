@@ -32,6 +32,7 @@ from werkzeug.wsgi import FileWrapper
 from flask_dispatch import Dispatch, TenantFactoryError, tenant_created, tenant_evicted
 
 from .conftest import (
+    KeptAsApplication,
     NamedApp,
     RecordingFactory,
     call,
@@ -629,12 +630,19 @@ def test_503_keeps_retry_after_through_the_sites_own_handler() -> None:
 
 # 6. ProxyFix in either place.
 @pytest.mark.parametrize(
-    "order", [pytest.param("before", id="before-init-app"), pytest.param("after", id="after")]
+    "order",
+    [
+        pytest.param("before", id="before-init-app"),
+        pytest.param("before, under other middleware", id="before-under-middleware"),
+        pytest.param("after", id="after"),
+    ],
 )
 def test_proxy_fix_in_either_place_routes_by_the_forwarded_host(order: str) -> None:
     app = make_host_app()
-    if order == "before":
+    if order.startswith("before"):
         app.wsgi_app = ProxyFix(app.wsgi_app, x_host=1, x_proto=1)  # type: ignore[method-assign]
+    if order == "before, under other middleware":
+        app.wsgi_app = KeptAsApplication(app.wsgi_app)  # type: ignore[method-assign]
     dispatch = Dispatch(app)
     dispatch.subdomain(RecordingFactory())
     if order == "after":

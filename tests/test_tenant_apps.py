@@ -12,7 +12,7 @@ from flask import Flask, current_app
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from flask_dispatch import Dispatch, tenant_evicted
-from flask_dispatch.tenant_apps import flask_app_in
+from flask_dispatch.tenant_apps import flask_app_in, middleware_layers
 
 from .conftest import WRAPPED_FLASK_APPS, KeptAsApplication, NamedApp, call, make_host_app
 
@@ -71,6 +71,16 @@ def test_the_flask_app_is_found_through_the_layers(wrap: Wrap) -> None:
 )
 def test_no_flask_app_is_found_where_there_is_none(tenant: object) -> None:
     assert flask_app_in(tenant) is None
+
+
+def test_middleware_layers_go_down_to_what_wraps_nothing() -> None:
+    app = Flask("host")
+    inner = ProxyFix(app.wsgi_app)
+    outer = KeptAsApplication(inner)
+    assert list(middleware_layers(outer)) == [outer, inner, app.wsgi_app]
+    plain = NamedApp("plain")
+    assert list(middleware_layers(plain)) == [plain]
+    assert len(list(middleware_layers(Cycle()))) == 16  # a cycle ends
 
 
 def flask_tenant(name: str) -> Flask:
