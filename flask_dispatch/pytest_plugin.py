@@ -10,7 +10,8 @@ turns it off). It builds on the ``app`` fixture that your project defines for
 -   After each test that uses ``app``, every tenant held by that app's
     registry, and every remembered "no such tenant" answer, is dropped, so no
     tenant outlives the test that created it, even when ``app`` is a
-    session-scoped fixture or a module-level app.
+    session-scoped fixture or a module-level app. It happens before the
+    test's fixtures are torn down.
 
 Test suites whose tests use no ``app`` fixture, or whose ``app`` does not use
 dispatch, are left alone.
@@ -207,14 +208,38 @@ def tenant_client(app: Flask) -> TenantClientFactory:
     return make
 
 
+#: Where a test's fixture request is kept, for :func:`pytest_runtest_teardown`.
+_REQUEST = pytest.StashKey[pytest.FixtureRequest]()
+
+
 @pytest.fixture(autouse=True)
-def _dispatch_clear_tenants(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After a test that uses ``app``, drop every tenant and remembered miss
-    of the app's dispatch registry."""
-    yield
-    # Looked up afterwards: asked for before, ``app`` would be made before
-    # the test's own fixtures, and the test itself may register dispatch.
-    app = request.node.funcargs.get("app") if isinstance(request.node, pytest.Function) else None
+def _dispatch_clear_tenants(request: pytest.FixtureRequest) -> None:
+    """Keep the test's fixture request: the tenants are dropped at teardown."""
+    request.node.stash[_REQUEST] = request
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """After a test that used ``app``, drop every tenant and remembered miss
+    of the app's dispatch registry, before any fixture is torn down: the
+    ``tenant_evicted`` receivers may close what those fixtures remove."""
+    # Looked up now, not at setup: asked for before, ``app`` would be made
+    # before the test's own fixtures, and the test itself may register
+    # dispatch.
+    app = getattr(item, "funcargs", {}).get("app")
+    request = item.stash.get(_REQUEST, None)
+    if (
+        app is None
+        and request is not None
+        and "app" in request.fixturenames
+        and "app" not in getattr(item, "fixturenames", ())
+    ):
+        # Asked for by name (getfixturevalue), so made already: not made
+        # here for a test whose setup failed before it.
+        try:
+            app = request.getfixturevalue("app")
+        except Exception:  # its setup failed: the test reports that
+            return
     state = _dispatch_state(app)
     if isinstance(app, Flask) and state is not None:
         # In an app context, like requests that evict, for tenant_evicted receivers.

@@ -419,6 +419,104 @@ def test_cleanup_when_the_test_registers_dispatch(pytester: Pytester) -> None:
     result.assert_outcomes(passed=2)
 
 
+@pytest.mark.parametrize(
+    "scope",
+    [
+        pytest.param("", id="function-scoped-app"),
+        pytest.param('scope="session"', id="session-scoped-app"),
+    ],
+)
+def test_tenants_are_dropped_before_the_fixtures_are_torn_down(
+    pytester: Pytester, scope: str
+) -> None:
+    # A fixture that removes what tenants use (a database, say) checks at its
+    # teardown that the tenant_evicted receiver has let go of it already.
+    conftest = CONFTEST + APP_FIXTURE.replace("@pytest.fixture", f"@pytest.fixture({scope})")
+    conftest += textwrap.dedent(
+        """
+        OPEN = set()
+
+        @pytest.fixture
+        def tenant_database(app):
+            def connect(sender, name, tenant_app):
+                OPEN.add(name)
+
+            def close(sender, name, tenant_app, reason):
+                OPEN.discard(name)
+
+            from flask_dispatch import tenant_created
+            tenant_created.connect(connect)
+            tenant_evicted.connect(close)
+            yield
+            assert not OPEN, f"connections of {OPEN} still open"
+            tenant_created.disconnect(connect)
+            tenant_evicted.disconnect(close)
+        """
+    )
+    tests = """
+        def test_one(app, tenant_database, tenant_client):
+            assert tenant_client("acme").get("/").text == "acme index"
+
+        def test_two(tenant_database, app, tenant_client):
+            assert tenant_client("globex").get("/").text == "globex index"
+        """
+    result = run(pytester, tests, conftest=conftest)
+    result.assert_outcomes(passed=2)
+
+
+def test_cleanup_of_an_app_asked_for_by_name(pytester: Pytester) -> None:
+    session_app = APP_FIXTURE.replace("@pytest.fixture", '@pytest.fixture(scope="session")')
+    result = run(
+        pytester,
+        """
+        def test_one(request, tenant_client):
+            app = request.getfixturevalue("app")
+            assert app.test_client().get("/acme/").text == "acme index"
+
+        def test_two(request):
+            registry = request.getfixturevalue("app").extensions["dispatch"].registry
+            assert len(registry) == 0
+        """,
+        conftest=CONFTEST + session_app,
+    )
+    result.assert_outcomes(passed=2)
+
+
+def test_an_app_whose_test_failed_to_set_up_is_not_made_for_the_cleanup(
+    pytester: Pytester,
+) -> None:
+    conftest = CONFTEST + textwrap.dedent(
+        """
+        MADE = []
+
+        @pytest.fixture
+        def app():
+            MADE.append("app")
+            return make_dispatch_app()
+
+        @pytest.fixture
+        def broken():
+            raise RuntimeError("no database")
+        """
+    )
+    result = run(
+        pytester,
+        """
+        from conftest import MADE
+
+        def test_broken(broken, app):
+            pass
+
+        def test_after():
+            assert MADE == []
+        """,
+        "-p",
+        "no:flask",  # whose own autouse fixtures make the app before the test's
+        conftest=conftest,
+    )
+    result.assert_outcomes(passed=1, errors=1)
+
+
 def test_errors(pytester: Pytester) -> None:
     result = run(
         pytester,
