@@ -223,7 +223,26 @@ def _split_url(url: str) -> tuple[str, str, str, str, bool]:
             host, idna = host.encode("idna").decode("ascii"), True
     # A browser percent-encodes what a query may not hold as it is.
     query = "".join(c if "!" <= c <= "~" else quote(c) for c in query)
-    return scheme, host, unquote_to_bytes(path or "/").decode("latin-1"), query, idna
+    path = _without_dot_segments(path or "/")
+    return scheme, host, unquote_to_bytes(path).decode("latin-1"), query, idna
+
+
+def _without_dot_segments(path: str) -> str:
+    """``path`` as a browser sends it: a ``.`` segment dropped, a ``..`` one
+    with the segment before it, also spelt with ``%2e`` (the WHATWG URL
+    rules; curl drops the plain ones too)."""
+    kept: list[str] = []
+    segments = path.split("/")[1:]
+    for i, segment in enumerate(segments, 1):
+        dots = segment.lower().replace("%2e", ".")
+        if dots not in (".", ".."):
+            kept.append(segment)
+            continue
+        if dots == ".." and kept:
+            kept.pop()
+        if i == len(segments):  # "/a/b/.." is "/a/", a directory
+            kept.append("")
+    return "/" + "/".join(kept)
 
 
 def _port_as_sent(host: str, scheme: str) -> str:
@@ -322,6 +341,11 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
+def _sentence(text: str) -> str:
+    """``text`` ended with a full stop, unless an error's message ended it."""
+    return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
 def _echo_traceback(error: BaseException | None) -> None:
     if error is not None:
         click.echo("".join(traceback.format_exception(error)), err=True, nl=False)
@@ -352,7 +376,7 @@ def _flask_tenant(state: DispatchState, name: str, by: str | None, needs: str) -
     with _built(state, name, factory) as (app, why, error):
         if app is None:
             _echo_traceback(error)
-            raise click.ClickException(f"Tenant {name!r}: {why}.")
+            raise click.ClickException(_sentence(f"Tenant {name!r}: {why}"))
         flask_app = flask_app_in(app)
         if flask_app is None:
             raise click.ClickException(
@@ -438,7 +462,7 @@ def _tenant_names(state: DispatchState) -> list[str]:
     except Exception as e:
         _echo_traceback(e)
         raise click.ClickException(
-            f"The @dispatch.tenant_names function raised {_describe(e)}."
+            _sentence(f"The @dispatch.tenant_names function raised {_describe(e)}")
         ) from None
     for name in names:
         if not isinstance(name, str):
@@ -506,7 +530,6 @@ def evict_command(name: str | None, all_tenants: bool) -> None:
             f"{name!r} does not match DISPATCH_NAME_PATTERN, so no tenant has that name."
         )
     bus = state.bus
-    what = "every tenant" if name is None else f"tenant {name!r}"
     if bus is None:
         raise click.ClickException(
             "Redis is not configured: app.config['DISPATCH_REDIS_URL'] is not set (an"
@@ -516,17 +539,33 @@ def evict_command(name: str | None, all_tenants: bool) -> None:
             " evicted. Call dispatch.evict(name) in the processes that serve, or restart"
             " them."
         )
+    what = _evicted_through_redis(name)
     try:
         state.evict(name)
     finally:
         bus.close()  # sends what is pending, if Redis is reachable
     if bus.pending:
         raise click.ClickException(
-            f"Redis is unreachable ({bus.where}): the eviction of {what} was not sent, and no other"
-            " process was told."
+            f"The eviction of {what} was not sent to Redis ({bus.where}:"
+            f" {bus.send_error or 'unreachable'}), and no other process was told."
         )
     # Where it went, so that a wrong database or prefix shows.
     click.echo(
         f"Evicted {what} in every process that shares this Redis"
         f" ({bus.where}, prefix {state.settings.redis_prefix!r})."
     )
+
+
+def _evicted_through_redis(name: str | None) -> str:
+    """Which tenants the other processes drop when tenant ``name`` (``None``:
+    all) is evicted."""
+    from .redis_bus import MAX_NAME, sent_as  # only once Redis is configured: redis is there
+
+    if name is None:
+        return "every tenant"
+    if sent_as(name) is None:
+        return (
+            f"every tenant (a name sent through Redis is UTF-8 of at most {MAX_NAME:,}"
+            f" bytes, and {name!r} is not)"
+        )
+    return f"tenant {name!r}"

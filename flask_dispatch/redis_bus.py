@@ -135,6 +135,8 @@ class EvictionBus:
         self._last_id: _StreamId | None = None
         self._run_id: str | None = None
         self._closed = False
+        #: Why :meth:`close` could not send what was pending, if it could not.
+        self.send_error: redis.RedisError | None = None
         self._after_fork()
         renew_in_child(self._after_fork)
         _buses.add(self)
@@ -196,12 +198,7 @@ class EvictionBus:
         sender thread sends, and what it cannot send now is sent when Redis
         is back.
         """
-        try:
-            encoded = None if name is None else name.encode()
-        except UnicodeEncodeError:  # (lone surrogates) dropping all is always safe
-            encoded = None
-        if encoded is not None and len(encoded) > MAX_NAME:
-            encoded = None
+        encoded = sent_as(name)
         with self._lock:
             self._pending.append(encoded)
             # A burst (a bulk change evicting thousands) is sent in full
@@ -265,6 +262,7 @@ class EvictionBus:
         try:
             self._flush()
         except redis.RedisError as e:
+            self.send_error = e
             self._log.warning("Evictions not sent: %d (%s)", len(self._pending), e)
         owned = self._url is not None
         deadline = time.monotonic() + BLOCK_MS / 1000 + 1
@@ -467,6 +465,21 @@ def _send_pending_at_exit() -> None:
 def _parse_id(raw: bytes) -> _StreamId:
     ms, _, seq = raw.partition(b"-")
     return int(ms), int(seq)
+
+
+def sent_as(name: str | None) -> bytes | None:
+    """What :meth:`EvictionBus.publish` sends for ``name``: its UTF-8, or
+    ``None`` ("all") for ``None`` and for a name UTF-8 cannot encode (lone
+    surrogates) or longer than :data:`MAX_NAME` bytes: dropping every
+    tenant is always safe.
+
+    .. versionadded:: 0.2
+    """
+    try:
+        encoded = None if name is None else name.encode()
+    except UnicodeEncodeError:
+        return None
+    return None if encoded is None or len(encoded) > MAX_NAME else encoded
 
 
 def _parse_entry(fields: dict[bytes, bytes]) -> tuple[bytes, str | None]:

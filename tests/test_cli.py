@@ -17,11 +17,13 @@ from pathlib import Path
 
 import click
 import pytest
+import redis
 from flask import Flask, current_app
 from werkzeug.exceptions import Gone
 
 from flask_dispatch import Dispatch, tenant_created, tenant_evicted
 from flask_dispatch.cli import dispatch_cli
+from flask_dispatch.redis_bus import MAX_NAME
 
 from .conftest import NamedApp, RecordingFactory, make_host_app, wait_for
 
@@ -80,7 +82,8 @@ def make_tenant(name: str) -> Flask:
 class TenantFactory(RecordingFactory):
     """Records its calls and builds a Flask tenant for each name in
     :data:`TENANTS`; ``broken`` raises, ``gone`` answers 410, ``bare`` is a
-    plain WSGI app, ``slow`` waits for :attr:`release`; others do not exist."""
+    plain WSGI app, ``number`` is 42 (no app), ``slow`` waits for
+    :attr:`release`; others do not exist."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -92,6 +95,8 @@ class TenantFactory(RecordingFactory):
             raise ValueError(f"no database for {name!r}")
         if name == "gone":
             return Gone()
+        if name == "number":
+            return 42
         if name == "slow":
             self.release.wait(10)
         if name in ("bare", "slow"):
@@ -333,6 +338,33 @@ SUBDOMAIN_ACME = lines(
             0,
             SEGMENT_NOT_A_NAME,
             id="backslash-is-a-slash-as-in-browsers",
+        ),
+        pytest.param(
+            ["http://acme.example.com/notes/./x/%2e%2E/1"],
+            0,
+            SUBDOMAIN_ACME,
+            id="dot-segments-resolved-as-in-browsers",
+        ),
+        pytest.param(
+            ["http://example.com/x/../acme/notes/1"],
+            0,
+            lines(
+                "path tenant 'acme'",
+                "  SCRIPT_NAME: '/acme'",
+                "  PATH_INFO:   '/notes/1'",
+                "  factory:     not called (--build calls it)",
+            ),
+            id="dot-dot-segment-leaves-a-path-tenant",
+        ),
+        pytest.param(
+            ["http://example.com/acme/.."],
+            0,
+            lines(
+                "host app",
+                "  why:      example.com is a dispatch domain",
+                "  endpoint: 'index' (rule '/')",
+            ),
+            id="dot-dot-segment-last-is-a-directory",
         ),
         pytest.param(
             ["http://acme%2Eexample.com/notes/1"],
@@ -771,6 +803,12 @@ def test_routes_by_path_without_a_subdomain_factory(config: dict[str, t.Any]) ->
             id="raises",
         ),
         pytest.param(
+            ["number"],
+            "Tenant 'number': the factory raised TypeError: The factory of tenant 'number'"
+            " returned 42, which is not a WSGI app.",
+            id="raises-a-message-with-its-own-full-stop",
+        ),
+        pytest.param(
             ["bare"],
             "Tenant 'bare' is <NamedApp bare>, not a Flask app: it has no routes.",
             id="not Flask",
@@ -1155,11 +1193,45 @@ class TestEvictThroughRedis:
         redis_server.stop()
         result = invoke(app, "evict", "acme")
         assert result.exit_code == 1
-        assert (
-            f"Error: Redis is unreachable (127.0.0.1:{redis_server.port}/0): the eviction"
-            " of tenant 'acme' was not sent,"
-            " and no other process was told.\n"
-        ) in result.output
+        assert re.search(
+            rf"Error: The eviction of tenant 'acme' was not sent to Redis"
+            rf" \(127\.0\.0\.1:{redis_server.port}/0: Error 111 connecting to [^)]*\), and"
+            r" no other process was told\.\n",
+            result.output,
+        ), result.output
+
+    def test_a_write_redis_refuses_is_a_failure_that_says_why(
+        self, app: Flask, redis_server: RedisServer
+    ) -> None:
+        # The stream's key holds a string: Redis is there, and says no.
+        redis.Redis.from_url(redis_server.url).set("flask_dispatch:evictions", "x")
+        result = invoke(app, "evict", "acme")
+        assert result.exit_code == 1
+        assert "was not sent to Redis" in result.output
+        assert "WRONGTYPE" in result.output
+        assert "unreachable" not in result.output
+
+    def test_a_name_redis_cannot_carry_evicts_every_tenant_and_says_so(
+        self, redis_server: RedisServer
+    ) -> None:
+        config = {"DISPATCH_REDIS_URL": redis_server.url, "DISPATCH_NAME_PATTERN": "[a-z]+"}
+        app, serving = make_site(**config), make_site(**config)
+        try:
+            client = serving.test_client()
+            for name in ("acme", "globex"):
+                client.get("/", base_url=f"http://{name}.example.com/")
+            held = serving.extensions["dispatch"].registry
+            assert set(held) == {"acme", "globex"}
+            result = invoke(app, "evict", "a" * (MAX_NAME + 1))
+            assert result.exit_code == 0
+            assert result.output.startswith(
+                "Evicted every tenant (a name sent through Redis is UTF-8 of at most 1,024"
+                " bytes, and 'aaaa"
+            )
+            wait_for(lambda: not set(held))
+        finally:
+            for site in (app, serving):
+                site.extensions["dispatch"].bus.close()
 
     def test_unreachable_redis_fails_every_time(self, redis_server: RedisServer) -> None:
         # The sender thread may be sending when the command closes the bus:
