@@ -95,7 +95,7 @@ class DispatchMiddleware:
                 environ[HOST_SCRIPT_NAME_KEY] = script_name
             environ["SCRIPT_NAME"] = script_name + path[:cut]
             environ["PATH_INFO"] = path[cut:]
-        done = self.registry.in_use(slot) if slot is not None and self.count_use else None
+        done = self.registry.in_use(slot, app) if slot is not None and self.count_use else None
         try:
             response: Iterable[bytes] = app(environ, start_response)
         except BaseException:

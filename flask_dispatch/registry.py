@@ -491,17 +491,18 @@ class TenantRegistry:
             return "max_age"
         return None
 
-    def in_use(self, slot: TenantSlot) -> t.Callable[[], None]:
-        """Count a request as using the app of ``slot`` until the function
-        returned is called, once (when its response is closed): an app with
-        a request under way is not idle, however long the request takes.
+    def in_use(self, slot: TenantSlot, app: WSGIApplication) -> t.Callable[[], None]:
+        """Count a request as using ``app`` until the function returned is
+        called, once (when its response is closed): an app with a request
+        under way is not idle, however long the request takes.
 
         :param slot: the slot :meth:`fetch` served the request from.
+        :param app: the app :meth:`fetch` returned.
 
         .. versionadded:: 0.2
         """
         with self._in_use_lock:
-            if slot.app is None:  # let go since it was fetched: nothing to keep
+            if slot.app is not app:  # let go since it was fetched: nothing to keep
                 return _ignore
             slot.in_use += 1
             generation = slot.generation

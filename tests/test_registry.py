@@ -374,8 +374,8 @@ def test_an_app_in_use_is_not_idle_until_its_requests_end() -> None:
     registry = make_registry(idle_timeout=10.0, clock=clock)
     factory = RecordingFactory()
     slot = registry.slot("a", factory)
-    registry.fetch(slot)
-    first, second = registry.in_use(slot), registry.in_use(slot)  # two long requests
+    app = registry.fetch(slot)
+    first, second = registry.in_use(slot, app), registry.in_use(slot, app)  # two long requests
     clock.now += 60
     assert registry.expire() == 0 and list(registry) == ["a"]
     first()
@@ -402,7 +402,7 @@ def test_a_request_on_an_app_let_go_does_not_keep_the_next_app_in_use(
     factory = RecordingFactory()
     slot = registry.slot("a", factory)
     first = registry.fetch(slot)
-    done = registry.in_use(slot)  # a long request (a stream) on the first app
+    done = registry.in_use(slot, first)  # a long request (a stream) on the first app
     let_go(registry, factory)
     assert registry.fetch(slot) is not first  # the next app, used once
     clock.now += 10
@@ -413,6 +413,21 @@ def test_a_request_on_an_app_let_go_does_not_keep_the_next_app_in_use(
     clock.now += 1
     assert registry.expire() == 1 and "a" not in registry
     assert registry.fetch(slot) is not third
+
+
+def test_a_request_whose_app_was_let_go_before_it_was_counted_counts_nowhere() -> None:
+    clock = FakeClock()
+    registry = make_registry(idle_timeout=10.0, clock=clock)
+    factory = RecordingFactory()
+    slot = registry.slot("a", factory)
+    first = registry.fetch(slot)  # a request looks the app up ...
+    registry.evict("a")  # ... the tenant is evicted and built again ...
+    second = registry.fetch(slot)
+    done = registry.in_use(slot, first)  # ... before the request is counted
+    clock.now += 10
+    assert registry.expire() == 1 and "a" not in registry  # the second app is idle
+    done()
+    assert registry.fetch(slot) is not second
 
 
 class SweepingClock(FakeClock):
@@ -434,8 +449,7 @@ def test_a_sweep_as_a_long_request_ends_keeps_the_app() -> None:
     clock = SweepingClock()
     registry = make_registry(idle_timeout=10.0, clock=clock)
     slot = registry.slot("a", RecordingFactory())
-    registry.fetch(slot)
-    done = registry.in_use(slot)
+    done = registry.in_use(slot, registry.fetch(slot))
     clock.now += 60  # a long request
     clock.sweep = registry.expire  # at the moment it ends
     done()
@@ -446,8 +460,7 @@ def test_a_forked_child_does_not_inherit_requests_under_way() -> None:
     clock = FakeClock()
     registry = make_registry(idle_timeout=10.0, clock=clock)
     slot = registry.slot("a", RecordingFactory())
-    registry.fetch(slot)
-    done = registry.in_use(slot)  # the parent's request, under way at the fork
+    done = registry.in_use(slot, registry.fetch(slot))  # the parent's, under way at the fork
 
     def in_child() -> list[str]:
         done()  # the child's copy of the response, closed there: no count below 0
