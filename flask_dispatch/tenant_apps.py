@@ -49,7 +49,8 @@ def flask_app_in(tenant: object) -> Flask | None:
 def middleware_layers(wsgi_app: object) -> Iterator[object]:
     """``wsgi_app``, then what it wraps in one of
     :data:`WRAPPED_APP_ATTRIBUTES`, layer by layer, down to the first that
-    wraps nothing (such as a Flask app's own ``wsgi_app``).
+    wraps nothing (such as a Flask app's own ``wsgi_app``) or is a Flask
+    app: what is inside another app is that app's.
 
     :param wsgi_app: a WSGI app, maybe middleware.
 
@@ -60,6 +61,8 @@ def middleware_layers(wsgi_app: object) -> Iterator[object]:
         if layer is None:
             return
         yield layer
+        if isinstance(layer, Flask):
+            return
         layer = _wrapped(layer)
 
 

@@ -25,6 +25,7 @@ from flask import (
     url_for,
 )
 from werkzeug.exceptions import Forbidden, Gone, HTTPException, NotFound
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.test import create_environ
 from werkzeug.wsgi import FileWrapper
@@ -653,6 +654,19 @@ def test_proxy_fix_in_either_place_routes_by_the_forwarded_host(order: str) -> N
     assert response.text == "acme||/x|acme"
     raw = call(app, "/x", host="internal:8000", HTTP_X_FORWARDED_HOST="globex.example.com")
     assert raw.body == "globex||/x|globex"
+
+
+def test_a_proxy_fix_inside_another_flask_app_is_left_to_it() -> None:
+    # The Flask docs' way to serve an app beside another: the legacy app's
+    # ProxyFix is its own, and dispatch stays in front of the host app.
+    legacy = Flask("legacy")
+    legacy.add_url_rule("/<path:rest>", "page", lambda rest: f"legacy {rest}")
+    legacy.wsgi_app = ProxyFix(legacy.wsgi_app, x_host=1)  # type: ignore[method-assign]
+    app = make_host_app()
+    app.wsgi_app = DispatcherMiddleware(legacy, {"/v2": app.wsgi_app})  # type: ignore[method-assign]
+    Dispatch(app).subdomain(RecordingFactory())
+    assert call(app, "/v2/x", host="acme.example.com").body == "acme||/v2/x|acme"
+    assert call(legacy, "/old", host="acme.example.com").body == "legacy old"
 
 
 # 7. Idle tenants leave without traffic.

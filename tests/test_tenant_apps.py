@@ -81,6 +81,9 @@ def test_middleware_layers_go_down_to_what_wraps_nothing() -> None:
     plain = NamedApp("plain")
     assert list(middleware_layers(plain)) == [plain]
     assert len(list(middleware_layers(Cycle()))) == 16  # a cycle ends
+    other = Flask("other")  # what is inside another app is that app's
+    around_other = KeptAsApplication(other)
+    assert list(middleware_layers(around_other)) == [around_other, other]
 
 
 def flask_tenant(name: str) -> Flask:
