@@ -11,7 +11,7 @@ turns it off). It builds on the ``app`` fixture that your project defines for
     registry, and every remembered "no such tenant" answer, is dropped, so no
     tenant outlives the test that created it, even when ``app`` is a
     session-scoped fixture or a module-level app. It happens before the
-    test's fixtures are torn down.
+    test's fixtures are torn down, and again after.
 
 Test suites whose tests use no ``app`` fixture, or whose ``app`` does not use
 dispatch, are left alone.
@@ -218,11 +218,28 @@ def _dispatch_clear_tenants(request: pytest.FixtureRequest) -> None:
     request.node.stash[_REQUEST] = request
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_teardown(item: pytest.Item) -> None:
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
     """After a test that used ``app``, drop every tenant and remembered miss
-    of the app's dispatch registry, before any fixture is torn down: the
-    ``tenant_evicted`` receivers may close what those fixtures remove."""
+    of the app's dispatch registry: before the fixtures are torn down, as
+    the ``tenant_evicted`` receivers may close what those fixtures remove,
+    and again after, as a fixture's teardown may have built a tenant again.
+    The fixtures are torn down whatever fails here."""
+    app = _app_used(item)
+    try:
+        _drop_tenants(app)
+    finally:
+        try:
+            yield
+        finally:
+            # Only then: the app's teardown_appcontext may need what is gone now.
+            state = _dispatch_state(app)
+            if state is not None and (len(state.registry) or state.registry.stats().misses):
+                _drop_tenants(app)
+
+
+def _app_used(item: pytest.Item) -> object:
+    """The ``app`` fixture's value if the test used it, else ``None``."""
     # Looked up now, not at setup: asked for before, ``app`` would be made
     # before the test's own fixtures, and the test itself may register
     # dispatch.
@@ -239,7 +256,11 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
         try:
             app = request.getfixturevalue("app")
         except Exception:  # its setup failed: the test reports that
-            return
+            return None
+    return app
+
+
+def _drop_tenants(app: object) -> None:
     state = _dispatch_state(app)
     if isinstance(app, Flask) and state is not None:
         # In an app context, like requests that evict, for tenant_evicted receivers.

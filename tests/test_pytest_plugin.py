@@ -464,6 +464,109 @@ def test_tenants_are_dropped_before_the_fixtures_are_torn_down(
     result.assert_outcomes(passed=2)
 
 
+def test_a_tenant_a_fixture_builds_at_its_teardown_is_dropped_too(pytester: Pytester) -> None:
+    conftest = CONFTEST + textwrap.dedent(
+        """
+        APP = make_dispatch_app()
+
+        @pytest.fixture(scope="session")
+        def app():
+            return APP
+
+        @pytest.fixture
+        def acme(tenant_client):
+            client = tenant_client("acme")
+            yield client
+            client.get("/")  # a tidy fixture logs out at its teardown
+        """
+    )
+    tests = """
+        from conftest import APP
+
+        def test_one(acme):
+            assert acme.get("/").text == "acme index"
+
+        def test_two():
+            assert list(APP.extensions["dispatch"].registry) == []
+        """
+    result = run(pytester, tests, conftest=conftest)
+    result.assert_outcomes(passed=2)
+
+
+def test_a_cleanup_that_fails_errors_the_test_and_the_fixtures_are_still_torn_down(
+    pytester: Pytester,
+) -> None:
+    conftest = CONFTEST + textwrap.dedent(
+        """
+        EVENTS = []
+
+        @pytest.fixture
+        def database():
+            EVENTS.append("up")
+            yield
+            EVENTS.append("down")
+
+        @pytest.fixture
+        def app(database):
+            app = make_dispatch_app()
+
+            @app.teardown_appcontext
+            def remove_session(exception):
+                if app.config.get("BROKEN"):
+                    raise RuntimeError("session.remove() failed")
+
+            return app
+        """
+    )
+    tests = """
+        from conftest import EVENTS
+
+        def test_one(app):
+            app.config["BROKEN"] = True
+
+        def test_two(app):
+            pass
+
+        def test_three():
+            assert EVENTS == ["up", "down", "up", "down"]
+        """
+    result = run(pytester, tests, conftest=conftest)
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(["*RuntimeError: session.remove() failed*"])
+
+
+def test_no_app_context_after_the_fixtures_are_torn_down_with_nothing_to_drop(
+    pytester: Pytester,
+) -> None:
+    conftest = CONFTEST + textwrap.dedent(
+        """
+        DATABASE = []
+
+        @pytest.fixture
+        def database():
+            DATABASE.append("up")
+            yield
+            DATABASE.clear()
+
+        @pytest.fixture
+        def app(database):
+            app = make_dispatch_app()
+
+            @app.teardown_appcontext
+            def remove_session(exception):
+                assert DATABASE, "the database is gone"
+
+            return app
+        """
+    )
+    tests = """
+        def test_one(app, tenant_client):
+            assert tenant_client("acme").get("/").text == "acme index"
+        """
+    result = run(pytester, tests, conftest=conftest)
+    result.assert_outcomes(passed=1)
+
+
 def test_cleanup_of_an_app_asked_for_by_name(pytester: Pytester) -> None:
     session_app = APP_FIXTURE.replace("@pytest.fixture", '@pytest.fixture(scope="session")')
     result = run(
