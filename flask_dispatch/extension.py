@@ -637,7 +637,11 @@ def _install(app: Flask, state: DispatchState) -> DispatchMiddleware:
     """Put dispatch in front of ``app.wsgi_app``, or inside the innermost
     ProxyFix already around it (under other middleware too), so that it
     sees the forwarded host."""
-    proxies = [m for m in middleware_layers(app.wsgi_app) if isinstance(m, ProxyFix)]
+    layers = list(middleware_layers(app.wsgi_app))
+    # Only layers that end at the app's own wsgi_app are around it: the
+    # ``app`` of DispatcherMiddleware, say, is another app, served beside it.
+    around = getattr(layers[-1], "__self__", None) is app
+    proxies = [m for m in layers if isinstance(m, ProxyFix)] if around else []
     if not proxies:
         app.wsgi_app = middleware = DispatchMiddleware(app.wsgi_app, state)  # type: ignore[method-assign]
         return middleware

@@ -656,17 +656,29 @@ def test_proxy_fix_in_either_place_routes_by_the_forwarded_host(order: str) -> N
     assert raw.body == "globex||/x|globex"
 
 
-def test_a_proxy_fix_inside_another_flask_app_is_left_to_it() -> None:
+@pytest.mark.parametrize(
+    "proxy_fix",
+    [
+        pytest.param("inside", id="the-other-apps-own"),
+        pytest.param("around", id="around-the-other-app"),
+        pytest.param("around wsgi_app", id="around-the-other-apps-wsgi-app"),
+    ],
+)
+def test_a_proxy_fix_of_an_app_served_beside_is_left_to_it(proxy_fix: str) -> None:
     # The Flask docs' way to serve an app beside another: the legacy app's
-    # ProxyFix is its own, and dispatch stays in front of the host app.
+    # ProxyFix is not around the host app, and dispatch stays in front of it.
     legacy = Flask("legacy")
     legacy.add_url_rule("/<path:rest>", "page", lambda rest: f"legacy {rest}")
-    legacy.wsgi_app = ProxyFix(legacy.wsgi_app, x_host=1)  # type: ignore[method-assign]
+    beside: WSGIApplication = legacy
+    if proxy_fix == "inside":
+        legacy.wsgi_app = ProxyFix(legacy.wsgi_app, x_host=1)  # type: ignore[method-assign]
+    else:
+        beside = ProxyFix(legacy if proxy_fix == "around" else legacy.wsgi_app, x_host=1)
     app = make_host_app()
-    app.wsgi_app = DispatcherMiddleware(legacy, {"/v2": app.wsgi_app})  # type: ignore[method-assign]
+    app.wsgi_app = DispatcherMiddleware(beside, {"/v2": app.wsgi_app})  # type: ignore[method-assign]
     Dispatch(app).subdomain(RecordingFactory())
     assert call(app, "/v2/x", host="acme.example.com").body == "acme||/v2/x|acme"
-    assert call(legacy, "/old", host="acme.example.com").body == "legacy old"
+    assert call(beside, "/old", host="acme.example.com").body == "legacy old"
 
 
 # 7. Idle tenants leave without traffic.
