@@ -35,8 +35,9 @@ from . import DispatchConfigError, DispatchState
 from .links import By, default_by
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Generator, Iterator
 
+    import pluggy
     from flask.sessions import SessionMixin
     from werkzeug.test import Cookie, TestResponse
 
@@ -218,24 +219,34 @@ def _dispatch_clear_tenants(request: pytest.FixtureRequest) -> None:
     request.node.stash[_REQUEST] = request
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+# An old-style wrapper, which pluggy 1.0 (pytest 7) knows too; inside
+# pytest's output capture (trylast), so receivers' output shows with the test.
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, pluggy.Result[None], None]:
     """After a test that used ``app``, drop every tenant and remembered miss
     of the app's dispatch registry: before the fixtures are torn down, as
     the ``tenant_evicted`` receivers may close what those fixtures remove,
     and again after, as a fixture's teardown may have built a tenant again.
-    The fixtures are torn down whatever fails here."""
-    app = _app_used(item)
-    try:
+    The fixtures are torn down whatever fails here; then the test errors."""
+    app, failed = None, None
+    try:  # nothing may escape before the yield: the fixtures would stay up
+        app = _app_used(item)
         _drop_tenants(app)
-    finally:
+    except Exception as e:
+        failed = e
+    outcome = yield
+    state = _dispatch_state(app)
+    # Only if needed: the app's teardown_appcontext may need what is gone now.
+    if state is not None and (len(state.registry) or state.registry.stats().misses):
         try:
-            yield
-        finally:
-            # Only then: the app's teardown_appcontext may need what is gone now.
-            state = _dispatch_state(app)
-            if state is not None and (len(state.registry) or state.registry.stats().misses):
-                _drop_tenants(app)
+            _drop_tenants(app)
+        except Exception as e:
+            failed = failed or e
+    if failed is not None and outcome.excinfo is None:
+        force_exception = getattr(outcome, "force_exception", None)  # pluggy 1.1
+        if force_exception is None:
+            raise failed
+        force_exception(failed)
 
 
 def _app_used(item: pytest.Item) -> object:

@@ -567,6 +567,25 @@ def test_no_app_context_after_the_fixtures_are_torn_down_with_nothing_to_drop(
     result.assert_outcomes(passed=1)
 
 
+def test_what_receivers_print_at_the_cleanup_is_captured_with_the_test(
+    pytester: Pytester,
+) -> None:
+    receiver = textwrap.dedent(
+        """
+        @tenant_evicted.connect
+        def say(sender, name, tenant_app, reason):
+            print(f"released {name}")
+        """
+    )
+    tests = """
+        def test_one(app, tenant_client):
+            assert tenant_client("acme").get("/").text == "acme index"
+        """
+    result = run(pytester, tests, "-rA", conftest=CONFTEST + APP_FIXTURE + receiver)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*Captured stdout teardown*", "released acme"])
+
+
 def test_cleanup_of_an_app_asked_for_by_name(pytester: Pytester) -> None:
     session_app = APP_FIXTURE.replace("@pytest.fixture", '@pytest.fixture(scope="session")')
     result = run(
