@@ -11,6 +11,7 @@ hooks that raise dispatch's own errors inside the host app.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
 import threading
@@ -634,19 +635,26 @@ class Dispatch:
 
 
 def _install(app: Flask, state: DispatchState) -> DispatchMiddleware:
-    """Put dispatch in front of ``app.wsgi_app``, or inside the innermost
-    ProxyFix already around it (under other middleware too), so that it
-    sees the forwarded host."""
-    layers = list(middleware_layers(app.wsgi_app))
-    # Only layers that end at the app's own wsgi_app are around it: the
-    # ``app`` of DispatcherMiddleware, say, is another app, served beside it.
-    around = getattr(layers[-1], "__self__", None) is app
-    proxies = [m for m in layers if isinstance(m, ProxyFix)] if around else []
-    if not proxies:
+    """Put dispatch in front of ``app.wsgi_app``, or inside the ProxyFix
+    already around it, so that it sees the forwarded host."""
+    proxy = _innermost_proxy_fix(app)
+    if proxy is None:
         app.wsgi_app = middleware = DispatchMiddleware(app.wsgi_app, state)  # type: ignore[method-assign]
         return middleware
-    proxies[-1].app = middleware = DispatchMiddleware(proxies[-1].app, state)
+    proxy.app = middleware = DispatchMiddleware(proxy.app, state)
     return middleware
+
+
+def _innermost_proxy_fix(app: Flask) -> ProxyFix | None:
+    """The innermost ProxyFix around ``app.wsgi_app``: of those that wrap
+    one another outermost, whatever they wrap, or of the middleware layers
+    that end at the app's own ``wsgi_app`` (the ``app`` of a
+    DispatcherMiddleware, say, may be another app, served beside it)."""
+    layers = list(middleware_layers(app.wsgi_app))
+    if getattr(layers[-1], "__self__", None) is not app:
+        layers = list(itertools.takewhile(lambda layer: isinstance(layer, ProxyFix), layers))
+    proxies = [layer for layer in layers if isinstance(layer, ProxyFix)]
+    return proxies[-1] if proxies else None
 
 
 def _state(app: Flask) -> DispatchState:

@@ -635,11 +635,15 @@ def test_503_keeps_retry_after_through_the_sites_own_handler() -> None:
     [
         pytest.param("before", id="before-init-app"),
         pytest.param("before, under other middleware", id="before-under-middleware"),
+        pytest.param("before, around a function", id="before-around-a-function"),
         pytest.param("after", id="after"),
     ],
 )
 def test_proxy_fix_in_either_place_routes_by_the_forwarded_host(order: str) -> None:
     app = make_host_app()
+    if order == "before, around a function":  # middleware that hides what it wraps
+        inner = app.wsgi_app
+        app.wsgi_app = lambda environ, start_response: inner(environ, start_response)  # type: ignore[method-assign]
     if order.startswith("before"):
         app.wsgi_app = ProxyFix(app.wsgi_app, x_host=1, x_proto=1)  # type: ignore[method-assign]
     if order == "before, under other middleware":
