@@ -23,6 +23,7 @@ dispatch, are left alone.
 
 from __future__ import annotations
 
+import logging
 import typing as t
 from contextlib import contextmanager
 from urllib.parse import urlsplit
@@ -42,6 +43,7 @@ if t.TYPE_CHECKING:
     from werkzeug.test import Cookie, TestResponse
 
 _BY: tuple[By, ...] = t.get_args(By)
+_log = logging.getLogger("flask_dispatch")
 
 
 class TenantClient(FlaskClient):
@@ -242,11 +244,21 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, pluggy.Result[
             _drop_tenants(app)
         except Exception as e:
             failed = failed or e
-    if failed is not None and outcome.excinfo is None:
-        force_exception = getattr(outcome, "force_exception", None)  # pluggy 1.1
-        if force_exception is None:
-            raise failed
+    if failed is not None:
+        _report(outcome, failed)
+
+
+def _report(outcome: pluggy.Result[None], failed: Exception) -> None:
+    """Make the test error with ``failed``, or add it to the teardown's own
+    error."""
+    if outcome.excinfo is not None:
+        outcome.excinfo[1].add_note(f"Dropping the tenants failed too: {failed!r}")
+        return
+    force_exception = getattr(outcome, "force_exception", None)  # pluggy 1.1
+    if force_exception is not None:
         force_exception(failed)
+    else:  # pluggy 1.0: raised here, it would skip pytest's output capture
+        _log.error("Dropping the tenants after the test failed.", exc_info=failed)
 
 
 def _app_used(item: pytest.Item) -> object:

@@ -533,6 +533,18 @@ def test_a_cleanup_that_fails_errors_the_test_and_the_fixtures_are_still_torn_do
     result = run(pytester, tests, conftest=conftest)
     result.assert_outcomes(passed=3, errors=1)
     result.stdout.fnmatch_lines(["*RuntimeError: session.remove() failed*"])
+    # A fixture that fails at its teardown as well: both errors are told.
+    broken_database = conftest.replace('EVENTS.append("down")', 'raise ValueError("no database")')
+    test = "def test_one(app):\n    app.config['BROKEN'] = True\n"
+    # Without pytest-flask, whose request context would fail to pop as well.
+    result = run(pytester, test, "-p", "no:flask", conftest=broken_database)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ValueError: no database*",
+            "*Dropping the tenants failed too: RuntimeError('session.remove() failed')*",
+        ]
+    )
 
 
 def test_no_app_context_after_the_fixtures_are_torn_down_with_nothing_to_drop(
