@@ -646,13 +646,17 @@ def _install(app: Flask, state: DispatchState) -> DispatchMiddleware:
 
 
 def _innermost_proxy_fix(app: Flask) -> ProxyFix | None:
-    """The innermost ProxyFix around ``app.wsgi_app``: of those that wrap
-    one another outermost, whatever they wrap, or of the middleware layers
-    that end at the app's own ``wsgi_app`` (the ``app`` of a
-    DispatcherMiddleware, say, may be another app, served beside it)."""
+    """The ProxyFix that dispatch goes inside: the innermost of those that
+    wrap one another outermost, whatever they wrap; else, under other
+    middleware, the innermost of the layers that end at the app's own
+    ``wsgi_app`` (the ``app`` of a DispatcherMiddleware, say, may be another
+    app, served beside it)."""
     layers = list(middleware_layers(app.wsgi_app))
-    if getattr(layers[-1], "__self__", None) is not app:
-        layers = list(itertools.takewhile(lambda layer: isinstance(layer, ProxyFix), layers))
+    outermost = list(itertools.takewhile(lambda layer: isinstance(layer, ProxyFix), layers))
+    if outermost:
+        layers = outermost
+    elif getattr(layers[-1], "__self__", None) is not app:
+        layers = []
     proxies = [layer for layer in layers if isinstance(layer, ProxyFix)]
     return proxies[-1] if proxies else None
 

@@ -636,6 +636,7 @@ def test_503_keeps_retry_after_through_the_sites_own_handler() -> None:
         pytest.param("before", id="before-init-app"),
         pytest.param("before, under other middleware", id="before-under-middleware"),
         pytest.param("before, around a function", id="before-around-a-function"),
+        pytest.param("before, around a mount", id="before-around-a-mount"),
         pytest.param("after", id="after"),
     ],
 )
@@ -644,6 +645,10 @@ def test_proxy_fix_in_either_place_routes_by_the_forwarded_host(order: str) -> N
     if order == "before, around a function":  # middleware that hides what it wraps
         inner = app.wsgi_app
         app.wsgi_app = lambda environ, start_response: inner(environ, start_response)  # type: ignore[method-assign]
+    if order == "before, around a mount":  # and the host app's own ProxyFix inside
+        app.wsgi_app = ProxyFix(app.wsgi_app)  # type: ignore[method-assign]
+        mounts: dict[str, WSGIApplication] = {"/mounted": NamedApp("mounted")}
+        app.wsgi_app = DispatcherMiddleware(app.wsgi_app, mounts)  # type: ignore[method-assign]
     if order.startswith("before"):
         app.wsgi_app = ProxyFix(app.wsgi_app, x_host=1, x_proto=1)  # type: ignore[method-assign]
     if order == "before, under other middleware":
@@ -658,6 +663,8 @@ def test_proxy_fix_in_either_place_routes_by_the_forwarded_host(order: str) -> N
     assert response.text == "acme||/x|acme"
     raw = call(app, "/x", host="internal:8000", HTTP_X_FORWARDED_HOST="globex.example.com")
     assert raw.body == "globex||/x|globex"
+    # Dispatch stays outside what the outermost ProxyFix wraps: tenants' URLs are theirs.
+    assert call(app, "/mounted/y", host="acme.example.com").body == "acme||/mounted/y|acme"
 
 
 @pytest.mark.parametrize(
