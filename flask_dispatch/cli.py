@@ -51,6 +51,8 @@ _Details = list[tuple[str, str]]
 #: A tenant built by a command: the app, or why not and the factory's exception.
 _Built = tuple["WSGIApplication | None", str, "BaseException | None"]
 _URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+_HTTP_SCHEME = re.compile(r"(https?):[/\\]*", re.IGNORECASE)
+_C0_AND_SPACE = "".join(map(chr, range(0x21)))
 
 _by_option = click.option(
     "--by",
@@ -203,10 +205,13 @@ def _split_url(url: str) -> tuple[str, str, str, str, bool]:
     """``(scheme, raw host, PATH_INFO, query, whether IDNA encoded the host)``
     of an ``http`` URL (the scheme may be left out), the host spelt as a
     browser would send it and the path decoded as a WSGI server would."""
-    match = _URL.match(url)
-    scheme, rest = (match[1].lower(), url[match.end() :]) if match else ("http", url)
-    if scheme not in ("http", "https"):
+    # As a browser reads a URL: spaces and controls around it and tabs and
+    # newlines in it dropped; "http:" before any number of (back)slashes.
+    url = "".join(c for c in url.strip(_C0_AND_SPACE) if c not in "\t\n\r")
+    match = _HTTP_SCHEME.match(url)
+    if match is None and _URL.match(url):
         raise click.BadParameter(f"{url!r} is not an http:// or https:// URL.", param_hint="URL")
+    scheme, rest = (match[1].lower(), url[match.end() :]) if match else ("http", url)
     # As a browser reads an http URL: a backslash before the query is a slash.
     cut = min((i for i in map(rest.find, "?#") if i != -1), default=len(rest))
     rest = rest[:cut].replace("\\", "/") + rest[cut:]
@@ -222,7 +227,7 @@ def _split_url(url: str) -> tuple[str, str, str, str, bool]:
         if not host.isascii():
             host, idna = host.encode("idna").decode("ascii"), True
     # A browser percent-encodes what a query may not hold as it is.
-    query = "".join(c if "!" <= c <= "~" else quote(c) for c in query)
+    query = "".join(c if "!" <= c <= "~" and c not in "\"'<>" else quote(c) for c in query)
     path = _without_dot_segments(path or "/")
     return scheme, host, unquote_to_bytes(path).decode("latin-1"), query, idna
 

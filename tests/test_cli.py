@@ -340,6 +340,24 @@ SUBDOMAIN_ACME = lines(
             id="backslash-is-a-slash-as-in-browsers",
         ),
         pytest.param(
+            [" http://acme.exa\tmple.com/no\ntes/1\r\n"],
+            0,
+            SUBDOMAIN_ACME,
+            id="spaces-around-and-tabs-or-newlines-in-it-dropped-as-in-browsers",
+        ),
+        pytest.param(
+            ["HTTP:acme.example.com/notes/1"],
+            0,
+            SUBDOMAIN_ACME,
+            id="http-colon-without-slashes-as-in-browsers",
+        ),
+        pytest.param(
+            ["http:\\\\acme.example.com\\notes\\1"],
+            0,
+            SUBDOMAIN_ACME,
+            id="http-colon-backslashes-as-in-browsers",
+        ),
+        pytest.param(
             ["http://acme.example.com/notes/./x/%2e%2E/1"],
             0,
             SUBDOMAIN_ACME,
@@ -394,6 +412,18 @@ SUBDOMAIN_ACME = lines(
                 "  endpoint:          'login' (rule '/login')",
             ),
             id="query-that-a-browser-percent-encodes",
+        ),
+        pytest.param(
+            ["http://example.com/docs?q=\"x\"<y>'z'"],
+            0,
+            lines(
+                "host app",
+                "  why:               example.com is a dispatch domain",
+                "  not a path tenant: it is the first segment of one of the host app's URL rules",
+                "  endpoint:          none: 308 redirect to"
+                " http://example.com/docs/?q=%22x%22%3Cy%3E%27z%27",
+            ),
+            id="quotes-and-angle-brackets-that-a-browser-percent-encodes",
         ),
     ],
 )
@@ -483,7 +513,8 @@ def test_check_says_when_a_url_is_outside_application_root(url: str, output: str
     [
         pytest.param("ftp://example.com/", "'ftp://example.com/' is not an http://", id="scheme"),
         pytest.param("/acme/notes", "'/acme/notes' has no host", id="path only"),
-        pytest.param("http:///acme", "'http:///acme' has no host", id="empty host"),
+        # "http:///acme" is http://acme/ to a browser.
+        pytest.param("http://?q=1", "'http://?q=1' has no host", id="empty host"),
         pytest.param("http://user@/", "'http://user@/' has no host", id="user only"),
     ],
 )
