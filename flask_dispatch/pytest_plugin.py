@@ -229,7 +229,8 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, pluggy.Result[
     of the app's dispatch registry: before the fixtures are torn down, as
     the ``tenant_evicted`` receivers may close what those fixtures remove,
     and again after, as a fixture's teardown may have built a tenant again.
-    The fixtures are torn down whatever fails here; then the test errors."""
+    The fixtures are torn down whatever fails here; then the test errors
+    (under pluggy 1.0, the failure is logged)."""
     app, failed = None, None
     try:  # nothing may escape before the yield: the fixtures would stay up
         app = _app_used(item)
@@ -249,8 +250,8 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, pluggy.Result[
 
 
 def _report(outcome: pluggy.Result[None], failed: Exception) -> None:
-    """Make the test error with ``failed``, or add it to the teardown's own
-    error."""
+    """Make the test error with ``failed``, or add it as a note to the
+    teardown's own error; under pluggy 1.0, log it."""
     if outcome.excinfo is not None:
         outcome.excinfo[1].add_note(f"Dropping the tenants failed too: {failed!r}")
         return
@@ -258,7 +259,7 @@ def _report(outcome: pluggy.Result[None], failed: Exception) -> None:
     if force_exception is not None:
         force_exception(failed)
     else:  # pluggy 1.0: raised here, it would skip pytest's output capture
-        _log.error("Dropping the tenants after the test failed.", exc_info=failed)
+        _log.error("Dropping the tenants failed at teardown.", exc_info=failed)
 
 
 def _app_used(item: pytest.Item) -> object:

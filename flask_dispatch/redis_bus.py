@@ -253,7 +253,8 @@ class EvictionBus:
 
     def close(self) -> None:
         """Send what is pending (after any send under way), and stop the
-        listener. What could not be sent is left in :attr:`pending`."""
+        listener. What could not be sent is left in :attr:`pending`, and
+        why in :attr:`send_error`."""
         self._closed = True
         self._closing.set()
         self._wake.set()

@@ -1,11 +1,12 @@
-"""The Flask app inside what a factory returned.
+"""The layers of WSGI middleware, and the Flask app inside them.
 
 A factory may return a Flask app as it is, its ``wsgi_app``, or the app
 wrapped in WSGI middleware, such as Werkzeug's ``ProxyFix`` behind a proxy.
 Dispatch treats all three as a Flask tenant: the session scoping, the
 tenant's name in its logs, ``tenant_evicted`` in its app context,
 :meth:`.Dispatch.url_for` and the CLI find the app through
-:func:`flask_app_in`.
+:func:`flask_app_in`. :func:`middleware_layers` walks the same layers
+around the host app's ``wsgi_app``, for a ProxyFix already there.
 """
 
 from __future__ import annotations

@@ -603,7 +603,7 @@ def test_cleanup_of_an_app_asked_for_by_name(pytester: Pytester) -> None:
     result = run(
         pytester,
         """
-        def test_one(request, tenant_client):
+        def test_one(request):
             app = request.getfixturevalue("app")
             assert app.test_client().get("/acme/").text == "acme index"
 

@@ -663,8 +663,9 @@ def test_proxy_fix_in_either_place_routes_by_the_forwarded_host(order: str) -> N
     assert response.text == "acme||/x|acme"
     raw = call(app, "/x", host="internal:8000", HTTP_X_FORWARDED_HOST="globex.example.com")
     assert raw.body == "globex||/x|globex"
-    # Dispatch stays outside what the outermost ProxyFix wraps: tenants' URLs are theirs.
-    assert call(app, "/mounted/y", host="acme.example.com").body == "acme||/mounted/y|acme"
+    if order == "before, around a mount":
+        # Dispatch stays outside what the outermost ProxyFix wraps: tenants' URLs are theirs.
+        assert call(app, "/mounted/y", host="acme.example.com").body == "acme||/mounted/y|acme"
 
 
 @pytest.mark.parametrize(

@@ -73,17 +73,39 @@ def test_no_flask_app_is_found_where_there_is_none(tenant: object) -> None:
     assert flask_app_in(tenant) is None
 
 
-def test_middleware_layers_go_down_to_what_wraps_nothing() -> None:
+def proxy_fix_in_middleware() -> tuple[object, list[object]]:
     app = Flask("host")
     inner = ProxyFix(app.wsgi_app)
     outer = KeptAsApplication(inner)
-    assert list(middleware_layers(outer)) == [outer, inner, app.wsgi_app]
+    return outer, [outer, inner, app.wsgi_app]
+
+
+def plain_app() -> tuple[object, list[object]]:
     plain = NamedApp("plain")
-    assert list(middleware_layers(plain)) == [plain]
-    assert len(list(middleware_layers(Cycle()))) == 16  # a cycle ends
-    other = Flask("other")  # what is inside another app is that app's
-    around_other = KeptAsApplication(other)
-    assert list(middleware_layers(around_other)) == [around_other, other]
+    return plain, [plain]
+
+
+def middleware_around_another_flask_app() -> tuple[object, list[object]]:
+    other = Flask("other")
+    around = KeptAsApplication(other)
+    return around, [around, other]  # what is inside another app is that app's
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(proxy_fix_in_middleware, id="down-to-the-apps-own-wsgi-app"),
+        pytest.param(plain_app, id="a-plain-app-is-one-layer"),
+        pytest.param(middleware_around_another_flask_app, id="not-into-a-flask-app"),
+    ],
+)
+def test_middleware_layers(build: t.Callable[[], tuple[object, list[object]]]) -> None:
+    top, layers = build()
+    assert list(middleware_layers(top)) == layers
+
+
+def test_middleware_layers_end_in_a_cycle() -> None:
+    assert 1 < len(list(middleware_layers(Cycle()))) < 100
 
 
 def flask_tenant(name: str) -> Flask:
