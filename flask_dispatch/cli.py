@@ -227,9 +227,16 @@ def _split_url(url: str) -> tuple[str, str, str, str, bool]:
         if not host.isascii():
             host, idna = host.encode("idna").decode("ascii"), True
     # A browser percent-encodes what a query may not hold as it is.
-    query = "".join(c if "!" <= c <= "~" and c not in "\"'<>" else quote(c) for c in query)
+    # Bytes an argument could not decode come back as they were typed.
+    query = "".join(c if "!" <= c <= "~" and c not in "\"'<>" else quote(_bytes(c)) for c in query)
     path = _without_dot_segments(path or "/")
-    return scheme, host, unquote_to_bytes(path).decode("latin-1"), query, idna
+    return scheme, host, unquote_to_bytes(_bytes(path)).decode("latin-1"), query, idna
+
+
+def _bytes(text: str) -> bytes:
+    """``text`` in UTF-8, with the bytes of an argument that was not UTF-8
+    (``sys.argv`` keeps them as lone surrogates) as they were."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 def _without_dot_segments(path: str) -> str:

@@ -414,6 +414,29 @@ SUBDOMAIN_ACME = lines(
             id="query-that-a-browser-percent-encodes",
         ),
         pytest.param(
+            # sys.argv keeps a byte that is not UTF-8 (0xFF) as a lone surrogate.
+            ["http://example.com/acme/n\udcffx"],
+            0,
+            lines(
+                "path tenant 'acme'",
+                "  SCRIPT_NAME: '/acme'",
+                "  PATH_INFO:   '/n\ufffdx'",
+                "  factory:     not called (--build calls it)",
+            ),
+            id="a-byte-not-utf-8-in-the-path-sent-as-it-is",
+        ),
+        pytest.param(
+            ["http://example.com/login?q=\udcff"],
+            0,
+            lines(
+                "host app",
+                "  why:               example.com is a dispatch domain",
+                "  not a path tenant: it is the first segment of one of the host app's URL rules",
+                "  endpoint:          'login' (rule '/login')",
+            ),
+            id="a-byte-not-utf-8-in-the-query-sent-as-it-is",
+        ),
+        pytest.param(
             ["http://example.com/docs?q=\"x\"<y>'z'"],
             0,
             lines(
