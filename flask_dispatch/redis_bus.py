@@ -476,11 +476,13 @@ def sent_as(name: str | None) -> bytes | None:
 
     .. versionadded:: 0.2
     """
+    if name is None:
+        return None
     try:
-        encoded = None if name is None else name.encode()
+        encoded = name.encode()
     except UnicodeEncodeError:
         return None
-    return None if encoded is None or len(encoded) > MAX_NAME else encoded
+    return encoded if len(encoded) <= MAX_NAME else None
 
 
 def _parse_entry(fields: dict[bytes, bytes]) -> tuple[bytes, str | None]:
