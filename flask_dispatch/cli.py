@@ -50,7 +50,9 @@ dispatch_cli = AppGroup(
 _Details = list[tuple[str, str]]
 #: A tenant built by a command: the app, or why not and the factory's exception.
 _Built = tuple["WSGIApplication | None", str, "BaseException | None"]
-_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+# Another scheme: "ftp://...", or "mailto:..." (a dotless name and a colon
+# not followed by a port, which "localhost:5000/x" is).
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://|[A-Za-z][A-Za-z0-9+-]*:(?![0-9]*(?:[/?#]|$))")
 _HTTP_SCHEME = re.compile(r"(https?):[/\\]*", re.IGNORECASE)
 _C0_AND_SPACE = "".join(map(chr, range(0x21)))
 

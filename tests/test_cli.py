@@ -397,6 +397,17 @@ SUBDOMAIN_ACME = lines(
             id="empty-port-that-browsers-drop",
         ),
         pytest.param(
+            ["localhost:5000/acme/notes/1"],
+            0,
+            lines(
+                "path tenant 'acme'",
+                "  SCRIPT_NAME: '/acme'",
+                "  PATH_INFO:   '/notes/1'",
+                "  factory:     not called (--build calls it)",
+            ),
+            id="no-scheme-a-dotless-host-and-a-port",
+        ),
+        pytest.param(
             ["https://acme.example.com:0443/notes/1"],
             0,
             SUBDOMAIN_ACME,
@@ -535,6 +546,9 @@ def test_check_says_when_a_url_is_outside_application_root(url: str, output: str
     ("url", "message"),
     [
         pytest.param("ftp://example.com/", "'ftp://example.com/' is not an http://", id="scheme"),
+        pytest.param("mailto:a@example.com", "'mailto:a@example.com' is not an", id="mailto"),
+        pytest.param("javascript:alert(1)", "'javascript:alert(1)' is not an", id="javascript"),
+        pytest.param("data:text/html,x", "'data:text/html,x' is not an http://", id="data"),
         pytest.param("/acme/notes", "'/acme/notes' has no host", id="path only"),
         # "http:///acme" is http://acme/ to a browser.
         pytest.param("http://?q=1", "'http://?q=1' has no host", id="empty host"),
