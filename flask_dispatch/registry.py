@@ -137,8 +137,6 @@ class TenantSlot:
         "app",
         "born",
         "factory",
-        "generation",
-        "in_use",
         "index",
         "key",
         "name",
@@ -153,8 +151,6 @@ class TenantSlot:
         self.born = self.seen = 0.0
         self.used = 0  # the registry's recency clock at its last use
         self.index = -1  # where in the held list, while held
-        self.in_use = 0  # requests under way, counted with an idle timeout
-        self.generation = 0  # apps let go: tells a request's app from a later one
 
     def __repr__(self) -> str:
         return f"<TenantSlot {self.name!r} {'held' if self.app else 'empty'}>"
@@ -384,6 +380,11 @@ class TenantRegistry:
         self._on_created, self._on_evicted = on_created, on_evicted
         self._lock = threading.Lock()
         self._in_use_lock = threading.Lock()
+        # Requests under way by id() of the app they use, counted with an
+        # idle timeout; only apps with some are in it. By app, not by
+        # tenant: a stream on an app let go does not keep the tenant's next
+        # app in use, unless the factory returns the same app again.
+        self._requests: dict[int, int] = {}
         self._slots: weakref.WeakValueDictionary[_Key, TenantSlot] = weakref.WeakValueDictionary()
         self._held: list[TenantSlot] = []  # in no order: evictions sample it
         self._misses: OrderedDict[_Key, tuple[float, Answer]] = OrderedDict()  # oldest first
@@ -409,8 +410,7 @@ class TenantRegistry:
         requests under way."""
         self._lock = threading.Lock()
         self._in_use_lock = threading.Lock()
-        for slot in list(self._slots.values()):  # the requests are the parent's
-            slot.in_use = 0
+        self._requests = {}  # the requests are the parent's
         self._creations.clear()
         self._threads.forked()
 
@@ -485,7 +485,11 @@ class TenantRegistry:
 
     def _expired(self, slot: TenantSlot, now: float) -> EvictReason | None:
         idle_timeout = self.idle_timeout
-        if idle_timeout is not None and not slot.in_use and now - slot.seen >= idle_timeout:
+        if (
+            idle_timeout is not None
+            and now - slot.seen >= idle_timeout
+            and id(slot.app) not in self._requests
+        ):
             return "idle"
         if self.max_age is not None and now - slot.born >= self.max_age:
             return "max_age"
@@ -501,11 +505,10 @@ class TenantRegistry:
 
         .. versionadded:: 0.2
         """
+        # done() refers to app: while counted, no other app can take its id().
+        key = id(app)
         with self._in_use_lock:
-            if slot.app is not app:  # let go since it was fetched: nothing to keep
-                return _ignore
-            slot.in_use += 1
-            generation = slot.generation
+            self._requests[key] = self._requests.get(key, 0) + 1
         pid = os.getpid()
 
         def done() -> None:
@@ -513,13 +516,15 @@ class TenantRegistry:
                 return
             now = self._clock()
             with self._in_use_lock:
-                # A later app of the tenant is not in use by this request.
-                if slot.generation != generation:
-                    return
                 # Stamped before the count drops: a sweep in between must not
                 # see the request over and the app unused since it began.
-                slot.seen = now
-                slot.in_use -= 1
+                if slot.app is app:
+                    slot.seen = now
+                left = self._requests[key] - 1
+                if left:
+                    self._requests[key] = left
+                else:
+                    del self._requests[key]
 
         return done
 
@@ -719,10 +724,7 @@ class TenantRegistry:
             self._held[slot.index] = last
             last.index = slot.index
         evicted.append((slot.name, t.cast("WSGIApplication", slot.app), reason))
-        with self._in_use_lock:  # its requests' counts go with it
-            slot.app, slot.index = None, -1
-            slot.in_use = 0
-            slot.generation += 1
+        slot.app, slot.index = None, -1
         self._evictions[reason] += 1
 
     def _expire_misses(self, now: float) -> None:

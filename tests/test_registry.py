@@ -5,6 +5,7 @@ eviction."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 import random
@@ -413,6 +414,22 @@ def test_a_request_on_an_app_let_go_does_not_keep_the_next_app_in_use(
     clock.now += 1
     assert registry.expire() == 1 and "a" not in registry
     assert registry.fetch(slot) is not third
+
+
+def test_a_request_on_an_app_the_factory_returns_again_keeps_it_in_use() -> None:
+    clock = FakeClock()
+    registry = make_registry(idle_timeout=10.0, clock=clock)
+    factory = functools.cache(RecordingFactory())  # one app per name, for good
+    slot = registry.slot("a", factory)
+    app = registry.fetch(slot)
+    done = registry.in_use(slot, app)  # a stream on it ...
+    registry.evict("a")  # ... outlives its eviction, and it is held again
+    assert registry.fetch(slot) is app
+    clock.now += 60
+    assert registry.expire() == 0 and "a" in registry  # still serving the stream
+    done()
+    clock.now += 10
+    assert registry.expire() == 1 and "a" not in registry
 
 
 def test_a_request_whose_app_was_let_go_before_it_was_counted_counts_nowhere() -> None:
