@@ -15,6 +15,7 @@ import typing as t
 
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound, ServiceUnavailable
 
+from .config import DispatchConfigError
 from .errors import TenantUnavailable, fresh_copy
 from .hosts import server_host
 from .routing import Kind
@@ -64,7 +65,12 @@ class DispatchMiddleware:
         self.router: Router | None = None
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        router = self.router or self.state.build_router()
+        router = self.router
+        if router is None:
+            try:
+                router = self.state.build_router()
+            except DispatchConfigError as e:  # on the site's 500 page, and logged
+                return self.fail(environ, start_response, e)
         host, path = environ.get("HTTP_HOST"), environ.get("PATH_INFO", "")
         target = router.route(server_host(environ) if host is None else host, path)
         if target.kind is _DOMAIN:

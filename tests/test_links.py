@@ -839,13 +839,24 @@ def test_a_forked_child_does_not_wait_for_the_parents_resolver_call() -> None:
     assert body.startswith("acme ") and seconds < 2
 
 
-def test_a_domain_resolver_without_a_subdomain_factory_is_refused() -> None:
+@pytest.mark.parametrize(
+    "host", [pytest.param("acme.com", id="custom-domain"), pytest.param("example.com", id="site")]
+)
+def test_a_domain_resolver_without_a_subdomain_factory_is_refused(
+    host: str, caplog: pytest.LogCaptureFixture
+) -> None:
     app = make_host_app()
     dispatch = Dispatch(app)
     dispatch.path(RecordingFactory())
     dispatch.domain(lambda host: "acme")
+    # The site's own 500 page, and the error logged as the host app logs one.
+    assert (call(app, host=host).status, call(app, host=host).body) == (500, "site 500 page")
+    errors = [r.exc_info[1] for r in caplog.records if r.exc_info]
+    assert len(errors) == 2 and all(isinstance(e, DispatchConfigError) for e in errors)
+    assert "needs a subdomain factory" in str(errors[0])
+    app.testing = True  # and raised to a test
     with pytest.raises(DispatchConfigError, match="needs a subdomain factory"):
-        call(app, host="acme.com")
+        call(app, host=host)
 
 
 def test_an_answer_is_remembered_from_when_it_was_asked() -> None:
