@@ -148,7 +148,12 @@ def scope_session(
     if cookie_name in (Flask.default_config["SESSION_COOKIE_NAME"], host["SESSION_COOKIE_NAME"]):
         # quote() leaves only letters, digits, "_.-~" and "%XX": all allowed
         # in a cookie name, and no two names give the same result.
-        config["SESSION_COOKIE_NAME"] = f"{cookie_name}_{quote(name, safe='')}"
+        scoped = f"{cookie_name}_{quote(name, safe='')}"
+        if scoped == host["SESSION_COOKIE_NAME"]:
+            # A host cookie named "session_acme": "%5F" is "_" spelt as
+            # quote() never spells it, so this name is no other tenant's.
+            scoped = f"{cookie_name}%5F{quote(name, safe='')}"
+        config["SESSION_COOKIE_NAME"] = scoped
     for key in ("SESSION_COOKIE_PATH", "SESSION_COOKIE_DOMAIN"):
         if config[key] == host[key]:
             config[key] = None

@@ -410,20 +410,26 @@ def test_a_session_interface_of_its_own_is_named_in_a_warning_once(
 
 
 @pytest.mark.parametrize(
-    ("name", "cookie"),
+    ("name", "cookie", "host_cookie"),
     [
-        pytest.param("acme", "session_acme", id="label"),
-        pytest.param("xn--bcher-kva", "session_xn--bcher-kva", id="punycode"),
-        pytest.param("a.b_c~d", "session_a.b_c~d", id="token-punctuation"),
-        pytest.param("a b", "session_a%20b", id="space"),
-        pytest.param("a;b=c", "session_a%3Bb%3Dc", id="separators"),
-        pytest.param("50%", "session_50%25", id="percent"),
-        pytest.param("bücher", "session_b%C3%BCcher", id="non-ascii"),
+        pytest.param("acme", "session_acme", "session", id="label"),
+        pytest.param("xn--bcher-kva", "session_xn--bcher-kva", "session", id="punycode"),
+        pytest.param("a.b_c~d", "session_a.b_c~d", "session", id="token-punctuation"),
+        pytest.param("a b", "session_a%20b", "session", id="space"),
+        pytest.param("a;b=c", "session_a%3Bb%3Dc", "session", id="separators"),
+        pytest.param("50%", "session_50%25", "session", id="percent"),
+        pytest.param("bücher", "session_b%C3%BCcher", "session", id="non-ascii"),
+        # The host app's cookie is not the tenant's, nor is any other tenant's.
+        pytest.param("acme", "session%5Facme", "session_acme", id="host-cookie-taken"),
+        pytest.param("5Facme", "session_5Facme", "session_acme", id="no-other-tenants"),
     ],
 )
-def test_cookie_name_is_a_token_for_any_tenant_name(name: str, cookie: str) -> None:
-    tenant = Flask("tenant")
-    scope_session(tenant, name, Flask("host"), by="path")
+def test_cookie_name_is_a_token_for_any_tenant_name(
+    name: str, cookie: str, host_cookie: str
+) -> None:
+    tenant, host = Flask("tenant"), Flask("host")
+    host.config["SESSION_COOKIE_NAME"] = host_cookie
+    scope_session(tenant, name, host, by="path")
     assert tenant.config["SESSION_COOKIE_NAME"] == cookie
     # RFC 6265's cookie-name: an RFC 2616 token.
     assert re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", cookie)
