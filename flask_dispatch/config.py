@@ -78,7 +78,7 @@ _DEFAULTS: dict[str, object] = {
     MAX_CREATING: DEFAULT_MAX_CREATING,
     SCOPE_SESSIONS: True,
     REDIS_URL: None,
-    REDIS_PREFIX: "flask_dispatch",
+    REDIS_PREFIX: None,
 }
 
 
@@ -129,8 +129,9 @@ class DispatchSettings:
         :raises DispatchConfigError: naming the key at fault.
         """
         _warn_about_misspelt_keys(config)
+        domains = _domains(config.get(DOMAIN), config.get("SERVER_NAME"))
         return cls(
-            domains=_domains(config.get(DOMAIN), config.get("SERVER_NAME")),
+            domains=domains,
             reserved=_reserved(config[RESERVED]),
             name_pattern=_pattern(config[NAME_PATTERN]),
             max_instances=int(_number(config, MAX_INSTANCES, integer=True)),
@@ -143,7 +144,7 @@ class DispatchSettings:
             max_creating=int(_number(config, MAX_CREATING, integer=True)),
             scope_sessions=_flag(config, SCOPE_SESSIONS),
             redis_url=_redis_url(config),
-            redis_prefix=t.cast(str, _text(config, REDIS_PREFIX)),
+            redis_prefix=_redis_prefix(config, domains),
         )
 
 
@@ -275,6 +276,15 @@ def _text(config: t.Mapping[str, t.Any], key: str, optional: bool = False) -> st
     if (value is None and optional) or (isinstance(value, str) and value):
         return value
     raise DispatchConfigError(f"{key} must be a non-empty string, got {value!r}.")
+
+
+def _redis_prefix(config: t.Mapping[str, t.Any], domains: tuple[str, ...]) -> str:
+    """The one set, else one of the site's own: two sites that share a
+    Redis must not evict each other's tenants."""
+    prefix = _text(config, REDIS_PREFIX, optional=True)
+    if prefix is not None:
+        return prefix
+    return f"flask_dispatch:{domains[0]}" if domains else "flask_dispatch"
 
 
 def _flag(config: t.Mapping[str, t.Any], key: str) -> bool:

@@ -1215,7 +1215,7 @@ class TestEvictThroughRedis:
                 {"acme"},
                 {"globex"},
                 "Evicted tenant 'acme' in every process that shares this Redis"
-                " (127.0.0.1:{port}/0, prefix 'flask_dispatch').\n",
+                " (127.0.0.1:{port}/0, prefix 'flask_dispatch:example.com').\n",
                 id="one tenant",
             ),
             pytest.param(
@@ -1223,7 +1223,7 @@ class TestEvictThroughRedis:
                 {"acme", "globex"},
                 set(),
                 "Evicted every tenant in every process that shares this Redis"
-                " (127.0.0.1:{port}/0, prefix 'flask_dispatch').\n",
+                " (127.0.0.1:{port}/0, prefix 'flask_dispatch:example.com').\n",
                 id="every tenant",
             ),
         ],
@@ -1255,7 +1255,8 @@ class TestEvictThroughRedis:
         app = make_site(DISPATCH_REDIS_URL=f"redis://127.0.0.1:{redis_server.port}/3")
         result = invoke(app, "evict", "acme")
         assert result.exit_code == 0
-        assert f"(127.0.0.1:{redis_server.port}/3, prefix 'flask_dispatch')" in result.output
+        prefix = "'flask_dispatch:example.com'"  # the site's own, from its domain
+        assert f"(127.0.0.1:{redis_server.port}/3, prefix {prefix})" in result.output
 
     def test_redis_unreachable_is_a_failure(self, app: Flask, redis_server: RedisServer) -> None:
         redis_server.stop()
@@ -1272,7 +1273,7 @@ class TestEvictThroughRedis:
         self, app: Flask, redis_server: RedisServer
     ) -> None:
         # The stream's key holds a string: Redis is there, and says no.
-        redis.Redis.from_url(redis_server.url).set("flask_dispatch:evictions", "x")
+        redis.Redis.from_url(redis_server.url).set("flask_dispatch:example.com:evictions", "x")
         result = invoke(app, "evict", "acme")
         assert result.exit_code == 1
         assert "was not sent to Redis" in result.output

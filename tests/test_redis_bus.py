@@ -647,10 +647,10 @@ def test_a_receiver_that_builds_a_tenant_does_not_stall_the_catch_up(
             dispatch.registry.get("beta", factory)
 
     def evict() -> None:
-        other = processes(prefix="flask_dispatch")
+        other = processes(prefix="flask_dispatch:example.com")
         other.bus.publish("alpha")
         other.bus.publish("acme")
-        wait_for(lambda: admin.xlen("flask_dispatch:evictions") == 2)
+        wait_for(lambda: admin.xlen("flask_dispatch:example.com:evictions") == 2)
 
     with tenant_evicted.connected_to(build_beta, app):
         calls = first_requests_in_a_forked_worker(app, factory, evict)
@@ -685,8 +685,8 @@ def test_a_forked_workers_first_request_sees_evictions_published_since_the_fork(
     assert call(app, host="acme.example.com").status == 200
 
     def evict() -> None:
-        processes(prefix="flask_dispatch").bus.publish("acme")
-        wait_for(lambda: admin.xlen("flask_dispatch:evictions") == 1)
+        processes(prefix="flask_dispatch:example.com").bus.publish("acme")
+        wait_for(lambda: admin.xlen("flask_dispatch:example.com:evictions") == 1)
 
     calls = first_requests_in_a_forked_worker(app, factory, evict, threads=4)
     assert calls == ["acme", "acme"]  # built afresh
@@ -976,6 +976,31 @@ def test_a_process_that_only_resolved_domains_hears_evictions(server: RedisServe
         return response.status_code == 404  # the bare tenant's, not the landing page
 
     wait_for(served_by_acme, timeout=5.0)
+
+
+def test_sites_that_share_a_redis_do_not_evict_each_others_tenants(server: RedisServer) -> None:
+    # By default each site's prefix is made from its domain.
+    from flask import Flask
+
+    from flask_dispatch import Dispatch
+
+    def site(domain: str) -> tuple[Flask, Dispatch]:
+        app = Flask("host")
+        app.config.update(DISPATCH_DOMAIN=domain, DISPATCH_REDIS_URL=server.url)
+        dispatch = Dispatch(app)
+        dispatch.subdomain(lambda name: Flask(f"tenant_{name}"))
+        return app, dispatch
+
+    (a, dispatch_a), (b, _), (b2, dispatch_b2) = site("a.test"), site("b.test"), site("b.test")
+    for name in ("acme", "last"):
+        b.test_client().get("/", headers={"Host": f"{name}.b.test"})
+    with a.app_context():
+        dispatch_a.evict("acme")  # site a's tenant acme, not site b's
+    with b2.app_context():
+        dispatch_b2.evict("last")  # site b's, heard after what a sent before
+    held_by_b = b.extensions["dispatch"].registry
+    wait_for(lambda: "last" not in held_by_b, timeout=5.0)
+    assert list(held_by_b) == ["acme"]
 
 
 @pytest.mark.parametrize(
