@@ -474,7 +474,12 @@ class Dispatch:
         if not callable(wsgi_app):
             raise TypeError(f"Cannot mount {wsgi_app!r}: it is not a WSGI app.")
         if prefix in self._mounts:
-            raise ValueError(f"Something is already mounted at {prefix!r}.")
+            # Called in create_app, say: mounts are the Dispatch object's.
+            raise ValueError(
+                f"Something is already mounted at {prefix!r}. Mounts belong to the"
+                " Dispatch object and serve every app it is initialised on: mount"
+                " once, at import time, where the factories are registered."
+            )
         self._mounts = {**self._mounts, prefix: wsgi_app}
         self._reroute()
 
