@@ -286,9 +286,12 @@ def _split_application_root(path: str) -> tuple[str, str, str]:
 
 
 def _name_app(app: object) -> str:
-    """A function by its import path (its repr shows an address), else its repr."""
+    """Its repr, unless that shows only an address: a function by its import
+    path, an object by its class's."""
     if isinstance(app, types.FunctionType):
         return f"{app.__module__}.{app.__qualname__}"
+    if type(app).__repr__ is object.__repr__:
+        return f"a {type(app).__module__}.{type(app).__qualname__}"
     return repr(app)
 
 

@@ -20,6 +20,7 @@ import pytest
 import redis
 from flask import Flask, current_app
 from werkzeug.exceptions import Gone
+from werkzeug.middleware.shared_data import SharedDataMiddleware
 
 from flask_dispatch import Dispatch, tenant_created, tenant_evicted
 from flask_dispatch.cli import dispatch_cli
@@ -540,6 +541,16 @@ def test_check_says_when_a_url_is_outside_application_root(url: str, output: str
     app = make_site(APPLICATION_ROOT="/site/", SERVER_NAME="example.com")
     result = invoke(app, "check", url)
     assert (result.exit_code, result.output) == (0, output)
+
+
+def test_check_names_a_mount_by_its_class_when_its_repr_is_an_address() -> None:
+    app = make_host_app()
+    Dispatch(app).mount("/files", SharedDataMiddleware(NamedApp("files"), {}))
+    result = invoke(app, "check", "http://example.com/files/a.txt")
+    assert result.output.splitlines()[:2] == [
+        "mount '/files'",
+        "  app:         a werkzeug.middleware.shared_data.SharedDataMiddleware",
+    ]
 
 
 @pytest.mark.parametrize(
