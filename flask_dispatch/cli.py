@@ -562,6 +562,13 @@ def evict_command(name: str | None, all_tenants: bool) -> None:
     finally:
         bus.close()  # sends what is pending, if Redis is reachable
     if bus.pending:
+        import redis  # Redis is configured: redis-py is there
+
+        if isinstance(bus.send_error, redis.TimeoutError):  # it may have arrived
+            raise click.ClickException(
+                f"The eviction of {what} was perhaps not sent to Redis ({bus.where}:"
+                f" {bus.send_error}), so perhaps no other process was told."
+            )
         raise click.ClickException(
             f"The eviction of {what} was not sent to Redis ({bus.where}:"
             f" {bus.send_error or 'unreachable'}), and no other process was told."

@@ -264,7 +264,7 @@ class EvictionBus:
             self._flush()
         except redis.RedisError as e:
             self.send_error = e
-            self._log.warning("Evictions not sent: %d (%s)", len(self._pending), e)
+            self._log.warning("Evictions %s: %d (%s)", not_sent(e), len(self._pending), e)
         owned = self._url is not None
         deadline = time.monotonic() + BLOCK_MS / 1000 + 1
         while self._thread is not None and self._thread.is_alive() and time.monotonic() < deadline:
@@ -294,7 +294,7 @@ class EvictionBus:
                         writer.connection_pool.disconnect()
         except redis.RedisError as e:
             self._log.warning(
-                "Evictions not sent at exit: %d (%s); %s", len(self._pending), e, lost
+                "Evictions %s at exit: %d (%s); %s", not_sent(e), len(self._pending), e, lost
             )
         finally:
             self._send_lock.release()
@@ -449,6 +449,12 @@ _kept_across_forks: list[tuple[t.Any, t.Any]] = []
 #: The buses of this process, for the exit hook (a bus leaves it once
 #: closed and collected).
 _buses: weakref.WeakSet[EvictionBus] = weakref.WeakSet()
+
+
+def not_sent(error: BaseException | None) -> str:
+    """What became of evictions whose write failed with ``error``, in words:
+    after a timeout, Redis may have applied it all the same."""
+    return "perhaps not sent" if isinstance(error, redis.TimeoutError) else "not sent"
 
 
 @atexit.register

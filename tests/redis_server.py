@@ -1,18 +1,22 @@
 """Run a real ``redis-server`` on a free loopback port, without persistence,
-that a test can stop and start again on the same port (an outage)."""
+that a test can stop and start again on the same port (an outage); or a
+Redis that hangs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import typing as t
 
 from .servers import free_port, stop
 
 if t.TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 REDIS_SERVER = os.environ.get("DISPATCH_TEST_REDIS_SERVER", "redis-server")
@@ -103,3 +107,28 @@ def started(directory: Path) -> RedisServer:
         else:
             return server
     raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def silent_server(port: int = 0) -> Iterator[int]:
+    """A Redis that hangs: it accepts connections on ``port`` (a free one
+    by default, given back) and never answers."""
+    listener = socket.create_server(("127.0.0.1", port))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.05)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        for connection in [*accepted, listener]:
+            connection.close()

@@ -27,6 +27,7 @@ from flask_dispatch.cli import dispatch_cli
 from flask_dispatch.redis_bus import MAX_NAME
 
 from .conftest import NamedApp, RecordingFactory, make_host_app, wait_for
+from .redis_server import silent_server
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -1279,6 +1280,19 @@ class TestEvictThroughRedis:
             r" no other process was told\.\n",
             result.output,
         ), result.output
+
+    def test_redis_that_hangs_is_a_failure_that_says_the_eviction_may_have_arrived(
+        self,
+    ) -> None:
+        with silent_server() as port:
+            app = make_site(DISPATCH_REDIS_URL=f"redis://127.0.0.1:{port}/0")
+            result = invoke(app, "evict", "acme")
+        assert result.exit_code == 1
+        assert result.output == (
+            f"Error: The eviction of tenant 'acme' was perhaps not sent to Redis"
+            f" (127.0.0.1:{port}/0: Timeout reading from socket), so perhaps no other"
+            " process was told.\n"
+        )
 
     def test_a_write_redis_refuses_is_a_failure_that_says_why(
         self, app: Flask, redis_server: RedisServer

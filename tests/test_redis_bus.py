@@ -12,7 +12,6 @@ import contextlib
 import logging
 import multiprocessing
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ import typing as t
 import pytest
 
 from .conftest import RecordingFactory, call, make_host_app, wait_for
+from .redis_server import silent_server
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -339,32 +339,9 @@ sys.stdin.readline()
 """
 
 
-@contextlib.contextmanager
-def silent_server(port: int = 0) -> Iterator[int]:
-    """A Redis that hangs: it accepts connections on ``port`` (a free one
-    by default, given back) and never answers."""
-    listener = socket.create_server(("127.0.0.1", port))
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.05)
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                accepted.append(listener.accept()[0])
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(5)
-        for connection in [*accepted, listener]:
-            connection.close()
-
-
 NOT_SENT = "WARNING Evictions not sent at exit: 1"
+#: After a timeout, Redis may have added them all the same.
+PERHAPS_NOT_SENT = "WARNING Evictions perhaps not sent at exit: 1"
 
 
 @pytest.mark.parametrize(
@@ -372,10 +349,10 @@ NOT_SENT = "WARNING Evictions not sent at exit: 1"
     [
         pytest.param(("down", "down"), "url", NOT_SENT, id="down"),
         pytest.param(("down", "back"), "url", None, id="back"),
-        pytest.param(("down", "hangs"), "url", NOT_SENT, id="hangs"),
+        pytest.param(("down", "hangs"), "url", PERHAPS_NOT_SENT, id="hangs"),
         pytest.param(("down", "back"), "client", None, id="back-client-given"),
         # redis-py's defaults would wait 5 s, ten times over.
-        pytest.param(("down", "hangs"), "client", NOT_SENT, id="hangs-client-given"),
+        pytest.param(("down", "hangs"), "client", PERHAPS_NOT_SENT, id="hangs-client-given"),
         pytest.param(
             ("hangs", "hangs"),
             "client",
