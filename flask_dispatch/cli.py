@@ -50,9 +50,9 @@ dispatch_cli = AppGroup(
 _Details = list[tuple[str, str]]
 #: A tenant built by a command: the app, or why not and the factory's exception.
 _Built = tuple["WSGIApplication | None", str, "BaseException | None"]
-# Another scheme: "ftp://...", or "mailto:..." (a dotless name and a colon
-# not followed by a port, which "localhost:5000/x" is).
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://|[A-Za-z][A-Za-z0-9+-]*:(?![0-9]*(?:[/?#]|$))")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+# "name:" before what is not a port: "mailto:...", or "user:pass@host".
+_SCHEME_OR_USER = re.compile(r"([A-Za-z][A-Za-z0-9+-]*):([^/?#\\]*)")
 _HTTP_SCHEME = re.compile(r"(https?):[/\\]*", re.IGNORECASE)
 _C0_AND_SPACE = "".join(map(chr, range(0x21)))
 
@@ -211,7 +211,7 @@ def _split_url(url: str) -> tuple[str, str, str, str, bool]:
     # newlines in it dropped; "http:" before any number of (back)slashes.
     url = "".join(c for c in url.strip(_C0_AND_SPACE) if c not in "\t\n\r")
     match = _HTTP_SCHEME.match(url)
-    if match is None and _URL.match(url):
+    if match is None and _of_another_scheme(url):
         raise click.BadParameter(f"{url!r} is not an http:// or https:// URL.", param_hint="URL")
     scheme, rest = (match[1].lower(), url[match.end() :]) if match else ("http", url)
     # As a browser reads an http URL: a backslash before the query is a slash.
@@ -233,6 +233,18 @@ def _split_url(url: str) -> tuple[str, str, str, str, bool]:
     query = "".join(c if "!" <= c <= "~" and c not in "\"'<>" else quote(_bytes(c)) for c in query)
     path = _without_dot_segments(path or "/")
     return scheme, host, unquote_to_bytes(_bytes(path)).decode("latin-1"), query, idna
+
+
+def _of_another_scheme(url: str) -> bool:
+    """Whether ``url`` (not ``http:``) is of another scheme, as a browser
+    reads it: ``ftp://...``, ``mailto:...``, ``data:...``; not a host and
+    port (``localhost:5000``), nor a user and password (``user:pw@host``)."""
+    if _URL.match(url):
+        return True
+    match = _SCHEME_OR_USER.match(url)
+    if match is None or re.fullmatch("[0-9]*", match[2]):  # no name, or a port
+        return False
+    return "@" not in match[2] or match[1].lower() == "mailto"
 
 
 def _bytes(text: str) -> bytes:

@@ -197,7 +197,7 @@ def _domains(value: object, server_name: object) -> tuple[str, ...]:
             raise DispatchConfigError(f"{DOMAIN} has an invalid domain name {item!r}.")
         domains.append(host)
     # Longest first, so "a.example.com" is tried before "example.com".
-    return tuple(sorted(set(domains), key=len, reverse=True))
+    return tuple(sorted(set(domains), key=lambda domain: (-len(domain), domain)))
 
 
 def _reserved(value: object) -> frozenset[str]:
@@ -280,11 +280,15 @@ def _text(config: t.Mapping[str, t.Any], key: str, optional: bool = False) -> st
 
 def _redis_prefix(config: t.Mapping[str, t.Any], domains: tuple[str, ...]) -> str:
     """The one set, else one of the site's own: two sites that share a
-    Redis must not evict each other's tenants."""
+    Redis must not evict each other's tenants. From the shortest domain
+    (the first in order among those as short), which adding a regional
+    one (``eu.example.com``) leaves as it was."""
     prefix = _text(config, REDIS_PREFIX, optional=True)
     if prefix is not None:
         return prefix
-    return f"flask_dispatch:{domains[0]}" if domains else "flask_dispatch"
+    if not domains:
+        return "flask_dispatch"
+    return f"flask_dispatch:{min(domains, key=lambda domain: (len(domain), domain))}"
 
 
 def _flag(config: t.Mapping[str, t.Any], key: str) -> bool:

@@ -70,7 +70,8 @@ class DispatchMiddleware:
             try:
                 router = self.state.build_router()
             except DispatchConfigError as e:  # on the site's 500 page, and logged
-                return self.fail(environ, start_response, e)
+                # Its host unchecked: one the host app can build URLs with.
+                return self.fail(environ, start_response, e, bad_host=True)
         host, path = environ.get("HTTP_HOST"), environ.get("PATH_INFO", "")
         target = router.route(server_host(environ) if host is None else host, path)
         if target.kind is _DOMAIN:

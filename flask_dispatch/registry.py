@@ -485,10 +485,12 @@ class TenantRegistry:
 
     def _expired(self, slot: TenantSlot, now: float) -> EvictReason | None:
         idle_timeout = self.idle_timeout
+        # The count before the time: a request ends by stamping the time,
+        # then dropping the count, so one that ends meanwhile is seen.
         if (
             idle_timeout is not None
-            and now - slot.seen >= idle_timeout
             and id(slot.app) not in self._requests
+            and now - slot.seen >= idle_timeout
         ):
             return "idle"
         if self.max_age is not None and now - slot.born >= self.max_age:
@@ -520,11 +522,11 @@ class TenantRegistry:
                 # see the request over and the app unused since it began.
                 if slot.app is app:
                     slot.seen = now
-                left = self._requests[key] - 1
-                if left:
+                left = self._requests.get(key, 0) - 1
+                if left > 0:
                     self._requests[key] = left
                 else:
-                    del self._requests[key]
+                    self._requests.pop(key, None)
 
         return done
 

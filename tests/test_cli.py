@@ -410,6 +410,28 @@ SUBDOMAIN_ACME = lines(
             id="no-scheme-a-dotless-host-and-a-port",
         ),
         pytest.param(
+            ["user:pw@example.com/acme/notes/1"],
+            0,
+            lines(
+                "path tenant 'acme'",
+                "  SCRIPT_NAME: '/acme'",
+                "  PATH_INFO:   '/notes/1'",
+                "  factory:     not called (--build calls it)",
+            ),
+            id="no-scheme-a-user-and-password",
+        ),
+        pytest.param(
+            ["localhost:5000\\acme\\notes\\1"],
+            0,
+            lines(
+                "path tenant 'acme'",
+                "  SCRIPT_NAME: '/acme'",
+                "  PATH_INFO:   '/notes/1'",
+                "  factory:     not called (--build calls it)",
+            ),
+            id="no-scheme-a-port-and-backslashes",
+        ),
+        pytest.param(
             ["https://acme.example.com:0443/notes/1"],
             0,
             SUBDOMAIN_ACME,

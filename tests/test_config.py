@@ -65,6 +65,46 @@ def test_domain_defaults_to_server_name_host(server_name: str, domains: tuple[st
 
 
 @pytest.mark.parametrize(
+    ("config", "prefix"),
+    [
+        pytest.param(
+            {"DISPATCH_DOMAIN": "Example.com."}, "flask_dispatch:example.com", id="domain"
+        ),
+        pytest.param(
+            {"SERVER_NAME": "example.com:8000"}, "flask_dispatch:example.com", id="server"
+        ),
+        pytest.param(
+            {"DISPATCH_DOMAIN": ["eu.example.com", "example.com"]},
+            "flask_dispatch:example.com",
+            id="shortest",
+        ),
+        # Whatever the order given, or a set's order in this process.
+        pytest.param(
+            {"DISPATCH_DOMAIN": ["example.org", "example.com"]},
+            "flask_dispatch:example.com",
+            id="tie",
+        ),
+        pytest.param(
+            {"DISPATCH_DOMAIN": {"example.org", "example.com"}},
+            "flask_dispatch:example.com",
+            id="tie-in-a-set",
+        ),
+        pytest.param({}, "flask_dispatch", id="no-domain"),
+        pytest.param(
+            {"DISPATCH_DOMAIN": "example.com", "DISPATCH_REDIS_PREFIX": "notes"}, "notes", id="set"
+        ),
+    ],
+)
+def test_redis_prefix_defaults_to_one_of_the_sites_own(
+    config: dict[str, t.Any], prefix: str
+) -> None:
+    app = Flask("host")
+    app.config.update(config)
+    Dispatch(app).path(RecordingFactory())
+    assert app.extensions["dispatch"].settings.redis_prefix == prefix
+
+
+@pytest.mark.parametrize(
     "server_name",
     [
         pytest.param("example.com:", id="empty-port"),

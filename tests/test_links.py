@@ -840,17 +840,25 @@ def test_a_forked_child_does_not_wait_for_the_parents_resolver_call() -> None:
 
 
 @pytest.mark.parametrize(
-    "host", [pytest.param("acme.com", id="custom-domain"), pytest.param("example.com", id="site")]
+    "host",
+    [
+        pytest.param("acme.com", id="custom-domain"),
+        pytest.param("example.com", id="site"),
+        pytest.param("evil.com", id="untrusted"),
+        pytest.param("exa mple.com", id="malformed"),
+    ],
 )
 def test_a_domain_resolver_without_a_subdomain_factory_is_refused(
     host: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = make_host_app()
+    app = make_host_app(TRUSTED_HOSTS=["example.com", "acme.com"])
+    app.register_error_handler(500, lambda e: (f"site 500 page, {url_for('login')}", 500))
     dispatch = Dispatch(app)
     dispatch.path(RecordingFactory())
     dispatch.domain(lambda host: "acme")
     # The site's own 500 page, and the error logged as the host app logs one.
-    assert (call(app, host=host).status, call(app, host=host).body) == (500, "site 500 page")
+    page = (500, "site 500 page, /login")
+    assert (call(app, host=host).status, call(app, host=host).body) == page
     errors = [r.exc_info[1] for r in caplog.records if r.exc_info]
     assert len(errors) == 2 and all(isinstance(e, DispatchConfigError) for e in errors)
     assert "needs a subdomain factory" in str(errors[0])
