@@ -213,6 +213,10 @@ def tenant_client(app: Flask) -> TenantClientFactory:
 
 #: Where a test's fixture request is kept, for :func:`pytest_runtest_teardown`.
 _REQUEST = pytest.StashKey[pytest.FixtureRequest]()
+#: The app whose tenants are dropped, while the test's fixtures are torn down.
+_TEARING_DOWN = pytest.StashKey[object]()
+#: The first failure to drop them after a fixture's teardown.
+_FAILED = pytest.StashKey[Exception]()
 
 
 @pytest.fixture(autouse=True)
@@ -228,25 +232,42 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, pluggy.Result[
     """After a test that used ``app``, drop every tenant and remembered miss
     of the app's dispatch registry: before the fixtures are torn down, as
     the ``tenant_evicted`` receivers may close what those fixtures remove,
-    and again after, as a fixture's teardown may have built a tenant again.
-    The fixtures are torn down whatever fails here; then the test errors
-    (under pluggy 1.0, the failure is logged)."""
+    and again after each fixture whose teardown built a tenant again (see
+    :func:`pytest_fixture_post_finalizer`). The fixtures are torn down
+    whatever fails here; then the test errors (under pluggy 1.0, the
+    failure is logged)."""
     app, failed = None, None
     try:  # nothing may escape before the yield: the fixtures would stay up
         app = _app_used(item)
         _drop_tenants(app)
     except Exception as e:
         failed = e
-    outcome = yield
-    state = _dispatch_state(app)
-    # Only if needed: the app's teardown_appcontext may need what is gone now.
-    if state is not None and (len(state.registry) or state.registry.stats().misses):
-        try:
-            _drop_tenants(app)
-        except Exception as e:
-            failed = failed or e
+    item.stash[_TEARING_DOWN] = app
+    try:
+        outcome = yield
+    finally:
+        del item.stash[_TEARING_DOWN]
+    if _FAILED in item.stash:  # after a fixture's teardown
+        failed = failed or item.stash[_FAILED]
+        del item.stash[_FAILED]  # a test run again starts afresh
+    try:  # after what no fixture's teardown follows: a module's fixtures, say
+        _drop_if_any(app)
+    except Exception as e:
+        failed = failed or e
     if failed is not None:
         _report(outcome, failed)
+
+
+def pytest_fixture_post_finalizer(fixturedef: object, request: pytest.FixtureRequest) -> None:
+    """After a fixture of a test was torn down: drop what its teardown built
+    (a tidy fixture logs out), before the fixtures it used go too. A
+    failure is kept for the test's teardown: raised here, it would leave
+    pytest's fixture half torn down."""
+    node = request.node
+    try:
+        _drop_if_any(node.stash.get(_TEARING_DOWN, None))
+    except Exception as e:
+        node.stash.setdefault(_FAILED, e)
 
 
 def _report(outcome: pluggy.Result[None], failed: Exception) -> None:
@@ -284,12 +305,46 @@ def _app_used(item: pytest.Item) -> object:
     return app
 
 
+def _drop_if_any(app: object) -> None:
+    """:func:`_drop_tenants`, if the registry holds anything: the app's
+    ``teardown_appcontext`` may need what is gone once its fixtures are."""
+    state = _dispatch_state(app)
+    if state is not None and (len(state.registry) or state.registry.stats().misses):
+        _drop_tenants(app)
+
+
 def _drop_tenants(app: object) -> None:
+    """Drop every tenant of ``app``'s registry, in this process. What a
+    ``tenant_evicted`` receiver raises is raised here: served, dispatch
+    logs it and goes on; in a test, a release that fails is an error."""
     state = _dispatch_state(app)
     if isinstance(app, Flask) and state is not None:
-        # In an app context, like requests that evict, for tenant_evicted receivers.
-        with app.app_context():
-            state.evict(None, everywhere=False)  # this process only
+        failures = _Failures()
+        _log.addHandler(failures)
+        try:
+            # In an app context, like requests that evict, for the receivers.
+            with app.app_context():
+                state.evict(None, everywhere=False)  # this process only
+        finally:
+            _log.removeHandler(failures)
+        if failures.raised:
+            error = failures.raised[0]
+            if not isinstance(error, Exception):  # a SystemExit must not end the run
+                raise RuntimeError(f"A tenant_evicted receiver raised {error!r}.") from error
+            error.add_note("Raised by a tenant_evicted receiver as the tenants were dropped.")
+            raise error
+
+
+class _Failures(logging.Handler):
+    """The exceptions dispatch logs while it is attached."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.raised: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            self.raised.append(record.exc_info[1])
 
 
 def _default_by(app: Flask) -> By:

@@ -8,6 +8,7 @@ import textwrap
 import typing as t
 from pathlib import Path
 
+import pluggy
 import pytest
 
 if t.TYPE_CHECKING:
@@ -464,30 +465,52 @@ def test_tenants_are_dropped_before_the_fixtures_are_torn_down(
     result.assert_outcomes(passed=2)
 
 
-def test_a_tenant_a_fixture_builds_at_its_teardown_is_dropped_too(pytester: Pytester) -> None:
-    conftest = CONFTEST + textwrap.dedent(
+@pytest.mark.parametrize(
+    "scope",
+    [
+        pytest.param("", id="function-scoped-app"),
+        pytest.param('scope="session"', id="session-scoped-app"),
+    ],
+)
+def test_a_tenant_a_fixture_builds_at_its_teardown_is_dropped_too(
+    pytester: Pytester, scope: str
+) -> None:
+    # Dropped before the fixtures that fixture used are torn down: the
+    # database it logs out through is still there, and checks it was let go.
+    conftest = CONFTEST + APP_FIXTURE.replace("@pytest.fixture", f"@pytest.fixture({scope})")
+    conftest += textwrap.dedent(
         """
-        APP = make_dispatch_app()
-
-        @pytest.fixture(scope="session")
-        def app():
-            return APP
+        OPEN = set()
 
         @pytest.fixture
-        def acme(tenant_client):
+        def tenant_database(app):
+            def connect(sender, name, tenant_app):
+                OPEN.add(name)
+
+            def close(sender, name, tenant_app, reason):
+                OPEN.discard(name)
+
+            from flask_dispatch import tenant_created
+            tenant_created.connect(connect)
+            tenant_evicted.connect(close)
+            yield
+            assert not OPEN, f"connections of {OPEN} still open"
+            tenant_created.disconnect(connect)
+            tenant_evicted.disconnect(close)
+
+        @pytest.fixture
+        def acme(tenant_database, tenant_client):
             client = tenant_client("acme")
             yield client
             client.get("/")  # a tidy fixture logs out at its teardown
         """
     )
     tests = """
-        from conftest import APP
-
         def test_one(acme):
             assert acme.get("/").text == "acme index"
 
-        def test_two():
-            assert list(APP.extensions["dispatch"].registry) == []
+        def test_two(app):
+            assert list(app.extensions["dispatch"].registry) == []
         """
     result = run(pytester, tests, conftest=conftest)
     result.assert_outcomes(passed=2)
@@ -545,6 +568,103 @@ def test_a_cleanup_that_fails_errors_the_test_and_the_fixtures_are_still_torn_do
             "*Dropping the tenants failed too: RuntimeError('session.remove() failed')*",
         ]
     )
+
+
+def test_a_cleanup_after_a_fixtures_teardown_that_fails_errors_the_test(
+    pytester: Pytester,
+) -> None:
+    conftest = CONFTEST + textwrap.dedent(
+        """
+        EVENTS = []
+
+        @pytest.fixture
+        def database():
+            EVENTS.append("up")
+            yield
+            EVENTS.append("down")
+
+        @pytest.fixture
+        def app(database):
+            app = make_dispatch_app()
+
+            @app.teardown_appcontext
+            def remove_session(exception):
+                if app.config.get("BROKEN"):
+                    raise RuntimeError("session.remove() failed")
+
+            return app
+
+        @pytest.fixture
+        def acme(app, tenant_client):
+            yield
+            tenant_client("acme").get("/")  # built again at its teardown ...
+            app.config["BROKEN"] = True  # ... and dropping it fails
+        """
+    )
+    tests = """
+        from conftest import EVENTS
+
+        def test_one(acme):
+            pass
+
+        def test_two(acme):  # its fixtures made afresh
+            assert EVENTS == ["up", "down", "up"]
+
+        def test_three():
+            assert EVENTS == ["up", "down", "up", "down"]
+        """
+    result = run(pytester, tests, "-p", "no:flask", conftest=conftest)
+    if not hasattr(getattr(pluggy, "Result", None), "force_exception"):  # pluggy 1.0: logged
+        result.assert_outcomes(passed=3)
+        return
+    result.assert_outcomes(passed=3, errors=2)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_one*", "*session.remove() failed*"])
+
+
+@pytest.mark.parametrize(
+    ("raised", "shown"),
+    [
+        pytest.param(
+            'OSError("could not close")',
+            ["*OSError: could not close*", "*Raised by a tenant_evicted receiver*"],
+            id="error",
+        ),
+        pytest.param(
+            'SystemExit("bye")',
+            ["*RuntimeError: A tenant_evicted receiver raised SystemExit('bye')*"],
+            id="exit-does-not-end-the-run",
+        ),
+    ],
+)
+def test_a_tenant_evicted_receiver_that_fails_errors_the_test(
+    pytester: Pytester, raised: str, shown: list[str]
+) -> None:
+    conftest = CONFTEST + APP_FIXTURE
+    conftest += textwrap.dedent(
+        f"""
+        @pytest.fixture
+        def closing(app):
+            def close(sender, name, tenant_app, reason):
+                raise {raised}
+
+            tenant_evicted.connect(close, app)
+            yield
+            tenant_evicted.disconnect(close, app)
+        """
+    )
+    tests = """
+        def test_one(closing, tenant_client):
+            assert tenant_client("acme").get("/").text == "acme index"
+
+        def test_two(closing, tenant_client):
+            pass  # nothing built: nothing to release
+        """
+    result = run(pytester, tests, conftest=conftest)
+    if not hasattr(getattr(pluggy, "Result", None), "force_exception"):  # pluggy 1.0: logged
+        result.assert_outcomes(passed=2)
+        return
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_one*", *shown])
 
 
 def test_no_app_context_after_the_fixtures_are_torn_down_with_nothing_to_drop(
