@@ -420,49 +420,33 @@ def test_cleanup_when_the_test_registers_dispatch(pytester: Pytester) -> None:
     result.assert_outcomes(passed=2)
 
 
-@pytest.mark.parametrize(
-    "scope",
-    [
-        pytest.param("", id="function-scoped-app"),
-        pytest.param('scope="session"', id="session-scoped-app"),
-    ],
-)
-def test_tenants_are_dropped_before_the_fixtures_are_torn_down(
-    pytester: Pytester, scope: str
-) -> None:
-    # A fixture that removes what tenants use (a database, say) checks at its
-    # teardown that the tenant_evicted receiver has let go of it already.
-    conftest = CONFTEST + APP_FIXTURE.replace("@pytest.fixture", f"@pytest.fixture({scope})")
-    conftest += textwrap.dedent(
-        """
-        OPEN = set()
+# A fixture that removes what tenants use (a database, say) checks at its
+# teardown that the tenant_evicted receiver has let go of it already.
+TENANT_DATABASE = """
+OPEN = set()
 
-        @pytest.fixture
-        def tenant_database(app):
-            def connect(sender, name, tenant_app):
-                OPEN.add(name)
+@pytest.fixture
+def tenant_database(app):
+    def connect(sender, name, tenant_app):
+        OPEN.add(name)
 
-            def close(sender, name, tenant_app, reason):
-                OPEN.discard(name)
+    def close(sender, name, tenant_app, reason):
+        OPEN.discard(name)
 
-            from flask_dispatch import tenant_created
-            tenant_created.connect(connect)
-            tenant_evicted.connect(close)
-            yield
-            assert not OPEN, f"connections of {OPEN} still open"
-            tenant_created.disconnect(connect)
-            tenant_evicted.disconnect(close)
-        """
-    )
-    tests = """
-        def test_one(app, tenant_database, tenant_client):
-            assert tenant_client("acme").get("/").text == "acme index"
+    from flask_dispatch import tenant_created
+    tenant_created.connect(connect)
+    tenant_evicted.connect(close)
+    yield
+    assert not OPEN, f"connections of {OPEN} still open"
+    tenant_created.disconnect(connect)
+    tenant_evicted.disconnect(close)
 
-        def test_two(tenant_database, app, tenant_client):
-            assert tenant_client("globex").get("/").text == "globex index"
-        """
-    result = run(pytester, tests, conftest=conftest)
-    result.assert_outcomes(passed=2)
+@pytest.fixture
+def acme(tenant_database, tenant_client):
+    client = tenant_client("acme")
+    yield client
+    client.get("/")  # a tidy fixture logs out at its teardown
+"""
 
 
 @pytest.mark.parametrize(
@@ -472,47 +456,37 @@ def test_tenants_are_dropped_before_the_fixtures_are_torn_down(
         pytest.param('scope="session"', id="session-scoped-app"),
     ],
 )
-def test_a_tenant_a_fixture_builds_at_its_teardown_is_dropped_too(
-    pytester: Pytester, scope: str
+@pytest.mark.parametrize(
+    "tests",
+    [
+        pytest.param(
+            """
+            def test_one(app, tenant_database, tenant_client):
+                assert tenant_client("acme").get("/").text == "acme index"
+
+            def test_two(tenant_database, app, tenant_client):
+                assert tenant_client("globex").get("/").text == "globex index"
+            """,
+            id="built-by-the-test",
+        ),
+        # Dropped again before the fixtures that fixture used are torn down.
+        pytest.param(
+            """
+            def test_one(acme):
+                assert acme.get("/").text == "acme index"
+
+            def test_two(app):
+                assert list(app.extensions["dispatch"].registry) == []
+            """,
+            id="built-again-by-a-fixtures-teardown",
+        ),
+    ],
+)
+def test_tenants_are_dropped_before_the_fixtures_they_use_are_torn_down(
+    pytester: Pytester, scope: str, tests: str
 ) -> None:
-    # Dropped before the fixtures that fixture used are torn down: the
-    # database it logs out through is still there, and checks it was let go.
     conftest = CONFTEST + APP_FIXTURE.replace("@pytest.fixture", f"@pytest.fixture({scope})")
-    conftest += textwrap.dedent(
-        """
-        OPEN = set()
-
-        @pytest.fixture
-        def tenant_database(app):
-            def connect(sender, name, tenant_app):
-                OPEN.add(name)
-
-            def close(sender, name, tenant_app, reason):
-                OPEN.discard(name)
-
-            from flask_dispatch import tenant_created
-            tenant_created.connect(connect)
-            tenant_evicted.connect(close)
-            yield
-            assert not OPEN, f"connections of {OPEN} still open"
-            tenant_created.disconnect(connect)
-            tenant_evicted.disconnect(close)
-
-        @pytest.fixture
-        def acme(tenant_database, tenant_client):
-            client = tenant_client("acme")
-            yield client
-            client.get("/")  # a tidy fixture logs out at its teardown
-        """
-    )
-    tests = """
-        def test_one(acme):
-            assert acme.get("/").text == "acme index"
-
-        def test_two(app):
-            assert list(app.extensions["dispatch"].registry) == []
-        """
-    result = run(pytester, tests, conftest=conftest)
+    result = run(pytester, tests, conftest=conftest + TENANT_DATABASE)
     result.assert_outcomes(passed=2)
 
 
