@@ -490,31 +490,34 @@ def test_tenants_are_dropped_before_the_fixtures_they_use_are_torn_down(
     result.assert_outcomes(passed=2)
 
 
+# An app whose teardown_appcontext fails once BROKEN is set, after a
+# database fixture that records when it is torn down.
+BREAKABLE_APP = """
+EVENTS = []
+
+@pytest.fixture
+def database():
+    EVENTS.append("up")
+    yield
+    EVENTS.append("down")
+
+@pytest.fixture
+def app(database):
+    app = make_dispatch_app()
+
+    @app.teardown_appcontext
+    def remove_session(exception):
+        if app.config.get("BROKEN"):
+            raise RuntimeError("session.remove() failed")
+
+    return app
+"""
+
+
 def test_a_cleanup_that_fails_errors_the_test_and_the_fixtures_are_still_torn_down(
     pytester: Pytester,
 ) -> None:
-    conftest = CONFTEST + textwrap.dedent(
-        """
-        EVENTS = []
-
-        @pytest.fixture
-        def database():
-            EVENTS.append("up")
-            yield
-            EVENTS.append("down")
-
-        @pytest.fixture
-        def app(database):
-            app = make_dispatch_app()
-
-            @app.teardown_appcontext
-            def remove_session(exception):
-                if app.config.get("BROKEN"):
-                    raise RuntimeError("session.remove() failed")
-
-            return app
-        """
-    )
+    conftest = CONFTEST + BREAKABLE_APP
     tests = """
         from conftest import EVENTS
 
@@ -547,27 +550,9 @@ def test_a_cleanup_that_fails_errors_the_test_and_the_fixtures_are_still_torn_do
 def test_a_cleanup_after_a_fixtures_teardown_that_fails_errors_the_test(
     pytester: Pytester,
 ) -> None:
-    conftest = CONFTEST + textwrap.dedent(
+    conftest = CONFTEST + BREAKABLE_APP
+    conftest += textwrap.dedent(
         """
-        EVENTS = []
-
-        @pytest.fixture
-        def database():
-            EVENTS.append("up")
-            yield
-            EVENTS.append("down")
-
-        @pytest.fixture
-        def app(database):
-            app = make_dispatch_app()
-
-            @app.teardown_appcontext
-            def remove_session(exception):
-                if app.config.get("BROKEN"):
-                    raise RuntimeError("session.remove() failed")
-
-            return app
-
         @pytest.fixture
         def acme(app, tenant_client):
             yield
