@@ -53,6 +53,10 @@ _Built = tuple["WSGIApplication | None", str, "BaseException | None"]
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 # "name:" before what is not a port: "mailto:...", or "user:pass@host".
 _SCHEME_OR_USER = re.compile(r"([A-Za-z][A-Za-z0-9+-]*):([^/?#\\]*)")
+#: Schemes whose URLs hold an "@" without being a user's (mailto:a@b).
+_SCHEMES_WITH_AT = frozenset(
+    {"about", "blob", "data", "file", "javascript", "mailto", "sip", "sips", "sms", "tel", "xmpp"}
+)
 _HTTP_SCHEME = re.compile(r"(https?):[/\\]*", re.IGNORECASE)
 _C0_AND_SPACE = "".join(map(chr, range(0x21)))
 
@@ -244,7 +248,7 @@ def _of_another_scheme(url: str) -> bool:
     match = _SCHEME_OR_USER.match(url)
     if match is None or re.fullmatch("[0-9]*", match[2]):  # no name, or a port
         return False
-    return "@" not in match[2] or match[1].lower() == "mailto"
+    return "@" not in match[2] or match[1].lower() in _SCHEMES_WITH_AT
 
 
 def _bytes(text: str) -> bytes:

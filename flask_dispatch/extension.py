@@ -19,10 +19,12 @@ import types
 import typing as t
 import weakref
 from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 
 from flask import Flask, current_app, has_app_context, has_request_context, request, request_started
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.sansio.utils import host_is_trusted
 
 from . import config, links
 from .cli import dispatch_cli
@@ -49,6 +51,13 @@ if t.TYPE_CHECKING:
     from .redis_bus import EvictionBus
 
 _log = logging.getLogger("flask_dispatch")
+
+#: While it holds a list, what ``tenant_evicted`` receivers raise in this
+#: context is added to it, besides being logged (the pytest plugin makes a
+#: test error with it).
+receiver_failures: ContextVar[list[BaseException] | None] = ContextVar(
+    "receiver_failures", default=None
+)
 
 #: How long the first request of a forked child that holds tenants from
 #: before the fork waits for the evictions published since the app was made
@@ -91,10 +100,6 @@ class DispatchState:
         #: The remembered answers of the custom domain resolver, if any.
         self.domains: DomainAnswers | None = None
         self._app_context = app.app_context
-        #: The host dispatch puts in place of a malformed or untrusted one.
-        self.fallback_host: str = app.config.get("SERVER_NAME") or (
-            settings.domains[0] if settings.domains else "localhost"
-        )
         self._lock = threading.Lock()
         self._housekeeper_pid = -1
         # Not the router's lock: a request thread may hold that while it waits
@@ -187,6 +192,23 @@ class DispatchState:
         first and dropped here, rather than missing the registration."""
         with self._lock:
             self.middleware.router = None
+
+    @property
+    def fallback_host(self) -> str:
+        """The host dispatch puts in place of a malformed or untrusted one:
+        ``SERVER_NAME``, else a dispatch domain, else a host of
+        ``TRUSTED_HOSTS``, the first that ``TRUSTED_HOSTS`` accepts (or the
+        host app could build no URL on its error page), else
+        ``"localhost"``."""
+        trusted = _trusted_hosts(self.config.get("TRUSTED_HOSTS"))
+        for host in (
+            self.config.get("SERVER_NAME"),
+            *self.settings.domains,
+            *(pattern.lstrip(".") for pattern in trusted or ()),
+        ):
+            if host and (trusted is None or host_is_trusted(host, trusted)):
+                return t.cast(str, host)
+        return "localhost"
 
     def build_router(self) -> Router:
         """Build the router from what is registered and from the host app's
@@ -758,8 +780,11 @@ def _send_evicted(app: Flask, name: str, tenant: WSGIApplication, reason: EvictR
         for receiver in tenant_evicted.receivers_for(app):
             try:
                 receiver(app, name=name, tenant_app=tenant, reason=reason)
-            except (Exception, SystemExit):
+            except (Exception, SystemExit) as e:
                 _log.exception("A tenant_evicted receiver failed for tenant %r.", name)
+                failures = receiver_failures.get()
+                if failures is not None:
+                    failures.append(e)
 
 
 def _route_dispatch_error(sender: Flask, **extra: t.Any) -> None:

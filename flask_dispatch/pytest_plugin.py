@@ -33,6 +33,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from . import DispatchConfigError, DispatchState
+from .extension import receiver_failures
 from .links import By, default_by
 
 if t.TYPE_CHECKING:
@@ -213,9 +214,10 @@ def tenant_client(app: Flask) -> TenantClientFactory:
 
 #: Where a test's fixture request is kept, for :func:`pytest_runtest_teardown`.
 _REQUEST = pytest.StashKey[pytest.FixtureRequest]()
-#: The app whose tenants are dropped, while the test's fixtures are torn down.
+#: In the session's stash, while a test's fixtures are torn down (of any
+#: scope, so not in the fixture's own node): the app whose tenants are
+#: dropped, and the first failure to drop them after a fixture's teardown.
 _TEARING_DOWN = pytest.StashKey[object]()
-#: The first failure to drop them after a fixture's teardown.
 _FAILED = pytest.StashKey[Exception]()
 
 
@@ -242,14 +244,15 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, pluggy.Result[
         _drop_tenants(app)
     except Exception as e:
         failed = e
-    item.stash[_TEARING_DOWN] = app
+    stash = item.session.stash
+    stash[_TEARING_DOWN] = app
     try:
         outcome = yield
     finally:
-        del item.stash[_TEARING_DOWN]
-    if _FAILED in item.stash:  # after a fixture's teardown
-        failed = failed or item.stash[_FAILED]
-        del item.stash[_FAILED]  # a test run again starts afresh
+        del stash[_TEARING_DOWN]
+    if _FAILED in stash:  # after a fixture's teardown
+        failed = failed or stash[_FAILED]
+        del stash[_FAILED]
     try:  # after what no fixture's teardown follows: a module's fixtures, say
         _drop_if_any(app)
     except Exception as e:
@@ -263,11 +266,11 @@ def pytest_fixture_post_finalizer(fixturedef: object, request: pytest.FixtureReq
     (a tidy fixture logs out), before the fixtures it used go too. A
     failure is kept for the test's teardown: raised here, it would leave
     pytest's fixture half torn down."""
-    node = request.node
+    stash = request.node.session.stash
     try:
-        _drop_if_any(node.stash.get(_TEARING_DOWN, None))
+        _drop_if_any(stash.get(_TEARING_DOWN, None))
     except Exception as e:
-        node.stash.setdefault(_FAILED, e)
+        stash.setdefault(_FAILED, e)
 
 
 def _report(outcome: pluggy.Result[None], failed: Exception) -> None:
@@ -319,32 +322,20 @@ def _drop_tenants(app: object) -> None:
     logs it and goes on; in a test, a release that fails is an error."""
     state = _dispatch_state(app)
     if isinstance(app, Flask) and state is not None:
-        failures = _Failures()
-        _log.addHandler(failures)
+        failures: list[BaseException] = []
+        token = receiver_failures.set(failures)
         try:
             # In an app context, like requests that evict, for the receivers.
             with app.app_context():
                 state.evict(None, everywhere=False)  # this process only
         finally:
-            _log.removeHandler(failures)
-        if failures.raised:
-            error = failures.raised[0]
+            receiver_failures.reset(token)
+        if failures:
+            error = failures[0]
             if not isinstance(error, Exception):  # a SystemExit must not end the run
                 raise RuntimeError(f"A tenant_evicted receiver raised {error!r}.") from error
             error.add_note("Raised by a tenant_evicted receiver as the tenants were dropped.")
             raise error
-
-
-class _Failures(logging.Handler):
-    """The exceptions dispatch logs while it is attached."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.raised: list[BaseException] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.exc_info and record.exc_info[1] is not None:
-            self.raised.append(record.exc_info[1])
 
 
 def _default_by(app: Flask) -> By:

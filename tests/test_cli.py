@@ -583,6 +583,12 @@ def test_check_names_a_mount_by_its_class_when_its_repr_is_an_address() -> None:
         pytest.param("mailto:a@example.com", "'mailto:a@example.com' is not an", id="mailto"),
         pytest.param("javascript:alert(1)", "'javascript:alert(1)' is not an", id="javascript"),
         pytest.param("data:text/html,x", "'data:text/html,x' is not an http://", id="data"),
+        # An "@" in them is no user's.
+        pytest.param("sip:alice@example.com", "'sip:alice@example.com' is not an", id="sip"),
+        pytest.param("data:,x@example.com", "'data:,x@example.com' is not an", id="data-with-at"),
+        pytest.param(
+            "javascript:alert('a@b.com')", "\"javascript:alert('a@b.com')\" is not", id="js-with-at"
+        ),
         pytest.param("/acme/notes", "'/acme/notes' has no host", id="path only"),
         # "http:///acme" is http://acme/ to a browser.
         pytest.param("http://?q=1", "'http://?q=1' has no host", id="empty host"),

@@ -106,6 +106,25 @@ def test_untrusted_host_is_400_before_lookup(
     assert sub_factory.calls == ["acme", "globex"]
 
 
+@pytest.mark.parametrize(
+    ("trusted", "link"),
+    [
+        pytest.param(["example.com"], "http://example.com/login", id="the-domain"),
+        pytest.param(["www.example.com"], "http://www.example.com/login", id="another-host"),
+        pytest.param([".example.com"], "http://example.com/login", id="a-pattern"),
+    ],
+)
+def test_untrusted_hosts_400_page_builds_urls_on_a_trusted_host(
+    app: Flask, sub_factory: RecordingFactory, trusted: list[str], link: str
+) -> None:
+    app.config["TRUSTED_HOSTS"] = trusted
+    app.register_error_handler(400, lambda e: (url_for("login", _external=True), 400))
+    assert (call(app, host="attacker.org").status, call(app, host="attacker.org").body) == (
+        400,
+        link,
+    )
+
+
 # Rule 3: subdomains.
 @pytest.mark.parametrize(
     ("host", "status", "body", "calls"),

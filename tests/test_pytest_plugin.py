@@ -425,7 +425,7 @@ def test_cleanup_when_the_test_registers_dispatch(pytester: Pytester) -> None:
 TENANT_DATABASE = """
 OPEN = set()
 
-@pytest.fixture
+@pytest.fixture(SCOPE)
 def tenant_database(app):
     def connect(sender, name, tenant_app):
         OPEN.add(name)
@@ -441,19 +441,22 @@ def tenant_database(app):
     tenant_created.disconnect(connect)
     tenant_evicted.disconnect(close)
 
-@pytest.fixture
-def acme(tenant_database, tenant_client):
-    client = tenant_client("acme")
+@pytest.fixture(SCOPE)
+def acme(tenant_database, app):
+    client = app.test_client()
     yield client
-    client.get("/")  # a tidy fixture logs out at its teardown
+    # A tidy fixture logs out at its teardown.
+    client.get("/", base_url="http://acme.example.com/")
 """
 
 
 @pytest.mark.parametrize(
-    "scope",
+    ("scope", "fixture_scope"),
     [
-        pytest.param("", id="function-scoped-app"),
-        pytest.param('scope="session"', id="session-scoped-app"),
+        pytest.param("", "", id="function-scoped-app"),
+        pytest.param('scope="session"', "", id="session-scoped-app"),
+        # Torn down in the last test's teardown, though not by its own node.
+        pytest.param('scope="session"', 'scope="module"', id="module-scoped-fixtures"),
     ],
 )
 @pytest.mark.parametrize(
@@ -473,7 +476,7 @@ def acme(tenant_database, tenant_client):
         pytest.param(
             """
             def test_one(acme):
-                assert acme.get("/").text == "acme index"
+                assert acme.get("/", base_url="http://acme.example.com/").text == "acme index"
 
             def test_two(app):
                 assert list(app.extensions["dispatch"].registry) == []
@@ -483,10 +486,11 @@ def acme(tenant_database, tenant_client):
     ],
 )
 def test_tenants_are_dropped_before_the_fixtures_they_use_are_torn_down(
-    pytester: Pytester, scope: str, tests: str
+    pytester: Pytester, scope: str, fixture_scope: str, tests: str
 ) -> None:
     conftest = CONFTEST + APP_FIXTURE.replace("@pytest.fixture", f"@pytest.fixture({scope})")
-    result = run(pytester, tests, conftest=conftest + TENANT_DATABASE)
+    conftest += TENANT_DATABASE.replace("SCOPE", fixture_scope)
+    result = run(pytester, tests, conftest=conftest)
     result.assert_outcomes(passed=2)
 
 
@@ -581,36 +585,66 @@ def test_a_cleanup_after_a_fixtures_teardown_that_fails_errors_the_test(
 
 
 @pytest.mark.parametrize(
-    ("raised", "shown"),
+    ("close", "shown"),
     [
         pytest.param(
-            'OSError("could not close")',
+            'raise OSError("could not close")',
             ["*OSError: could not close*", "*Raised by a tenant_evicted receiver*"],
             id="error",
         ),
         pytest.param(
-            'SystemExit("bye")',
+            'logging.getLogger("flask_dispatch").disabled = True\n    raise OSError("quiet")',
+            ["*OSError: quiet*"],
+            id="error-with-dispatchs-log-off",
+        ),
+        pytest.param(
+            'raise SystemExit("bye")',
             ["*RuntimeError: A tenant_evicted receiver raised SystemExit('bye')*"],
             id="exit-does-not-end-the-run",
         ),
+        # Another app's receiver fails on another thread meanwhile: not ours.
+        pytest.param("in_another_thread(fail_elsewhere)", [], id="not-another-apps-failure"),
     ],
 )
 def test_a_tenant_evicted_receiver_that_fails_errors_the_test(
-    pytester: Pytester, raised: str, shown: list[str]
+    pytester: Pytester, close: str, shown: list[str]
 ) -> None:
     conftest = CONFTEST + APP_FIXTURE
     conftest += textwrap.dedent(
-        f"""
-        @pytest.fixture
-        def closing(app):
-            def close(sender, name, tenant_app, reason):
-                raise {raised}
+        """
+        import logging
+        import threading
 
-            tenant_evicted.connect(close, app)
-            yield
-            tenant_evicted.disconnect(close, app)
+        def in_another_thread(work):
+            thread = threading.Thread(target=work)
+            thread.start()
+            thread.join()
+
+        FAILED_ELSEWHERE = []
+
+        def divide_by_zero(sender, **extra):
+            FAILED_ELSEWHERE.append(extra["name"])
+            1 / 0
+
+        def fail_elsewhere():
+            other = make_dispatch_app()
+            tenant_evicted.connect(divide_by_zero, other)
+            other.test_client().get("/", base_url="http://acme.example.com/")
+            with other.app_context():
+                other.extensions["dispatch"].evict("acme")
+            assert FAILED_ELSEWHERE == ["acme"]  # it did fail
         """
     )
+    conftest += f"""
+def close(sender, name, tenant_app, reason):
+    {close}
+
+@pytest.fixture
+def closing(app):
+    tenant_evicted.connect(close, app)
+    yield
+    tenant_evicted.disconnect(close, app)
+"""
     tests = """
         def test_one(closing, tenant_client):
             assert tenant_client("acme").get("/").text == "acme index"
@@ -619,7 +653,8 @@ def test_a_tenant_evicted_receiver_that_fails_errors_the_test(
             pass  # nothing built: nothing to release
         """
     result = run(pytester, tests, conftest=conftest)
-    if not hasattr(getattr(pluggy, "Result", None), "force_exception"):  # pluggy 1.0: logged
+    pluggy_1_0 = not hasattr(getattr(pluggy, "Result", None), "force_exception")
+    if not shown or pluggy_1_0:  # pluggy 1.0: logged
         result.assert_outcomes(passed=2)
         return
     result.assert_outcomes(passed=2, errors=1)
