@@ -578,16 +578,13 @@ def evict_command(name: str | None, all_tenants: bool) -> None:
     finally:
         bus.close()  # sends what is pending, if Redis is reachable
     if bus.pending:
-        import redis  # Redis is configured: redis-py is there
+        from .redis_bus import not_sent  # Redis is configured: redis-py is there
 
-        if isinstance(bus.send_error, redis.TimeoutError):  # it may have arrived
-            raise click.ClickException(
-                f"The eviction of {what} was perhaps not sent to Redis ({bus.where}:"
-                f" {bus.send_error}), so perhaps no other process was told."
-            )
+        status = not_sent(bus.send_error)  # after a timeout, Redis may have it
+        told = "no" if status == "not sent" else "perhaps no"
         raise click.ClickException(
-            f"The eviction of {what} was not sent to Redis ({bus.where}:"
-            f" {bus.send_error or 'unreachable'}), and no other process was told."
+            f"The eviction of {what} was {status} to Redis ({bus.where}:"
+            f" {bus.send_error or 'unreachable'}), and {told} other process was told."
         )
     # Where it went, so that a wrong database or prefix shows.
     click.echo(

@@ -1318,7 +1318,7 @@ class TestEvictThroughRedis:
         assert result.exit_code == 1
         assert result.output == (
             f"Error: The eviction of tenant 'acme' was perhaps not sent to Redis"
-            f" (127.0.0.1:{port}/0: Timeout reading from socket), so perhaps no other"
+            f" (127.0.0.1:{port}/0: Timeout reading from socket), and perhaps no other"
             " process was told.\n"
         )
 
