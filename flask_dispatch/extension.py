@@ -11,6 +11,7 @@ hooks that raise dispatch's own errors inside the host app.
 from __future__ import annotations
 
 import functools
+import inspect
 import itertools
 import logging
 import os
@@ -490,10 +491,10 @@ class Dispatch:
         :param wsgi_app: any WSGI app.
         :raises ValueError: for a malformed, non-ASCII or already mounted
             prefix.
-        :raises TypeError: if ``wsgi_app`` is not callable.
+        :raises TypeError: if ``wsgi_app`` cannot be called as a WSGI app.
         """
         prefix = normalize_mount_prefix(prefix)
-        if not callable(wsgi_app):
+        if not _callable_as_wsgi(wsgi_app):
             raise TypeError(f"Cannot mount {wsgi_app!r}: it is not a WSGI app.")
         if prefix in self._mounts:
             # Called in create_app, say: mounts are the Dispatch object's.
@@ -725,10 +726,27 @@ def _invoker(app: Flask, state: DispatchState) -> t.Callable[[Factory, str], Ans
     return invoke
 
 
+def _callable_as_wsgi(answer: object) -> bool:
+    """Whether ``answer`` can be called as ``app(environ, start_response)``
+    (a function of no argument is not a WSGI app, and would be held), or
+    its signature cannot be read."""
+    if not callable(answer):
+        return False
+    try:
+        signature = inspect.signature(answer)
+    except (TypeError, ValueError):  # some callables written in C
+        return True
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        return False
+    return True
+
+
 def _adopt(app: Flask, state: DispatchState, factory: Factory, name: str, answer: object) -> None:
     """Check what a factory returned for tenant ``name``, and make a Flask
     tenant in it one: its session scoped, its log records named."""
-    if not callable(answer):
+    if not _callable_as_wsgi(answer):
         raise TypeError(
             f"The factory of tenant {name!r} returned {answer!r}, which is not a WSGI app."
         )

@@ -173,8 +173,9 @@ def test_mount_rejects_duplicate_and_non_callable() -> None:
     dispatch.mount("/backend", NamedApp("x"))
     with pytest.raises(ValueError, match="already mounted"):
         dispatch.mount("/backend/", NamedApp("y"))
-    with pytest.raises(TypeError):
-        dispatch.mount("/other", "not an app")  # type: ignore[arg-type]
+    for not_an_app in ("not an app", lambda: "hello"):
+        with pytest.raises(TypeError, match="it is not a WSGI app"):
+            dispatch.mount("/other", not_an_app)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -246,10 +246,20 @@ def _frames(error: BaseException) -> list[t.Any]:
     return frames
 
 
-def test_factory_returning_not_an_app_is_a_logged_500(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param("not an app", id="not-callable"),
+        pytest.param(lambda: "hello", id="callable-without-environ-and-start-response"),
+        pytest.param(lambda environ: "hello", id="callable-with-one-argument"),
+    ],
+)
+def test_factory_returning_not_an_app_is_a_logged_500(
+    caplog: pytest.LogCaptureFixture, answer: object
+) -> None:
     app = make_host_app()
     dispatch = Dispatch(app)
-    dispatch.subdomain(lambda name: "not an app")  # type: ignore[type-var]
+    dispatch.subdomain(lambda name: answer)  # type: ignore[type-var]
     assert call(app, host="acme.example.com").body == "site 500 page"
     assert "tenant 'acme'" in caplog.text and "not a WSGI app" in caplog.text
     with app.app_context():
