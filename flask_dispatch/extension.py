@@ -53,9 +53,9 @@ if t.TYPE_CHECKING:
 
 _log = logging.getLogger("flask_dispatch")
 
-#: While it holds a list, what ``tenant_evicted`` receivers raise in this
-#: context is added to it, besides being logged (the pytest plugin makes a
-#: test error with it).
+#: While it holds a list, what ``tenant_evicted`` receivers (and the app
+#: contexts they run in) raise in this context is added to it, besides
+#: being logged (the pytest plugin makes a test error with it).
 receiver_failures: ContextVar[list[BaseException] | None] = ContextVar(
     "receiver_failures", default=None
 )
@@ -733,8 +733,9 @@ def _callable_as_wsgi(answer: object) -> bool:
     if not callable(answer):
         return False
     try:
-        signature = inspect.signature(answer)
-    except (TypeError, ValueError):  # some callables written in C
+        # Not the function a decorator wraps (Request.application's takes a request).
+        signature = inspect.signature(answer, follow_wrapped=False)
+    except Exception:  # C callables, or proxies that cannot tell yet
         return True
     try:
         signature.bind(None, None)
@@ -791,18 +792,26 @@ def _send_created(app: Flask, name: str, tenant: WSGIApplication) -> None:
 def _send_evicted(app: Flask, name: str, tenant: WSGIApplication, reason: EvictReason) -> None:
     flask_app = flask_app_in(tenant)
     tenant_context = nullcontext() if flask_app is None else flask_app.app_context()
-    with app.app_context(), tenant_context:
-        # Each receiver on its own: one that fails must not keep the others
-        # (the one that closes the tenant's database, say) from running. A
-        # SystemExit too, as in TenantRegistry._notify.
-        for receiver in tenant_evicted.receivers_for(app):
-            try:
-                receiver(app, name=name, tenant_app=tenant, reason=reason)
-            except (Exception, SystemExit) as e:
-                _log.exception("A tenant_evicted receiver failed for tenant %r.", name)
-                failures = receiver_failures.get()
-                if failures is not None:
-                    failures.append(e)
+    try:
+        with app.app_context(), tenant_context:
+            # Each receiver on its own: one that fails must not keep the others
+            # (the one that closes the tenant's database, say) from running. A
+            # SystemExit too, as in TenantRegistry._notify.
+            for receiver in tenant_evicted.receivers_for(app):
+                try:
+                    receiver(app, name=name, tenant_app=tenant, reason=reason)
+                except (Exception, SystemExit) as e:
+                    _log.exception("A tenant_evicted receiver failed for tenant %r.", name)
+                    _keep_failure(e)
+    except (Exception, SystemExit) as e:  # a teardown_appcontext: the registry logs it
+        _keep_failure(e)
+        raise
+
+
+def _keep_failure(error: BaseException) -> None:
+    failures = receiver_failures.get()
+    if failures is not None:
+        failures.append(error)
 
 
 def _route_dispatch_error(sender: Flask, **extra: t.Any) -> None:

@@ -333,8 +333,11 @@ def _drop_tenants(app: object) -> None:
         if failures:
             error = failures[0]
             if not isinstance(error, Exception):  # a SystemExit must not end the run
-                raise RuntimeError(f"A tenant_evicted receiver raised {error!r}.") from error
-            error.add_note("Raised by a tenant_evicted receiver as the tenants were dropped.")
+                raise RuntimeError(f"Releasing a tenant raised {error!r}.") from error
+            error.add_note(
+                "Raised by a tenant_evicted receiver, or its app context, as the tenants"
+                " were dropped."
+            )
             raise error
 
 

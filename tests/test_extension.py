@@ -3,20 +3,24 @@ signals."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import typing as t
+from contextvars import ContextVar
 
 import pytest
 from flask import Flask
 from werkzeug.exceptions import NotFound
+from werkzeug.local import LocalProxy
+from werkzeug.wrappers import Request, Response
 
 from flask_dispatch import Dispatch, DispatchState, tenant_created, tenant_evicted
 
 from .conftest import NamedApp, RecordingFactory, call, make_host_app
 
 if t.TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIApplication
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 
 def test_state_in_extensions_and_no_self_app(app: Flask) -> None:
@@ -166,6 +170,42 @@ def test_factory_may_return_http_exception(app: Flask) -> None:
 def test_mount_rejects_bad_prefix(prefix: str, error: type[Exception]) -> None:
     with pytest.raises(error):
         Dispatch().mount(prefix, NamedApp("x"))
+
+
+class _ClassApp:
+    """A class as a WSGI app (PEP 3333): calling it is the request."""
+
+    def __init__(self, environ: WSGIEnvironment, start_response: StartResponse) -> None:
+        start_response("200 OK", [])
+        self.body = [b"class"]
+
+    def __iter__(self) -> t.Iterator[bytes]:
+        return iter(self.body)
+
+
+@Request.application
+def _request_app(request: Request) -> Response:
+    return Response("request app")
+
+
+@pytest.mark.parametrize(
+    ("wsgi_app", "body"),
+    [
+        pytest.param(_ClassApp, "class", id="a-class"),
+        # Its wrapper takes (environ, start_response); what it wraps, a request.
+        pytest.param(_request_app, "request app", id="request-application"),
+        pytest.param(functools.partial(NamedApp("x").__call__), "x|/legacy|/|None", id="a-partial"),
+    ],
+)
+def test_mount_takes_any_wsgi_callable(wsgi_app: WSGIApplication, body: str) -> None:
+    app = make_host_app()
+    Dispatch(app).mount("/legacy", wsgi_app)
+    assert call(app, "/legacy/").body == body
+
+
+def test_mount_takes_a_proxy_that_cannot_tell_its_signature_yet() -> None:
+    app_of_this_context: ContextVar[WSGIApplication] = ContextVar("app")
+    Dispatch().mount("/lazy", LocalProxy(app_of_this_context))
 
 
 def test_mount_rejects_duplicate_and_non_callable() -> None:

@@ -599,8 +599,13 @@ def test_a_cleanup_after_a_fixtures_teardown_that_fails_errors_the_test(
         ),
         pytest.param(
             'raise SystemExit("bye")',
-            ["*RuntimeError: A tenant_evicted receiver raised SystemExit('bye')*"],
+            ["*RuntimeError: Releasing a tenant raised SystemExit('bye')*"],
             id="exit-does-not-end-the-run",
+        ),
+        pytest.param(
+            "tenant_app.teardown_appcontext_funcs.append(fail)",
+            ["*RuntimeError: tenant teardown failed*", "*Raised by a tenant_evicted receiver*"],
+            id="the-tenants-app-context-fails",
         ),
         # Another app's receiver fails on another thread meanwhile: not ours.
         pytest.param("in_another_thread(fail_elsewhere)", [], id="not-another-apps-failure"),
@@ -621,6 +626,9 @@ def test_a_tenant_evicted_receiver_that_fails_errors_the_test(
             thread.join()
 
         FAILED_ELSEWHERE = []
+
+        def fail(exception):
+            raise RuntimeError("tenant teardown failed")
 
         def divide_by_zero(sender, **extra):
             FAILED_ELSEWHERE.append(extra["name"])
