@@ -494,7 +494,11 @@ class Dispatch:
         :raises TypeError: if ``wsgi_app`` cannot be called as a WSGI app.
         """
         prefix = normalize_mount_prefix(prefix)
-        if not _callable_as_wsgi(wsgi_app):
+        try:
+            wsgi = _callable_as_wsgi(wsgi_app)
+        except Exception:  # a proxy bound per request, say: it cannot tell yet
+            wsgi = True
+        if not wsgi:
             raise TypeError(f"Cannot mount {wsgi_app!r}: it is not a WSGI app.")
         if prefix in self._mounts:
             # Called in create_app, say: mounts are the Dispatch object's.
@@ -729,13 +733,17 @@ def _invoker(app: Flask, state: DispatchState) -> t.Callable[[Factory, str], Ans
 def _callable_as_wsgi(answer: object) -> bool:
     """Whether ``answer`` can be called as ``app(environ, start_response)``
     (a function of no argument is not a WSGI app, and would be held), or
-    its signature cannot be read."""
+    its signature cannot be read (some callables written in C).
+
+    :raises Exception: what reading its signature raised otherwise: a proxy
+        that is bound to nothing here (``current_app``) raises ``RuntimeError``.
+    """
     if not callable(answer):
         return False
     try:
         # Not the function a decorator wraps (Request.application's takes a request).
         signature = inspect.signature(answer, follow_wrapped=False)
-    except Exception:  # C callables, or proxies that cannot tell yet
+    except (TypeError, ValueError):
         return True
     try:
         signature.bind(None, None)

@@ -247,21 +247,25 @@ def _frames(error: BaseException) -> list[t.Any]:
 
 
 @pytest.mark.parametrize(
-    "answer",
+    ("answer", "logged"),
     [
-        pytest.param("not an app", id="not-callable"),
-        pytest.param(lambda: "hello", id="callable-without-environ-and-start-response"),
-        pytest.param(lambda environ: "hello", id="callable-with-one-argument"),
+        pytest.param("not an app", "not a WSGI app", id="not-callable"),
+        pytest.param(
+            lambda: "hello", "not a WSGI app", id="callable-without-environ-and-start-response"
+        ),
+        pytest.param(lambda environ: "hello", "not a WSGI app", id="callable-with-one-argument"),
+        # Bound to the host app only while the factory runs.
+        pytest.param(current_app, "Working outside of application context", id="current-app"),
     ],
 )
 def test_factory_returning_not_an_app_is_a_logged_500(
-    caplog: pytest.LogCaptureFixture, answer: object
+    caplog: pytest.LogCaptureFixture, answer: object, logged: str
 ) -> None:
     app = make_host_app()
     dispatch = Dispatch(app)
     dispatch.subdomain(lambda name: answer)  # type: ignore[type-var]
     assert call(app, host="acme.example.com").body == "site 500 page"
-    assert "tenant 'acme'" in caplog.text and "not a WSGI app" in caplog.text
+    assert "tenant 'acme'" in caplog.text and logged in caplog.text
     with app.app_context():
         assert len(dispatch.registry) == 0
 
