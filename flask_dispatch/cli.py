@@ -39,6 +39,7 @@ if t.TYPE_CHECKING:
 
     from .extension import DispatchState
     from .links import By
+    from .redis_bus import EvictionBus
     from .registry import Factory
     from .routing import Router, Target
 
@@ -578,18 +579,24 @@ def evict_command(name: str | None, all_tenants: bool) -> None:
     finally:
         bus.close()  # sends what is pending, if Redis is reachable
     if bus.pending:
-        from .redis_bus import not_sent  # Redis is configured: redis-py is there
-
-        status = not_sent(bus.send_error)  # after a timeout, Redis may have it
-        told = "no" if status == "not sent" else "perhaps no"
-        raise click.ClickException(
-            f"The eviction of {what} was {status} to Redis ({bus.where}:"
-            f" {bus.send_error or 'unreachable'}), and {told} other process was told."
-        )
+        raise _not_sent(what, bus)
     # Where it went, so that a wrong database or prefix shows.
     click.echo(
         f"Evicted {what} in every process that shares this Redis"
         f" ({bus.where}, prefix {state.settings.redis_prefix!r})."
+    )
+
+
+def _not_sent(what: str, bus: EvictionBus) -> click.ClickException:
+    """The failure of an eviction Redis did not take, or perhaps did not: it
+    may have taken one whose answer timed out."""
+    from .redis_bus import not_sent  # Redis is configured: redis-py is there
+
+    status = not_sent(bus.send_error)
+    told = "no" if status == "not sent" else "perhaps no"
+    return click.ClickException(
+        f"The eviction of {what} was {status} to Redis ({bus.where}:"
+        f" {bus.send_error or 'unreachable'}), and {told} other process was told."
     )
 
 

@@ -26,6 +26,7 @@ if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from .extension import DispatchState
+    from .registry import TenantSlot
     from .routing import Router, Target
 
 #: Environ key set on requests handed to a tenant app: the tenant's name.
@@ -65,20 +66,18 @@ class DispatchMiddleware:
         self.router: Router | None = None
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        router = self.router
-        if router is None:
-            try:
-                router = self.state.build_router()
-            except DispatchConfigError as e:  # on the site's 500 page, and logged
-                # Its host unchecked: one the host app can build URLs with.
-                return self.fail(environ, start_response, e, bad_host=True)
         host, path = environ.get("HTTP_HOST"), environ.get("PATH_INFO", "")
-        target = router.route(server_host(environ) if host is None else host, path)
-        if target.kind is _DOMAIN:
-            try:
+        try:
+            router = self.router or self.state.build_router()
+            target = router.route(server_host(environ) if host is None else host, path)
+            if target.kind is _DOMAIN:
                 target = self._custom_domain(target, router, path)
-            except Exception as e:  # the resolver's: the host app's to report
-                return self.fail(environ, start_response, e)
+        except Exception as e:  # a misconfiguration, or the resolver's: the host app's
+            # A misconfiguration is found before the host is checked: give the
+            # host app one it can build URLs with.
+            return self.fail(
+                environ, start_response, e, bad_host=isinstance(e, DispatchConfigError)
+            )
         slot = target.slot
         if slot is not None:  # a tenant
             try:
@@ -102,14 +101,27 @@ class DispatchMiddleware:
                 environ[HOST_SCRIPT_NAME_KEY] = script_name
             environ["SCRIPT_NAME"] = script_name + path[:cut]
             environ["PATH_INFO"] = path[cut:]
-        done = self.registry.in_use(slot, app) if slot is not None and self.count_use else None
+        if slot is None or not self.count_use:
+            response: Iterable[bytes] = app(environ, start_response)
+            return response
+        return self._counted(slot, app, environ, start_response)
+
+    def _counted(
+        self,
+        slot: TenantSlot,
+        app: WSGIApplication,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        """Call a tenant app, its request a use of it until its response is
+        closed."""
+        done = self.registry.in_use(slot, app)
         try:
             response: Iterable[bytes] = app(environ, start_response)
         except BaseException:
-            if done is not None:
-                done()
+            done()
             raise
-        return response if done is None else until_closed(response, done, environ)
+        return until_closed(response, done, environ)
 
     def _not_for_a_tenant(
         self, target: Target, environ: WSGIEnvironment, start_response: StartResponse

@@ -378,13 +378,8 @@ class TenantRegistry:
         self.create_timeout, self._broadcast = create_timeout, broadcast
         self._invoke, self._is_miss, self._clock = invoke, is_miss, clock
         self._on_created, self._on_evicted = on_created, on_evicted
-        self._lock = threading.Lock()
-        self._in_use_lock = threading.Lock()
-        # Requests under way by id() of the app they use, counted with an
-        # idle timeout; only apps with some are in it. By app, not by
-        # tenant: a stream on an app let go does not keep the tenant's next
-        # app in use, unless the factory returns the same app again.
-        self._requests: dict[int, int] = {}
+        self._lock, self._in_use_lock = threading.Lock(), threading.Lock()
+        self._requests: dict[int, int] = {}  # under way, by id() of their app: see in_use
         self._slots: weakref.WeakValueDictionary[_Key, TenantSlot] = weakref.WeakValueDictionary()
         self._held: list[TenantSlot] = []  # in no order: evictions sample it
         self._misses: OrderedDict[_Key, tuple[float, Answer]] = OrderedDict()  # oldest first
@@ -500,7 +495,9 @@ class TenantRegistry:
     def in_use(self, slot: TenantSlot, app: WSGIApplication) -> t.Callable[[], None]:
         """Count a request as using ``app`` until the function returned is
         called, once (when its response is closed): an app with a request
-        under way is not idle, however long the request takes.
+        under way is not idle, however long the request takes. Counted by
+        app, not by tenant: a stream on an app let go does not keep the
+        tenant's next app in use, unless the factory returned that same app.
 
         :param slot: the slot :meth:`fetch` served the request from.
         :param app: the app :meth:`fetch` returned.

@@ -113,6 +113,18 @@ def _leave_alone(interface: SessionInterface, name: str) -> None:
     )
 
 
+def _own_cookie_name(cookie_name: str, name: str, host_cookie_name: str) -> str:
+    """``cookie_name`` and ``_<name>``, never the host app's cookie name."""
+    # quote() leaves only letters, digits, "_.-~" and "%XX": all allowed in
+    # a cookie name, and no two names give the same result.
+    own = f"{cookie_name}_{quote(name, safe='')}"
+    if own == host_cookie_name:
+        # A host cookie named "session_acme": "%5F" is "_" spelt as quote()
+        # never spells it, so this name is no other tenant's.
+        own = f"{cookie_name}%5F{quote(name, safe='')}"
+    return own
+
+
 def scope_session(
     tenant_app: Flask, name: str, host_app: Flask, *, by: By, inside: bool = False
 ) -> None:
@@ -145,15 +157,9 @@ def scope_session(
         return
     config, host = tenant_app.config, host_app.config
     cookie_name: str = config["SESSION_COOKIE_NAME"]
-    if cookie_name in (Flask.default_config["SESSION_COOKIE_NAME"], host["SESSION_COOKIE_NAME"]):
-        # quote() leaves only letters, digits, "_.-~" and "%XX": all allowed
-        # in a cookie name, and no two names give the same result.
-        scoped = f"{cookie_name}_{quote(name, safe='')}"
-        if scoped == host["SESSION_COOKIE_NAME"]:
-            # A host cookie named "session_acme": "%5F" is "_" spelt as
-            # quote() never spells it, so this name is no other tenant's.
-            scoped = f"{cookie_name}%5F{quote(name, safe='')}"
-        config["SESSION_COOKIE_NAME"] = scoped
+    host_cookie_name: str = host["SESSION_COOKIE_NAME"]
+    if cookie_name in (Flask.default_config["SESSION_COOKIE_NAME"], host_cookie_name):
+        config["SESSION_COOKIE_NAME"] = _own_cookie_name(cookie_name, name, host_cookie_name)
     for key in ("SESSION_COOKIE_PATH", "SESSION_COOKIE_DOMAIN"):
         if config[key] == host[key]:
             config[key] = None
