@@ -117,12 +117,11 @@ def _own_cookie_name(cookie_name: str, name: str, host_cookie_name: str) -> str:
     """``cookie_name`` and ``_<name>``, never the host app's cookie name."""
     # quote() leaves only letters, digits, "_.-~" and "%XX": all allowed in
     # a cookie name, and no two names give the same result.
-    own = f"{cookie_name}_{quote(name, safe='')}"
-    if own == host_cookie_name:
-        # A host cookie named "session_acme": "%5F" is "_" spelt as quote()
-        # never spells it, so this name is no other tenant's.
-        own = f"{cookie_name}%5F{quote(name, safe='')}"
-    return own
+    quoted = quote(name, safe="")
+    own = f"{cookie_name}_{quoted}"
+    # A host cookie named "session_acme": "%5F" is "_" spelt as quote()
+    # never spells it, so that name is no other tenant's.
+    return own if own != host_cookie_name else f"{cookie_name}%5F{quoted}"
 
 
 def scope_session(
