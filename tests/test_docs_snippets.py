@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pathlib
 import re
+import subprocess
+import sys
 import textwrap
 import typing as t
 
@@ -104,3 +106,20 @@ def test_deploying_gunicorn_command(tmp_path: pathlib.Path) -> None:
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "example_project:create_app()" in line
+
+
+def test_isolation_logging_snippet_keeps_dispatchs_own_logger() -> None:
+    # Logging is process-wide: the snippet runs in a process of its own,
+    # after flask_dispatch is imported, as in an app.
+    (block,) = [b for b in rst_blocks("isolation.rst") if "dictConfig" in b]
+    script = "\n".join(
+        [
+            "import logging, flask_dispatch",
+            block,
+            "logging.getLogger('flask_dispatch').warning('Redis unreachable')",
+        ]
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stderr.endswith("] - WARNING in <string>: Redis unreachable\n"), done.stderr
