@@ -91,6 +91,9 @@ class DispatchSettings:
     """The checked ``DISPATCH_*`` settings of one app; see :doc:`/config`.
 
     :param domains: canonical parent domains, longest first.
+    :param main_domain: the first of :data:`DISPATCH_DOMAIN` as listed (of a
+        set: the shortest, then in alphabetical order), canonical; the one
+        links and error pages fall back on. ``None`` without a domain.
     :param reserved: names that always go to the host app.
     :param name_pattern: compiled tenant name pattern.
     :param max_instances: most tenant apps held.
@@ -107,6 +110,7 @@ class DispatchSettings:
     """
 
     domains: tuple[str, ...]
+    main_domain: str | None
     reserved: frozenset[str]
     name_pattern: re.Pattern[str]
     max_instances: int
@@ -129,9 +133,12 @@ class DispatchSettings:
         :raises DispatchConfigError: naming the key at fault.
         """
         _warn_about_misspelt_keys(config)
-        domains = _domains(config.get(DOMAIN), config.get("SERVER_NAME"))
+        listed = _domains(config.get(DOMAIN), config.get("SERVER_NAME"))
+        # Longest first, so "a.example.com" is tried before "example.com".
+        domains = tuple(sorted(set(listed), key=lambda domain: (-len(domain), domain)))
         return cls(
             domains=domains,
+            main_domain=listed[0] if listed else None,
             reserved=_reserved(config[RESERVED]),
             name_pattern=_pattern(config[NAME_PATTERN]),
             max_instances=int(_number(config, MAX_INSTANCES, integer=True)),
@@ -169,6 +176,9 @@ def _warn_about_misspelt_keys(config: t.Mapping[str, t.Any]) -> None:
 
 
 def _domains(value: object, server_name: object) -> tuple[str, ...]:
+    """The canonical dispatch domains, as listed; a set's in an order that
+    is the same in every process (the shortest first, then alphabetical),
+    not its iteration order, which string hashing varies."""
     if value is None:
         if not server_name:
             return ()
@@ -190,14 +200,15 @@ def _domains(value: object, server_name: object) -> tuple[str, ...]:
         raise DispatchConfigError(
             f"{DOMAIN} must be a domain name or a list of them, got {value!r}."
         )
+    if isinstance(raw, (set, frozenset)):
+        raw = sorted(raw, key=lambda domain: (len(domain), domain))
     domains = []
     for item in raw:
         host = canonical_host(item)
         if host is None or host.startswith("["):
             raise DispatchConfigError(f"{DOMAIN} has an invalid domain name {item!r}.")
         domains.append(host)
-    # Longest first, so "a.example.com" is tried before "example.com".
-    return tuple(sorted(set(domains), key=lambda domain: (-len(domain), domain)))
+    return tuple(domains)
 
 
 def _reserved(value: object) -> frozenset[str]:

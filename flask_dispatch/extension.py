@@ -197,13 +197,14 @@ class DispatchState:
     @property
     def fallback_host(self) -> str:
         """The host dispatch puts in place of a malformed or untrusted one:
-        ``SERVER_NAME``, else a dispatch domain, else a host of
-        ``TRUSTED_HOSTS``, the first that ``TRUSTED_HOSTS`` accepts (or the
-        host app could build no URL on its error page), else
+        ``SERVER_NAME``, else the main dispatch domain, else another,
+        else a host of ``TRUSTED_HOSTS``, the first that ``TRUSTED_HOSTS``
+        accepts (or the host app could build no URL on its error page), else
         ``"localhost"``."""
         trusted = _trusted_hosts(self.config.get("TRUSTED_HOSTS"))
         for host in (
             self.config.get("SERVER_NAME"),
+            self.settings.main_domain,
             *self.settings.domains,
             *(pattern.lstrip(".") for pattern in trusted or ()),
         ):
@@ -628,9 +629,9 @@ class Dispatch:
         ``https://example.com/acme/notes`` by path. It has the scheme and port
         of the current request (outside one: ``SERVER_NAME`` and
         ``PREFERRED_URL_SCHEME``) and the dispatch domain it came in on: on
-        another host, the first domain of :data:`DISPATCH_DOMAIN`; outside
-        a request and without ``SERVER_NAME``, the longest. Only path
-        tenants of a site with no dispatch domain get the request's host.
+        another host, and outside a request without ``SERVER_NAME``, the
+        first domain of :data:`DISPATCH_DOMAIN`. Only path tenants of a site
+        with no dispatch domain get the request's host.
 
         :param name: the tenant's name.
         :param path: the path inside the tenant.

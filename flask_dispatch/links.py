@@ -142,7 +142,7 @@ def _site(state: DispatchState) -> tuple[str, str, str]:
 
 
 def _site_netloc(state: DispatchState, host: str) -> str:
-    """The dispatch domain ``host`` is, or is under (else the first one),
+    """The dispatch domain ``host`` is, or is under (else the main one),
     with the port of ``host``: a link's host is always a configured one,
     as the ``Host`` header may be anyone's (a reset email's link made on
     ``mail.example.com`` would lead to the mail server). A site with no
@@ -155,12 +155,10 @@ def _site_netloc(state: DispatchState, host: str) -> str:
 
 
 def _parent_domain(state: DispatchState, host: str) -> str:
-    """The dispatch domain the current host is, or is under; else the first
-    one configured."""
+    """The dispatch domain the current host is, or is under; else the main
+    one (see :attr:`.DispatchSettings.main_domain`)."""
     canonical = canonical_host(host) or ""
     for domain in state.settings.domains:
         if canonical == domain or canonical.endswith("." + domain):
             return domain
-    configured = state.config.get("DISPATCH_DOMAIN") or state.config["SERVER_NAME"]
-    first = configured if isinstance(configured, str) else next(iter(configured))
-    return canonical_host(first) or state.settings.domains[0]
+    return t.cast(str, state.settings.main_domain)  # there are domains

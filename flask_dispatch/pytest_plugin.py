@@ -188,7 +188,7 @@ class TenantClientFactory(t.Protocol):
 def tenant_client(app: Flask) -> TenantClientFactory:
     """Make test clients for tenants of ``app``: ``tenant_client(name,
     by=None)`` returns a :class:`TenantClient` for tenant ``name``, by
-    ``"subdomain"`` (``http://<name>.<domain>/``, with the longest domain in
+    ``"subdomain"`` (``http://<name>.<domain>/``, with the first domain in
     :data:`DISPATCH_DOMAIN`) or by ``"path"`` (``/<name>/...``). By default,
     by subdomain, unless a path factory is the only one registered.
 
@@ -374,7 +374,7 @@ def _make_client(app: Flask, name: str, by: By) -> TenantClient:
             )
         # With SERVER_NAME's port, as app.test_client() and tenant_url() have it.
         port = _port(app.config.get("SERVER_NAME") or "")
-        host = f"{name}.{state.settings.domains[0]}{port}"
+        host = f"{name}.{state.settings.main_domain}{port}"
     base = app.test_client_class
     client_class = TenantClient if base is None or base is FlaskClient else _subclass(base)
     return client_class(app, app.response_class, use_cookies=True, tenant=name, by=by, host=host)

@@ -741,6 +741,16 @@ def test_current_tenant() -> None:
             "http://acme.example.com:5000/",
             id="ipv6-server-name",
         ),
+        pytest.param(
+            {"DISPATCH_DOMAIN": ["example.com", "eu.example.com"]},
+            "http://acme.example.com/",
+            id="the-first-listed",
+        ),
+        pytest.param(
+            {"DISPATCH_DOMAIN": ["Tenants.Example.ORG.", "example.com"]},
+            "http://acme.tenants.example.org/",
+            id="the-first-listed-canonical",
+        ),
     ],
 )
 def test_tenant_url_outside_a_request_is_under_a_dispatch_domain(
@@ -751,6 +761,27 @@ def test_tenant_url_outside_a_request_is_under_a_dispatch_domain(
     dispatch.subdomain(flask_tenant)
     with app.app_context():
         assert dispatch.tenant_url("acme") == expected
+
+
+def test_links_fall_back_on_one_domain_of_a_set_in_every_process() -> None:
+    # A set's order varies with the string hash seed, so with eight domains
+    # as short as each other, the first iterated is rarely the first
+    # alphabetically: links made in a request on another host and outside
+    # one, and the bad host's error page, all name the same domain.
+    shortest = {f"site{i}.io" for i in range(8)}
+    app = make_host_app(DISPATCH_DOMAIN={"example.com", *shortest})
+    app.register_error_handler(400, lambda e: (url_for("login", _external=True), 400))
+    dispatch = Dispatch(app)
+    dispatch.subdomain(flask_tenant)
+
+    @app.route("/link")
+    def link() -> str:
+        return dispatch.tenant_url("acme")
+
+    assert call(app, "/link", host="stranger.org").body == "http://acme.site0.io/"
+    assert call(app, host="exa mple.com").body == "http://site0.io/login"
+    with app.app_context():
+        assert dispatch.tenant_url("acme") == "http://acme.site0.io/"
 
 
 def test_a_resolver_that_raises_is_a_500_of_the_host_app(caplog: pytest.LogCaptureFixture) -> None:
