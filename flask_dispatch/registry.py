@@ -379,7 +379,8 @@ class TenantRegistry:
         self._invoke, self._is_miss, self._clock = invoke, is_miss, clock
         self._on_created, self._on_evicted = on_created, on_evicted
         self._lock, self._in_use_lock = threading.Lock(), threading.Lock()
-        self._requests: dict[int, int] = {}  # under way, by id() of their app: see in_use
+        # Under way, by tenant and id() of their app: see in_use.
+        self._requests: dict[tuple[_Key, int], int] = {}
         self._slots: weakref.WeakValueDictionary[_Key, TenantSlot] = weakref.WeakValueDictionary()
         self._held: list[TenantSlot] = []  # in no order: evictions sample it
         self._misses: OrderedDict[_Key, tuple[float, Answer]] = OrderedDict()  # oldest first
@@ -484,7 +485,7 @@ class TenantRegistry:
         # then dropping the count, so one that ends meanwhile is seen.
         if (
             idle_timeout is not None
-            and id(slot.app) not in self._requests
+            and (slot.key, id(slot.app)) not in self._requests
             and now - slot.seen >= idle_timeout
         ):
             return "idle"
@@ -496,8 +497,9 @@ class TenantRegistry:
         """Count a request as using ``app`` until the function returned is
         called, once (when its response is closed): an app with a request
         under way is not idle, however long the request takes. Counted by
-        app, not by tenant: a stream on an app let go does not keep the
-        tenant's next app in use, unless the factory returned that same app.
+        tenant and app: a stream on an app let go does not keep the tenant's
+        next app in use, unless the factory returned that same app; nor does
+        it keep other tenants that the factory gave the same app object.
 
         :param slot: the slot :meth:`fetch` served the request from.
         :param app: the app :meth:`fetch` returned.
@@ -505,7 +507,7 @@ class TenantRegistry:
         .. versionadded:: 0.2
         """
         # done() refers to app: while counted, no other app can take its id().
-        key = id(app)
+        key = (slot.key, id(app))
         with self._in_use_lock:
             self._requests[key] = self._requests.get(key, 0) + 1
         pid = os.getpid()
