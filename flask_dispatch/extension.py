@@ -37,7 +37,7 @@ from .logs import name_tenant_in_logs
 from .middleware import ERROR_KEY, STATE_KEY, DispatchMiddleware
 from .paths import normalize_mount_prefix, rule_first_segments
 from .registry import Answer, EvictReason, Factory, TenantRegistry
-from .routing import Router, Rules
+from .routing import Router, Rules, host_problem
 from .sessions import scope_session
 from .signals import tenant_created, tenant_evicted
 from .tenant_apps import flask_app_in, middleware_layers
@@ -211,6 +211,12 @@ class DispatchState:
             if host and (trusted is None or host_is_trusted(host, trusted)):
                 return t.cast(str, host)
         return "localhost"
+
+    def rejects_host(self, raw_host: str) -> bool:
+        """Whether the router answers ``raw_host`` with a 400: malformed, or
+        not in ``TRUSTED_HOSTS``."""
+        trusted = _trusted_hosts(self.config.get("TRUSTED_HOSTS"))
+        return host_problem(raw_host, trusted) is not None
 
     def build_router(self) -> Router:
         """Build the router from what is registered and from the host app's

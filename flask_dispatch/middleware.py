@@ -67,17 +67,17 @@ class DispatchMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         host, path = environ.get("HTTP_HOST"), environ.get("PATH_INFO", "")
+        host = server_host(environ) if host is None else host
         try:
             router = self.router or self.state.build_router()
-            target = router.route(server_host(environ) if host is None else host, path)
+            target = router.route(host, path)
             if target.kind is _DOMAIN:
                 target = self._custom_domain(target, router, path)
         except Exception as e:  # a misconfiguration, or the resolver's: the host app's
-            # A misconfiguration is found before the host is checked: give the
-            # host app one it can build URLs with.
-            return self.fail(
-                environ, start_response, e, bad_host=isinstance(e, DispatchConfigError)
-            )
+            # A misconfiguration is found before the host is checked: one the
+            # router would reject is swapped, as for a 400.
+            bad_host = isinstance(e, DispatchConfigError) and self.state.rejects_host(host)
+            return self.fail(environ, start_response, e, bad_host=bad_host)
         slot = target.slot
         if slot is not None:  # a tenant
             try:

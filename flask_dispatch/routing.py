@@ -106,6 +106,22 @@ UNTRUSTED_HOST = "Untrusted Host header."
 #: its 400.
 MALFORMED_HOST = "Malformed Host header."
 _HOST_APP = Kind.HOST_APP  # a plain name, as in the middleware
+
+
+def host_problem(raw_host: str, trusted_hosts: tuple[str, ...] | None) -> str | None:
+    """Why a :attr:`Kind.BAD_HOST` is bad (:data:`UNTRUSTED_HOST` or
+    :data:`MALFORMED_HOST`), or ``None`` for a host the router takes.
+
+    :param raw_host: the ``Host`` header as the server passed it.
+    :param trusted_hosts: the host app's ``TRUSTED_HOSTS``.
+    """
+    if trusted_hosts is not None and not host_is_trusted(raw_host, trusted_hosts):
+        return UNTRUSTED_HOST
+    if canonical_host(raw_host) is None:
+        return MALFORMED_HOST
+    return None
+
+
 #: A first path segment under which mounts must be searched by the whole path.
 _SEARCH_MOUNTS = Target(Kind.MOUNT)
 _HOST_SIDE = Target(Kind.HOST_APP)
@@ -315,12 +331,10 @@ class Router:
 
     def _decide_host(self, raw_host: str) -> Target:
         rules = self.rules
-        trusted = rules.trusted_hosts
-        if trusted is not None and not host_is_trusted(raw_host, trusted):
-            raise _NotRemembered(Target(Kind.BAD_HOST, reason=UNTRUSTED_HOST))
-        host = canonical_host(raw_host)
-        if host is None:
-            raise _NotRemembered(Target(Kind.BAD_HOST, reason=MALFORMED_HOST))
+        problem = host_problem(raw_host, rules.trusted_hosts)
+        if problem is not None:
+            raise _NotRemembered(Target(Kind.BAD_HOST, reason=problem))
+        host = t.cast(str, canonical_host(raw_host))
         under = self._subdomain_of(host)
         if under is not None:
             return self._decide_subdomain(under[0])

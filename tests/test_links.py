@@ -12,7 +12,7 @@ import typing as t
 from urllib.parse import urlsplit
 
 import pytest
-from flask import Flask, url_for
+from flask import Flask, request, url_for
 
 from flask_dispatch import Dispatch, DispatchConfigError, current_tenant
 
@@ -896,6 +896,29 @@ def test_a_domain_resolver_without_a_subdomain_factory_is_refused(
     app.testing = True  # and raised to a test
     with pytest.raises(DispatchConfigError, match="needs a subdomain factory"):
         call(app, host=host)
+
+
+@pytest.mark.parametrize(
+    ("host", "seen"),
+    [
+        pytest.param("www.acme.com", "www.acme.com None", id="trusted-kept"),
+        pytest.param("example.com:8000", "example.com:8000 None", id="with-a-port-kept"),
+        pytest.param("evil.com", "example.com evil.com", id="untrusted-swapped"),
+        pytest.param("exa mple.com", "example.com exa mple.com", id="malformed-swapped"),
+    ],
+)
+def test_a_misconfigurations_500_page_sees_the_host_sent_unless_it_is_rejected(
+    host: str, seen: str
+) -> None:
+    app = make_host_app(TRUSTED_HOSTS=[".example.com", ".acme.com"])
+    app.register_error_handler(
+        500,
+        lambda e: (f"{request.host} {request.environ.get('flask_dispatch.original_host')}", 500),
+    )
+    dispatch = Dispatch(app)
+    dispatch.path(RecordingFactory())
+    dispatch.domain(lambda host: "acme")
+    assert (call(app, host=host).status, call(app, host=host).body) == (500, seen)
 
 
 def test_an_answer_is_remembered_from_when_it_was_asked() -> None:
