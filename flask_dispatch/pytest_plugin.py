@@ -11,7 +11,8 @@ turns it off). It builds on the ``app`` fixture that your project defines for
     registry, and every remembered "no such tenant" answer, is dropped, so no
     tenant outlives the test that created it, even when ``app`` is a
     session-scoped fixture or a module-level app. It happens before the
-    test's fixtures are torn down, and again after.
+    test's fixtures are torn down, and again after each fixture whose
+    teardown built a tenant (whenever pytest tears it down).
 
 Test suites whose tests use no ``app`` fixture, or whose ``app`` does not use
 dispatch, are left alone.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import typing as t
+import weakref
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
@@ -214,10 +216,10 @@ def tenant_client(app: Flask) -> TenantClientFactory:
 
 #: Where a test's fixture request is kept, for :func:`pytest_runtest_teardown`.
 _REQUEST = pytest.StashKey[pytest.FixtureRequest]()
-#: In the session's stash, while a test's fixtures are torn down (of any
-#: scope, so not in the fixture's own node): the app whose tenants are
-#: dropped, and the first failure to drop them after a fixture's teardown.
-_TEARING_DOWN = pytest.StashKey[object]()
+#: In the session's stash (fixtures of any scope are torn down, so not in a
+#: fixture's own node): the apps tests have used, whose tenants are dropped
+#: after a fixture's teardown, and the first failure to drop them there.
+_USED = pytest.StashKey["weakref.WeakSet[Flask]"]()
 _FAILED = pytest.StashKey[Exception]()
 
 
@@ -239,17 +241,15 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, pluggy.Result[
     whatever fails here; then the test errors (under pluggy 1.0, the
     failure is logged)."""
     app, failed = None, None
+    stash = item.session.stash
     try:  # nothing may escape before the yield: the fixtures would stay up
         app = _app_used(item)
+        if isinstance(app, Flask):
+            stash.setdefault(_USED, weakref.WeakSet()).add(app)
         _drop_tenants(app)
     except Exception as e:
         failed = e
-    stash = item.session.stash
-    stash[_TEARING_DOWN] = app
-    try:
-        outcome = yield
-    finally:
-        del stash[_TEARING_DOWN]
+    outcome = yield
     if _FAILED in stash:  # after a fixture's teardown
         failed = failed or stash[_FAILED]
         del stash[_FAILED]
@@ -262,15 +262,18 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, pluggy.Result[
 
 
 def pytest_fixture_post_finalizer(fixturedef: object, request: pytest.FixtureRequest) -> None:
-    """After a fixture of a test was torn down: drop what its teardown built
-    (a tidy fixture logs out), before the fixtures it used go too. A
-    failure is kept for the test's teardown: raised here, it would leave
-    pytest's fixture half torn down."""
+    """After a fixture was torn down: drop what its teardown built (a tidy
+    fixture logs out), before the fixtures it used go too. Whenever that
+    is: a module's fixtures go at the end of its last test, which may not
+    use ``app``, and a parametrized one before the test of its next
+    parameter. A failure is kept for the test's teardown: raised here, it
+    would leave pytest's fixture half torn down."""
     stash = request.node.session.stash
-    try:
-        _drop_if_any(stash.get(_TEARING_DOWN, None))
-    except Exception as e:
-        stash.setdefault(_FAILED, e)
+    for app in list(stash.get(_USED, ())):
+        try:
+            _drop_if_any(app)
+        except Exception as e:
+            stash.setdefault(_FAILED, e)
 
 
 def _report(outcome: pluggy.Result[None], failed: Exception) -> None:

@@ -483,6 +483,17 @@ def acme(tenant_database, app):
             """,
             id="built-again-by-a-fixtures-teardown",
         ),
+        # With module-scoped fixtures, in the teardown of a test without app.
+        pytest.param(
+            """
+            def test_one(acme):
+                assert acme.get("/", base_url="http://acme.example.com/").text == "acme index"
+
+            def test_two():
+                pass
+            """,
+            id="built-again-after-a-test-without-app",
+        ),
     ],
 )
 def test_tenants_are_dropped_before_the_fixtures_they_use_are_torn_down(
@@ -490,6 +501,28 @@ def test_tenants_are_dropped_before_the_fixtures_they_use_are_torn_down(
 ) -> None:
     conftest = CONFTEST + APP_FIXTURE.replace("@pytest.fixture", f"@pytest.fixture({scope})")
     conftest += TENANT_DATABASE.replace("SCOPE", fixture_scope)
+    result = run(pytester, tests, conftest=conftest)
+    result.assert_outcomes(passed=2)
+
+
+def test_tenants_built_by_a_parametrized_fixtures_teardown_are_dropped(
+    pytester: Pytester,
+) -> None:
+    # pytest tears the first parameter's fixture down as it sets the
+    # second's up, outside any test's teardown.
+    conftest = CONFTEST + APP_FIXTURE.replace("@pytest.fixture", '@pytest.fixture(scope="session")')
+    conftest += TENANT_DATABASE.replace("SCOPE", 'scope="module"')
+    tests = """
+        import pytest
+
+        @pytest.fixture(scope="module", params=["first", "second"])
+        def logged_in(request, tenant_database, app):
+            yield request.param
+            app.test_client().get("/", base_url="http://acme.example.com/")  # logs out
+
+        def test_one(logged_in, app):
+            assert list(app.extensions["dispatch"].registry) == []
+        """
     result = run(pytester, tests, conftest=conftest)
     result.assert_outcomes(passed=2)
 

@@ -435,7 +435,7 @@ def test_a_request_on_an_app_the_factory_returns_again_keeps_it_in_use() -> None
 def test_a_request_keeps_only_its_own_tenant_in_use_when_tenants_share_an_app() -> None:
     clock = FakeClock()
     registry = make_registry(idle_timeout=10.0, clock=clock)
-    shared = object()  # one app object, for every tenant
+    shared = NamedApp("shared")  # one app object, for every tenant
     a, b = registry.slot("a", lambda name: shared), registry.slot("b", lambda name: shared)
     assert registry.fetch(a) is registry.fetch(b) is shared
     done = registry.in_use(a, shared)  # a stream to tenant a
