@@ -63,6 +63,12 @@ class Target:
     slot: TenantSlot | None = None
 
 
+#: The longest tenant name, whatever the pattern: a DNS label's limit, so a
+#: path tenant can be a subdomain one too, and a stranger's long path
+#: segments reach no factory, no memo and no pattern.
+MAX_NAME = 63
+
+
 @dataclass(frozen=True)
 class Rules:
     """What routing depends on, fixed while the host app serves.
@@ -93,10 +99,15 @@ class Rules:
     trusted_hosts: tuple[str, ...] | None = None
 
     def fits_pattern(self, name: str) -> bool:
-        """Whether ``name`` is ASCII and matches :attr:`name_pattern`. Hosts
-        are ASCII, and ``PATH_INFO`` holds a URL's bytes: ``bücher`` is
-        ``bÃ¼cher`` there, a name no tenant should get."""
-        return name.isascii() and self.name_pattern.fullmatch(name) is not None
+        """Whether ``name`` is ASCII, at most :data:`MAX_NAME` characters
+        long and matches :attr:`name_pattern`. Hosts are ASCII, and
+        ``PATH_INFO`` holds a URL's bytes: ``bücher`` is ``bÃ¼cher`` there,
+        a name no tenant should get."""
+        return (
+            len(name) <= MAX_NAME
+            and name.isascii()
+            and self.name_pattern.fullmatch(name) is not None
+        )
 
 
 #: The :attr:`~Target.reason` of a host ``TRUSTED_HOSTS`` rejects, also the
@@ -277,6 +288,8 @@ class Router:
         rules = self.rules
         if not name.isascii():
             return "tenant names are ASCII (a URL carries other characters percent-encoded)"
+        if len(name) > MAX_NAME:
+            return f"it is longer than {MAX_NAME} characters, a DNS label's limit"
         if rules.name_pattern.fullmatch(name) is None:
             return "it does not match the tenant name pattern (DISPATCH_NAME_PATTERN)"
         if name.lower() in rules.reserved:

@@ -203,6 +203,17 @@ SUBDOMAIN_ACME = lines(
             id="IDNA host",
         ),
         pytest.param(
+            [f"http://example.com/{'a' * 64}/"],
+            0,
+            lines(
+                "host app",
+                "  why:               example.com is a dispatch domain",
+                "  not a path tenant: it is longer than 63 characters, a DNS label's limit",
+                "  endpoint:          none: 404 Not Found",
+            ),
+            id="name too long",
+        ),
+        pytest.param(
             ["http://example.com/about/team"],
             0,
             lines(

@@ -316,6 +316,23 @@ def test_a_flood_of_segments_other_than_ascii_keeps_nothing() -> None:
     assert factory.calls == []
 
 
+def test_a_flood_of_long_segments_keeps_nothing_whatever_the_pattern() -> None:
+    # A pattern with no bound on length: names are 63 characters at most
+    # all the same, so a stranger's long segments reach no factory, and
+    # are not remembered (a memo bounded in entries would keep their bytes).
+    app = make_host_app(DISPATCH_NAME_PATTERN=r"[a-z0-9][a-z0-9_-]*")
+    factory = RecordingFactory()
+    Dispatch(app).path(factory)
+    assert call(app, f"/{'a' * 63}/x").status == 200 and factory.calls == ["a" * 63]
+
+    def requests(n: int) -> list[t.Any]:
+        return [call(app, f"/{i:08d}{'a' * 4000}/x") for i in range(n)]
+
+    requests(1)  # every code path has run
+    assert retained(lambda: requests(200)) < 30_000
+    assert factory.calls == ["a" * 63]
+
+
 def test_a_flood_of_valid_names_is_bounded() -> None:
     # Valid names may be tenants, so they reach the factory; what is kept of
     # them is bounded by DISPATCH_MAX_MISSES and the memo size, not by the
