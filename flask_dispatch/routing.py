@@ -353,6 +353,10 @@ class Router:
             return self._decide_subdomain(under[0])
         if host in rules.domains:
             return Target(Kind.HOST_APP, reason=f"{host} is a dispatch domain")
+        # No top-level domain is all digits: such a host is an IP address
+        # (a client that asked by address, or a health check), no domain.
+        if host[:1] == "[" or host.rpartition(".")[2].isdigit():
+            return Target(Kind.HOST_APP, reason=f"{host} is an IP address")
         if rules.custom_domains and rules.subdomain_factory is not None:
             return Target(Kind.DOMAIN, host)
         return Target(Kind.HOST_APP, reason=f"{host} is outside the dispatch domains")

@@ -627,7 +627,7 @@ def test_check_refuses_a_url_it_cannot_read(app: Flask, url: str, message: str) 
             id="domain-of-a-tenant",
         ),
         pytest.param(
-            "http://127.0.0.1/acme/notes/1",
+            "http://other.test/acme/notes/1",
             lines(
                 "path tenant 'acme'",
                 "  custom domain: the resolver says no tenant",

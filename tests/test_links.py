@@ -99,19 +99,24 @@ def test_a_domain_of_a_tenant_named_like_a_host_app_path(site: Flask, built: lis
 
 
 @pytest.mark.parametrize(
-    ("host", "status", "body"),
+    ("host", "status", "body", "asked"),
     [
-        pytest.param("unknown.org", 200, "host index", id="unknown-domain-is-the-host-app"),
-        pytest.param("bad.com", 200, "host index", id="resolver-gives-no-tenant-name"),
-        pytest.param("acme..com", 400, "site 400 page", id="malformed"),
+        pytest.param("unknown.org", 200, "host index", True, id="unknown-domain-is-the-host-app"),
+        pytest.param("bad.com", 200, "host index", True, id="resolver-gives-no-tenant-name"),
+        pytest.param("acme..com", 400, "site 400 page", False, id="malformed"),
+        # Never a custom domain: the resolver is not asked.
+        pytest.param("10.0.0.1", 200, "host index", False, id="ipv4-address"),
+        pytest.param("10.0.0.2:8080", 200, "host index", False, id="ipv4-address-and-port"),
+        pytest.param("[2001:db8::1]", 200, "host index", False, id="ipv6-address"),
+        pytest.param("0", 200, "host index", False, id="digits-only"),
     ],
 )
 def test_hosts_the_resolver_does_not_claim(
-    site: Flask, domains: Domains, host: str, status: int, body: str
+    site: Flask, domains: Domains, host: str, status: int, body: str, asked: bool
 ) -> None:
     response = call(site, host=host)
     assert (response.status, response.body) == (status, body)
-    assert domains.calls == ([] if status == 400 else [host])
+    assert domains.calls == ([host] if asked else [])
 
 
 def test_answers_are_remembered_and_evict_forgets_them(
