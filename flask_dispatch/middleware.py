@@ -129,10 +129,13 @@ class DispatchMiddleware:
         """The host app's side, a bad host, or a name no tenant can have."""
         if target.kind is _HOST_APP:
             script_name, path = environ.get("SCRIPT_NAME", ""), environ.get("PATH_INFO", "")
-            if script_name[-1:] == "/" and path[:1] not in ("/", ""):
-                # gunicorn given SCRIPT_NAME "/pre/" passes "/pre/" and "acme/x"
-                # for /pre/acme/x: the same URL, split one slash late.
-                environ["SCRIPT_NAME"], environ["PATH_INFO"] = script_name[:-1], "/" + path
+            if path[:1] not in ("/", ""):
+                # Werkzeug reads PATH_INFO "acme/x" as "/acme/x": gunicorn given
+                # SCRIPT_NAME "/pre/" passes "/pre/" and "acme/x" for /pre/acme/x,
+                # and Werkzeug's server "" and "acme/x" for "GET acme/x".
+                if script_name[-1:] == "/":
+                    environ["SCRIPT_NAME"] = script_name[:-1]
+                environ["PATH_INFO"] = "/" + path
                 return self(environ, start_response)
             return self.wsgi_app(environ, start_response)
         bad_host = target.kind is Kind.BAD_HOST
