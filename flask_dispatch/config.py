@@ -17,6 +17,8 @@ import warnings
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from werkzeug.sansio.utils import host_is_trusted
+
 from .hosts import canonical_host
 
 #: Parent domain(s) under which ``<name>.<domain>`` selects a tenant.
@@ -133,6 +135,7 @@ class DispatchSettings:
         :raises DispatchConfigError: naming the key at fault.
         """
         _warn_about_misspelt_keys(config)
+        _check_trusted_hosts(config.get("TRUSTED_HOSTS"))
         listed = _domains(config.get(DOMAIN), config.get("SERVER_NAME"))
         # Longest first, so "a.example.com" is tried before "example.com".
         domains = tuple(sorted(set(listed), key=lambda domain: (-len(domain), domain)))
@@ -173,6 +176,20 @@ def _warn_about_misspelt_keys(config: t.Mapping[str, t.Any]) -> None:
                     f" {prefix}{close[0]}?",
                     stacklevel=4,
                 )
+
+
+def _check_trusted_hosts(value: object) -> None:
+    """Werkzeug checks a request's host against each ``TRUSTED_HOSTS``
+    entry in turn, encoding it as IDNA: one it cannot encode (``a..b.com``)
+    raises from every request that reaches it, past any error page."""
+    for entry in [value] if isinstance(value, str) else value or ():
+        try:
+            host_is_trusted("localhost", [entry])
+        except (UnicodeError, AttributeError) as e:
+            raise DispatchConfigError(
+                f"TRUSTED_HOSTS has {entry!r}, which is not a host name ({e}): every"
+                " request checked against it would fail."
+            ) from e
 
 
 def _domains(value: object, server_name: object) -> tuple[str, ...]:

@@ -161,6 +161,10 @@ def test_a_huge_integer_limit_is_no_limit() -> None:
         pytest.param(keys.REDIS_URL, "redis://localhost:notaport/0", id="redis-url-bad-port"),
         pytest.param(keys.REDIS_URL, "redis://localhost:6379/x", id="redis-url-bad-database"),
         pytest.param(keys.REDIS_PREFIX, "", id="redis-prefix-empty"),
+        # Flask's own, but it would fail every request past dispatch's error pages.
+        pytest.param("TRUSTED_HOSTS", ["example.com", "a..b.com"], id="trusted-hosts-empty-label"),
+        pytest.param("TRUSTED_HOSTS", "x" * 64 + ".com", id="trusted-host-long-label"),
+        pytest.param("TRUSTED_HOSTS", [".example.com", 3], id="trusted-host-not-str"),
     ],
 )
 def test_invalid_setting_fails_at_startup_naming_the_key(key: str, value: t.Any) -> None:
