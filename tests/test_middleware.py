@@ -300,7 +300,9 @@ def test_mounts_not_on_tenant_subdomains(
         pytest.param("acme/x", "/", "path:acme|/acme|/x|acme", ["acme"], id="no-slash-at-root"),
         # What Werkzeug's server passes for the request line "GET acme/x".
         pytest.param("acme/x", "", "path:acme|/acme|/x|acme", ["acme"], id="no-slash-at-all"),
-        pytest.param("acme/x", "/pre", "path:acme|/pre/acme|/x|acme", ["acme"], id="no-slash-after"),
+        pytest.param(
+            "acme/x", "/pre", "path:acme|/pre/acme|/x|acme", ["acme"], id="no-slash-after"
+        ),
         pytest.param("login", "/pre/", "host login", [], id="host-rule-without-leading-slash"),
         pytest.param("/login", "", "host login", [], id="host-rule-never-asked"),
         pytest.param("/static/x.css", "", "site 404 page", [], id="static-never-asked"),
