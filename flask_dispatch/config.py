@@ -182,14 +182,17 @@ def _check_trusted_hosts(value: object) -> None:
     """Werkzeug checks a request's host against each ``TRUSTED_HOSTS``
     entry in turn, encoding it as IDNA: one it cannot encode (``a..b.com``)
     raises from every request that reaches it, past any error page."""
-    for entry in [value] if isinstance(value, str) else value or ():
+    entries = [value] if isinstance(value, str) else value or ()
+    for entry in t.cast("t.Iterable[object]", entries):
         try:
+            if not isinstance(entry, str):
+                raise TypeError("not a string")
             host_is_trusted("localhost", [entry])
-        except (UnicodeError, AttributeError) as e:
+        except (TypeError, UnicodeError) as e:
             raise DispatchConfigError(
                 f"TRUSTED_HOSTS has {entry!r}, which is not a host name ({e}): every"
                 " request checked against it would fail."
-            ) from e
+            ) from None
 
 
 def _domains(value: object, server_name: object) -> tuple[str, ...]:
