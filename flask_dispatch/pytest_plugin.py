@@ -217,9 +217,11 @@ def tenant_client(app: Flask) -> TenantClientFactory:
 #: Where a test's fixture request is kept, for :func:`pytest_runtest_teardown`.
 _REQUEST = pytest.StashKey[pytest.FixtureRequest]()
 #: In the session's stash (fixtures of any scope are torn down, so not in a
-#: fixture's own node): the apps tests have used, whose tenants are dropped
-#: after a fixture's teardown, and the first failure to drop them there.
+#: fixture's own node): the apps tests have used; how many creations each
+#: had made as a fixture's teardown began, by fixture; and the first failure
+#: to drop the tenants a fixture's teardown built.
 _USED = pytest.StashKey["weakref.WeakSet[Flask]"]()
+_CREATIONS = pytest.StashKey["dict[object, list[tuple[weakref.ref[Flask], int]]]"]()
 _FAILED = pytest.StashKey[Exception]()
 
 
@@ -261,19 +263,45 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, pluggy.Result[
         _report(outcome, failed)
 
 
-def pytest_fixture_post_finalizer(fixturedef: object, request: pytest.FixtureRequest) -> None:
-    """After a fixture was torn down: drop what its teardown built (a tidy
-    fixture logs out), before the fixtures it used go too. Whenever that
-    is: a module's fixtures go at the end of its last test, which may not
-    use ``app``, and a parametrized one before the test of its next
-    parameter. A failure is kept for the test's teardown: raised here, it
-    would leave pytest's fixture half torn down."""
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[t.Any], request: pytest.FixtureRequest
+) -> Generator[None, pluggy.Result[t.Any], None]:
+    """Count the creations of the apps tests have used as the fixture's
+    teardown begins: finalizers run last added first, so this one runs just
+    before the fixture's own."""
+    yield
     stash = request.node.session.stash
-    for app in list(stash.get(_USED, ())):
+
+    def count_creations() -> None:
+        counts = [(weakref.ref(app), _creations(app)) for app in stash.get(_USED, ())]
+        stash.setdefault(_CREATIONS, {})[fixturedef] = counts
+
+    fixturedef.addfinalizer(count_creations)
+
+
+def pytest_fixture_post_finalizer(
+    fixturedef: pytest.FixtureDef[t.Any], request: pytest.FixtureRequest
+) -> None:
+    """After a fixture was torn down: drop the tenants of an app its
+    teardown built one for (a tidy fixture logs out), before the fixtures
+    it used go too, whenever pytest tears it down (a module's fixtures at
+    the end of its last test, which may not use ``app``; a parametrized one
+    as the next parameter's is set up). A failure is kept for the test's
+    teardown: raised here, it would leave pytest's fixture half torn down."""
+    stash = request.node.session.stash
+    for ref, before in stash.get(_CREATIONS, {}).pop(fixturedef, ()):
+        app = ref()
         try:
-            _drop_if_any(app)
+            if app is not None and _creations(app) > before:
+                _drop_tenants(app)
         except Exception as e:
             stash.setdefault(_FAILED, e)
+
+
+def _creations(app: Flask) -> int:
+    state = _dispatch_state(app)
+    return -1 if state is None else state.registry.stats().creations
 
 
 def _report(outcome: pluggy.Result[None], failed: Exception) -> None:

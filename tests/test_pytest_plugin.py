@@ -527,6 +527,74 @@ def test_tenants_built_by_a_parametrized_fixtures_teardown_are_dropped(
     result.assert_outcomes(passed=2)
 
 
+@pytest.mark.parametrize(
+    ("tests", "passed"),
+    [
+        # For [postgres-en], pytest sets up "warm_acme" again, which builds
+        # acme, then finalizes the "locale" of [sqlite-de], in one setup.
+        pytest.param(
+            """
+            import pytest
+
+            @pytest.fixture(scope="session", params=["sqlite", "postgres"])
+            def backend(request):
+                return request.param
+
+            @pytest.fixture(scope="session")
+            def warm_acme(backend, app):
+                app.test_client().get("/", base_url="http://acme.example.com/")
+                return {"fresh": True}
+
+            @pytest.fixture(scope="module", params=["en", "de"])
+            def locale(request):
+                yield request.param
+
+            def test_one(warm_acme, locale, app):
+                if warm_acme.pop("fresh", False):  # the first test after its setup
+                    assert "acme" in app.extensions["dispatch"].registry
+            """,
+            4,
+            id="a-fixture-torn-down-during-setup",
+        ),
+        # A test without app: its fixtures are its own business.
+        pytest.param(
+            """
+            import pytest
+            SITE = make_dispatch_app()
+
+            @pytest.fixture
+            def app():
+                return SITE
+
+            def test_uses_app(app):
+                pass
+
+            @pytest.fixture
+            def acme():
+                yield SITE.test_client().get("/", base_url="http://acme.example.com/")
+                assert "acme" in SITE.extensions["dispatch"].registry
+
+            @pytest.fixture
+            def other():
+                yield
+
+            def test_without_app(acme, other):
+                pass
+            """,
+            2,
+            id="fixtures-of-a-test-without-app",
+        ),
+    ],
+)
+def test_tenants_that_no_fixtures_teardown_built_stay_until_the_test_ends(
+    pytester: Pytester, tests: str, passed: int
+) -> None:
+    conftest = CONFTEST + APP_FIXTURE.replace("@pytest.fixture", '@pytest.fixture(scope="session")')
+    tests = "from conftest import make_dispatch_app\n" + textwrap.dedent(tests)
+    result = run(pytester, tests, conftest=conftest)
+    result.assert_outcomes(passed=passed)
+
+
 # An app whose teardown_appcontext fails once BROKEN is set, after a
 # database fixture that records when it is torn down.
 BREAKABLE_APP = """
