@@ -135,7 +135,7 @@ class DispatchSettings:
         :raises DispatchConfigError: naming the key at fault.
         """
         _warn_about_misspelt_keys(config)
-        _check_trusted_hosts(config.get("TRUSTED_HOSTS"))
+        trusted_hosts(config.get("TRUSTED_HOSTS"))
         listed = _domains(config.get(DOMAIN), config.get("SERVER_NAME"))
         # Longest first, so "a.example.com" is tried before "example.com".
         domains = tuple(sorted(set(listed), key=lambda domain: (-len(domain), domain)))
@@ -178,12 +178,23 @@ def _warn_about_misspelt_keys(config: t.Mapping[str, t.Any]) -> None:
                 )
 
 
-def _check_trusted_hosts(value: object) -> None:
-    """Werkzeug checks a request's host against each ``TRUSTED_HOSTS``
-    entry in turn, encoding it as IDNA: one it cannot encode (``a..b.com``)
-    raises from every request that reaches it, past any error page."""
-    entries = [value] if isinstance(value, str) else value or ()
-    for entry in t.cast("t.Iterable[object]", entries):
+def trusted_hosts(value: object) -> tuple[str, ...] | None:
+    """``TRUSTED_HOSTS`` as Werkzeug reads it (a list, or one host), checked:
+    Werkzeug checks a request's host against each entry in turn, encoding
+    it as IDNA, and one it cannot encode (``a..b.com``) raises from every
+    request that reaches it, past any error page.
+
+    :param value: the app's ``TRUSTED_HOSTS``.
+    :raises DispatchConfigError: naming the entry at fault.
+    """
+    if value is None:
+        return None
+    try:
+        entries = (value,) if isinstance(value, str) else tuple(t.cast("t.Iterable[object]", value))
+    except TypeError:
+        message = f"TRUSTED_HOSTS must be a host or a list of them, got {value!r}."
+        raise DispatchConfigError(message) from None
+    for entry in entries:
         try:
             if not isinstance(entry, str):
                 raise TypeError("not a string")
@@ -193,6 +204,7 @@ def _check_trusted_hosts(value: object) -> None:
                 f"TRUSTED_HOSTS has {entry!r}, which is not a host name ({e}): every"
                 " request checked against it would fail."
             ) from None
+    return t.cast("tuple[str, ...]", entries)
 
 
 def _domains(value: object, server_name: object) -> tuple[str, ...]:
@@ -220,14 +232,14 @@ def _domains(value: object, server_name: object) -> tuple[str, ...]:
         raise DispatchConfigError(
             f"{DOMAIN} must be a domain name or a list of them, got {value!r}."
         )
-    if isinstance(raw, (set, frozenset)):
-        raw = sorted(raw, key=lambda domain: (len(domain), domain))
     domains = []
     for item in raw:
         host = canonical_host(item)
         if host is None or host.startswith("["):
             raise DispatchConfigError(f"{DOMAIN} has an invalid domain name {item!r}.")
         domains.append(host)
+    if isinstance(raw, (set, frozenset)):
+        domains.sort(key=lambda domain: (len(domain), domain))
     return tuple(domains)
 
 

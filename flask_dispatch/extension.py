@@ -201,7 +201,7 @@ class DispatchState:
         else a host of ``TRUSTED_HOSTS``, the first that ``TRUSTED_HOSTS``
         accepts (or the host app could build no URL on its error page), else
         ``"localhost"``."""
-        trusted = _trusted_hosts(self.config.get("TRUSTED_HOSTS"))
+        trusted = config.trusted_hosts(self.config.get("TRUSTED_HOSTS"))
         for host in (
             self.config.get("SERVER_NAME"),
             self.settings.main_domain,
@@ -215,7 +215,7 @@ class DispatchState:
     def rejects_host(self, raw_host: str) -> bool:
         """Whether the router answers ``raw_host`` with a 400: malformed, or
         not in ``TRUSTED_HOSTS``."""
-        trusted = _trusted_hosts(self.config.get("TRUSTED_HOSTS"))
+        trusted = config.trusted_hosts(self.config.get("TRUSTED_HOSTS"))
         return host_problem(raw_host, trusted) is not None
 
     def build_router(self) -> Router:
@@ -290,7 +290,7 @@ class DispatchState:
                 subdomain_factory=extension.subdomain_factory,
                 path_factory=extension.path_factory,
                 custom_domains=extension.domain_resolver is not None,
-                trusted_hosts=_trusted_hosts(self.config.get("TRUSTED_HOSTS")),
+                trusted_hosts=config.trusted_hosts(self.config.get("TRUSTED_HOSTS")),
             ),
             # Room for every held tenant under two spellings of its host.
             memo_size=max(1024, 2 * settings.max_instances),
@@ -366,13 +366,6 @@ def _evicted_elsewhere(ref: weakref.ref[DispatchState], name: str | None) -> Non
 
 def _close_in_background(bus: EvictionBus) -> None:
     threading.Thread(target=bus.close, name="flask_dispatch-close", daemon=True).start()
-
-
-def _trusted_hosts(value: t.Any) -> tuple[str, ...] | None:
-    """``TRUSTED_HOSTS`` as Werkzeug reads it: a list, or one host."""
-    if value is None:
-        return None
-    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def _housekeep(ref: weakref.ref[TenantRegistry], period: float) -> None:

@@ -126,8 +126,11 @@ def host_problem(raw_host: str, trusted_hosts: tuple[str, ...] | None) -> str | 
     :param raw_host: the ``Host`` header as the server passed it.
     :param trusted_hosts: the host app's ``TRUSTED_HOSTS``.
     """
-    if trusted_hosts is not None and not host_is_trusted(raw_host, trusted_hosts):
-        return UNTRUSTED_HOST
+    try:
+        if trusted_hosts is not None and not host_is_trusted(raw_host, trusted_hosts):
+            return UNTRUSTED_HOST
+    except UnicodeError:  # Werkzeug 3.0 lets IDNA's out for a host such as "a..b.com"
+        return MALFORMED_HOST
     if canonical_host(raw_host) is None:
         return MALFORMED_HOST
     return None
@@ -356,7 +359,8 @@ class Router:
         # No top-level domain is all digits: such a host is an IP address
         # (a client that asked by address, or a health check), no domain.
         if host[:1] == "[" or host.rpartition(".")[2].isdigit():
-            return Target(Kind.HOST_APP, reason=f"{host} is an IP address")
+            reason = f"{host} is no domain name (its last label is all digits, as an IP address's)"
+            return Target(Kind.HOST_APP, reason=reason)
         if rules.custom_domains and rules.subdomain_factory is not None:
             return Target(Kind.DOMAIN, host)
         return Target(Kind.HOST_APP, reason=f"{host} is outside the dispatch domains")

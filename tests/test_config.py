@@ -165,6 +165,7 @@ def test_a_huge_integer_limit_is_no_limit() -> None:
         pytest.param("TRUSTED_HOSTS", ["example.com", "a..b.com"], id="trusted-hosts-empty-label"),
         pytest.param("TRUSTED_HOSTS", "x" * 64 + ".com", id="trusted-host-long-label"),
         pytest.param("TRUSTED_HOSTS", [".example.com", 3], id="trusted-host-not-str"),
+        pytest.param("TRUSTED_HOSTS", 3, id="trusted-hosts-not-a-list"),
     ],
 )
 def test_invalid_setting_fails_at_startup_naming_the_key(key: str, value: t.Any) -> None:

@@ -756,6 +756,11 @@ def test_current_tenant() -> None:
             "http://acme.tenants.example.org/",
             id="the-first-listed-canonical",
         ),
+        pytest.param(
+            {"DISPATCH_DOMAIN": {"B.com", "a.com."}},
+            "http://acme.a.com/",
+            id="a-sets-shortest-canonical-name",
+        ),
     ],
 )
 def test_tenant_url_outside_a_request_is_under_a_dispatch_domain(

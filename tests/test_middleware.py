@@ -12,7 +12,7 @@ import pytest
 from flask import Flask, url_for
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from flask_dispatch import Dispatch, TenantFactoryError, TenantRecursionError
+from flask_dispatch import Dispatch, DispatchConfigError, TenantFactoryError, TenantRecursionError
 
 from .conftest import NamedApp, RecordingFactory, call, make_host_app, wait_for
 
@@ -123,6 +123,47 @@ def test_untrusted_hosts_400_page_builds_urls_on_a_trusted_host(
         400,
         link,
     )
+
+
+@pytest.mark.parametrize(
+    ("configured", "status"),
+    [
+        pytest.param(True, 400, id="site-page"),
+        # A misconfiguration: the request is handed on with another host.
+        pytest.param(False, 500, id="misconfigured"),
+    ],
+)
+def test_a_host_werkzeug_cannot_encode_is_malformed(
+    app: Flask,
+    dispatch: Dispatch,
+    path_factory: RecordingFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    configured: bool,
+    status: int,
+) -> None:
+    # Werkzeug 3.0's host_is_trusted encodes the request's host as IDNA and
+    # lets the error out for "a..b.com" (3.1 refuses it with a pattern first).
+    from werkzeug.sansio import utils
+
+    from flask_dispatch import routing
+
+    def as_werkzeug_3_0(hostname: str, trusted_list: t.Any = None) -> bool:
+        hostname.partition(":")[0].encode("idna")
+        return utils.host_is_trusted(hostname, trusted_list)
+
+    monkeypatch.setattr(routing, "host_is_trusted", as_werkzeug_3_0)
+    app.config["TRUSTED_HOSTS"] = [".example.com"]
+    if not configured:
+        dispatch.domain(lambda host: None)  # with no subdomain factory
+    assert call(app, host="a..b.com").status == status
+
+
+def test_trusted_hosts_set_after_init_app_are_checked_at_the_first_request() -> None:
+    app = make_host_app()
+    Dispatch(app).path(RecordingFactory())
+    app.config["TRUSTED_HOSTS"] = ["a..b.com", "example.com"]
+    with pytest.raises(DispatchConfigError, match=r"TRUSTED_HOSTS has 'a\.\.b\.com'"):
+        call(app, host="example.com")
 
 
 # Rule 3: subdomains.
