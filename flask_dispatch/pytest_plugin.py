@@ -217,11 +217,11 @@ def tenant_client(app: Flask) -> TenantClientFactory:
 #: Where a test's fixture request is kept, for :func:`pytest_runtest_teardown`.
 _REQUEST = pytest.StashKey[pytest.FixtureRequest]()
 #: In the session's stash (fixtures of any scope are torn down, so not in a
-#: fixture's own node): the apps tests have used; how many creations each
-#: had made as a fixture's teardown began, by fixture; and the first failure
-#: to drop the tenants a fixture's teardown built.
-_USED = pytest.StashKey["weakref.WeakSet[Flask]"]()
-_CREATIONS = pytest.StashKey["dict[object, list[tuple[weakref.ref[Flask], int]]]"]()
+#: fixture's own node): the app the last test that used one used; how many
+#: creations it had made as a fixture's teardown began, by fixture; and the
+#: first failure to drop the tenants a fixture's teardown built.
+_LAST_APP = pytest.StashKey["weakref.ref[Flask]"]()
+_CREATIONS = pytest.StashKey["dict[object, tuple[weakref.ref[Flask], int]]"]()
 _FAILED = pytest.StashKey[Exception]()
 
 
@@ -247,7 +247,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, pluggy.Result[
     try:  # nothing may escape before the yield: the fixtures would stay up
         app = _app_used(item)
         if isinstance(app, Flask):
-            stash.setdefault(_USED, weakref.WeakSet()).add(app)
+            stash[_LAST_APP] = weakref.ref(app)
         _drop_tenants(app)
     except Exception as e:
         failed = e
@@ -267,15 +267,18 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, pluggy.Result[
 def pytest_fixture_setup(
     fixturedef: pytest.FixtureDef[t.Any], request: pytest.FixtureRequest
 ) -> Generator[None, pluggy.Result[t.Any], None]:
-    """Count the creations of the apps tests have used as the fixture's
-    teardown begins: finalizers run last added first, so this one runs just
-    before the fixture's own."""
+    """Count the creations of the last app a test used as the fixture's
+    teardown begins (finalizers run last added first, so this one runs just
+    before the fixture's own): the fixtures torn down outside a test that
+    used ``app`` are those the tests before it shared."""
     yield
     stash = request.node.session.stash
 
     def count_creations() -> None:
-        counts = [(weakref.ref(app), _creations(app)) for app in stash.get(_USED, ())]
-        stash.setdefault(_CREATIONS, {})[fixturedef] = counts
+        ref = stash.get(_LAST_APP, None)
+        app = None if ref is None else ref()
+        if app is not None:
+            stash.setdefault(_CREATIONS, {})[fixturedef] = (ref, _creations(app))
 
     fixturedef.addfinalizer(count_creations)
 
@@ -290,13 +293,13 @@ def pytest_fixture_post_finalizer(
     as the next parameter's is set up). A failure is kept for the test's
     teardown: raised here, it would leave pytest's fixture half torn down."""
     stash = request.node.session.stash
-    for ref, before in stash.get(_CREATIONS, {}).pop(fixturedef, ()):
-        app = ref()
-        try:
-            if app is not None and _creations(app) > before:
-                _drop_tenants(app)
-        except Exception as e:
-            stash.setdefault(_FAILED, e)
+    ref, before = stash.get(_CREATIONS, {}).pop(fixturedef, (None, 0))
+    app = None if ref is None else ref()
+    try:
+        if app is not None and _creations(app) > before:
+            _drop_tenants(app)
+    except Exception as e:
+        stash.setdefault(_FAILED, e)
 
 
 def _creations(app: Flask) -> int:
