@@ -34,7 +34,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from . import DispatchConfigError, DispatchState
+from . import DispatchConfigError, DispatchState, tenant_created
 from .extension import receiver_failures
 from .links import By, default_by
 
@@ -216,13 +216,33 @@ def tenant_client(app: Flask) -> TenantClientFactory:
 
 #: Where a test's fixture request is kept, for :func:`pytest_runtest_teardown`.
 _REQUEST = pytest.StashKey[pytest.FixtureRequest]()
-#: In the session's stash (fixtures of any scope are torn down, so not in a
-#: fixture's own node): the app the last test that used one used; how many
-#: creations it had made as a fixture's teardown began, by fixture; and the
-#: first failure to drop the tenants a fixture's teardown built.
-_LAST_APP = pytest.StashKey["weakref.ref[Flask]"]()
-_CREATIONS = pytest.StashKey["dict[object, tuple[weakref.ref[Flask], int]]"]()
+#: In the config's stash (fixtures of any scope are torn down, so not in a
+#: fixture's own node): the apps tests have used; the tenants built since a
+#: fixture was last set up or torn down, with their host app; the receiver
+#: of ``tenant_created`` that records them; and the first failure to drop
+#: the tenants a fixture's teardown built.
+_USED = pytest.StashKey["weakref.WeakSet[Flask]"]()
+_BUILT = pytest.StashKey["list[tuple[weakref.ref[Flask], str]]"]()
+_RECORD = pytest.StashKey["t.Callable[..., None]"]()
 _FAILED = pytest.StashKey[Exception]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Record each tenant built, with its host app."""
+    built: list[tuple[weakref.ref[Flask], str]] = []
+    config.stash[_BUILT], config.stash[_USED] = built, weakref.WeakSet()
+
+    def record(sender: Flask, name: str, **extra: t.Any) -> None:
+        built.append((weakref.ref(sender), name))  # on a creation thread: atomic
+
+    config.stash[_RECORD] = record
+    tenant_created.connect(record, weak=False)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    record = config.stash.get(_RECORD, None)
+    if record is not None:
+        tenant_created.disconnect(record)
 
 
 @pytest.fixture(autouse=True)
@@ -243,14 +263,15 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, pluggy.Result[
     whatever fails here; then the test errors (under pluggy 1.0, the
     failure is logged)."""
     app, failed = None, None
-    stash = item.session.stash
+    stash = item.config.stash
     try:  # nothing may escape before the yield: the fixtures would stay up
         app = _app_used(item)
         if isinstance(app, Flask):
-            stash[_LAST_APP] = weakref.ref(app)
+            stash[_USED].add(app)
         _drop_tenants(app)
     except Exception as e:
         failed = e
+    stash[_BUILT].clear()  # by the test, or its setup: not by a teardown
     outcome = yield
     if _FAILED in stash:  # after a fixture's teardown
         failed = failed or stash[_FAILED]
@@ -265,46 +286,32 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, pluggy.Result[
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_fixture_setup(
-    fixturedef: pytest.FixtureDef[t.Any], request: pytest.FixtureRequest
+    fixturedef: object, request: pytest.FixtureRequest
 ) -> Generator[None, pluggy.Result[t.Any], None]:
-    """Count the creations of the last app a test used as the fixture's
-    teardown begins (finalizers run last added first, so this one runs just
-    before the fixture's own): the fixtures torn down outside a test that
-    used ``app`` are those the tests before it shared."""
+    """What a fixture's setup built is not a teardown's."""
     yield
-    stash = request.node.session.stash
-
-    def count_creations() -> None:
-        ref = stash.get(_LAST_APP, None)
-        app = None if ref is None else ref()
-        if app is not None:
-            stash.setdefault(_CREATIONS, {})[fixturedef] = (ref, _creations(app))
-
-    fixturedef.addfinalizer(count_creations)
+    request.config.stash[_BUILT].clear()
 
 
-def pytest_fixture_post_finalizer(
-    fixturedef: pytest.FixtureDef[t.Any], request: pytest.FixtureRequest
-) -> None:
-    """After a fixture was torn down: drop the tenants of an app its
-    teardown built one for (a tidy fixture logs out), before the fixtures
+def pytest_fixture_post_finalizer(fixturedef: object, request: pytest.FixtureRequest) -> None:
+    """After a fixture was torn down: drop the tenants its teardown built
+    (a tidy fixture logs out) of apps tests have used, before the fixtures
     it used go too, whenever pytest tears it down (a module's fixtures at
     the end of its last test, which may not use ``app``; a parametrized one
-    as the next parameter's is set up). A failure is kept for the test's
-    teardown: raised here, it would leave pytest's fixture half torn down."""
-    stash = request.node.session.stash
-    ref, before = stash.get(_CREATIONS, {}).pop(fixturedef, (None, 0))
-    app = None if ref is None else ref()
-    try:
-        if app is not None and _creations(app) > before:
-            _drop_tenants(app)
-    except Exception as e:
-        stash.setdefault(_FAILED, e)
-
-
-def _creations(app: Flask) -> int:
-    state = _dispatch_state(app)
-    return -1 if state is None else state.registry.stats().creations
+    as the next parameter's is set up). Tenants other fixtures built stay.
+    A failure is kept for the test's teardown: raised here, it would leave
+    pytest's fixture half torn down."""
+    stash = request.config.stash
+    log, used = stash[_BUILT], stash[_USED]
+    built = log.copy()
+    log.clear()
+    for ref, name in built:
+        app = ref()
+        try:
+            if app is not None and app in used:
+                _drop_tenants(app, name)
+        except Exception as e:
+            stash.setdefault(_FAILED, e)
 
 
 def _report(outcome: pluggy.Result[None], failed: Exception) -> None:
@@ -350,10 +357,11 @@ def _drop_if_any(app: object) -> None:
         _drop_tenants(app)
 
 
-def _drop_tenants(app: object) -> None:
-    """Drop every tenant of ``app``'s registry, in this process. What a
-    ``tenant_evicted`` receiver raises is raised here: served, dispatch
-    logs it and goes on; in a test, a release that fails is an error."""
+def _drop_tenants(app: object, name: str | None = None) -> None:
+    """Drop tenant ``name`` (by default, every tenant) of ``app``'s
+    registry, in this process. What a ``tenant_evicted`` receiver raises is
+    raised here: served, dispatch logs it and goes on; in a test, a release
+    that fails is an error."""
     state = _dispatch_state(app)
     if isinstance(app, Flask) and state is not None:
         failures: list[BaseException] = []
@@ -361,7 +369,7 @@ def _drop_tenants(app: object) -> None:
         try:
             # In an app context, like requests that evict, for the receivers.
             with app.app_context():
-                state.evict(None, everywhere=False)  # this process only
+                state.evict(name, everywhere=False)  # this process only
         finally:
             receiver_failures.reset(token)
         if failures:

@@ -494,6 +494,27 @@ def acme(tenant_database, app):
             """,
             id="built-again-after-a-test-without-app",
         ),
+        # By a cleanup the fixture adds while the test runs.
+        pytest.param(
+            """
+            import pytest
+
+            @pytest.fixture
+            def login(tenant_database, app, request):
+                def login():
+                    client = app.test_client()
+                    logout = lambda: client.get("/", base_url="http://acme.example.com/")
+                    request.addfinalizer(logout)
+                return login
+
+            def test_one(login):
+                login()
+
+            def test_two(app):
+                assert list(app.extensions["dispatch"].registry) == []
+            """,
+            id="built-again-by-a-cleanup-added-later",
+        ),
     ],
 )
 def test_tenants_are_dropped_before_the_fixtures_they_use_are_torn_down(
@@ -502,6 +523,29 @@ def test_tenants_are_dropped_before_the_fixtures_they_use_are_torn_down(
     conftest = CONFTEST + APP_FIXTURE.replace("@pytest.fixture", f"@pytest.fixture({scope})")
     conftest += TENANT_DATABASE.replace("SCOPE", fixture_scope)
     result = run(pytester, tests, conftest=conftest)
+    result.assert_outcomes(passed=2)
+
+
+def test_a_tenant_built_by_a_fixtures_teardown_is_dropped_whatever_app_the_test_used(
+    pytester: Pytester,
+) -> None:
+    # Package a's session fixtures go at the end of the session, after b's
+    # test, which used another app.
+    pytester.makeini(INI)
+    pytester.makeconftest(CONFTEST)
+    pytester.mkpydir("a").joinpath("conftest.py").write_text(
+        "from conftest import *\n"
+        + TENANT_DATABASE.replace("SCOPE", 'scope="session"')
+        + APP_FIXTURE.replace("@pytest.fixture", '@pytest.fixture(scope="session")')
+    )
+    pytester.path.joinpath("a", "test_a.py").write_text(
+        "def test_a(acme):\n    acme.get('/', base_url='http://acme.example.com/')\n"
+    )
+    pytester.mkpydir("b").joinpath("conftest.py").write_text(
+        "from conftest import *\n" + APP_FIXTURE
+    )
+    pytester.path.joinpath("b", "test_b.py").write_text("def test_b(app):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
 
 
@@ -546,8 +590,9 @@ def test_tenants_built_by_a_parametrized_fixtures_teardown_are_dropped(
                 return {"fresh": True}
 
             @pytest.fixture(scope="module", params=["en", "de"])
-            def locale(request):
+            def locale(request, app):
                 yield request.param
+                app.test_client().get("/", base_url="http://globex.example.com/")
 
             def test_one(warm_acme, locale, app):
                 if warm_acme.pop("fresh", False):  # the first test after its setup
@@ -577,6 +622,7 @@ def test_tenants_built_by_a_parametrized_fixtures_teardown_are_dropped(
             @pytest.fixture
             def other():
                 yield
+                SITE.test_client().get("/", base_url="http://globex.example.com/")
 
             def test_without_app(acme, other):
                 pass
