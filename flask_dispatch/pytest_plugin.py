@@ -11,8 +11,8 @@ turns it off). It builds on the ``app`` fixture that your project defines for
     registry, and every remembered "no such tenant" answer, is dropped, so no
     tenant outlives the test that created it, even when ``app`` is a
     session-scoped fixture or a module-level app. It happens before the
-    test's fixtures are torn down, and again after each fixture whose
-    teardown built a tenant (whenever pytest tears it down).
+    test's fixtures are torn down; the tenants a fixture's teardown builds
+    are dropped right after it (whenever pytest tears it down).
 
 Test suites whose tests use no ``app`` fixture, or whose ``app`` does not use
 dispatch, are left alone.
@@ -257,8 +257,8 @@ def _dispatch_clear_tenants(request: pytest.FixtureRequest) -> None:
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, pluggy.Result[None], None]:
     """After a test that used ``app``, drop every tenant and remembered miss
     of the app's dispatch registry: before the fixtures are torn down, as
-    the ``tenant_evicted`` receivers may close what those fixtures remove,
-    and again after each fixture whose teardown built a tenant again (see
+    the ``tenant_evicted`` receivers may close what those fixtures remove
+    (what a fixture's teardown builds again goes after it: see
     :func:`pytest_fixture_post_finalizer`). The fixtures are torn down
     whatever fails here; then the test errors (under pluggy 1.0, the
     failure is logged)."""
