@@ -135,7 +135,7 @@ class DispatchSettings:
         :raises DispatchConfigError: naming the key at fault.
         """
         _warn_about_misspelt_keys(config)
-        trusted_hosts(config.get("TRUSTED_HOSTS"))
+        _check_trusted_hosts(config.get("TRUSTED_HOSTS"))
         listed = _domains(config.get(DOMAIN), config.get("SERVER_NAME"))
         # Longest first, so "a.example.com" is tried before "example.com".
         domains = tuple(sorted(set(listed), key=lambda domain: (-len(domain), domain)))
@@ -179,18 +179,22 @@ def _warn_about_misspelt_keys(config: t.Mapping[str, t.Any]) -> None:
 
 
 def trusted_hosts(value: object) -> tuple[str, ...] | None:
-    """``TRUSTED_HOSTS`` as Werkzeug reads it (a list, or one host), checked:
-    Werkzeug checks a request's host against each entry in turn, encoding
-    it as IDNA, and one it cannot encode (``a..b.com``) raises from every
-    request that reaches it, past any error page.
+    """``TRUSTED_HOSTS`` as Werkzeug reads it: ``None`` (every host) when
+    empty, else the hosts (one may be given as a string).
 
     :param value: the app's ``TRUSTED_HOSTS``.
-    :raises DispatchConfigError: naming the entry at fault.
     """
-    if value is None:
+    if not value:
         return None
+    return (value,) if isinstance(value, str) else tuple(t.cast("t.Iterable[str]", value))
+
+
+def _check_trusted_hosts(value: object) -> None:
+    """Werkzeug checks a request's host against each ``TRUSTED_HOSTS``
+    entry in turn, encoding it as IDNA: one it cannot encode (``a..b.com``)
+    raises from every request that reaches it, past any error page."""
     try:
-        entries = (value,) if isinstance(value, str) else tuple(t.cast("t.Iterable[object]", value))
+        entries: tuple[object, ...] = trusted_hosts(value) or ()
     except TypeError:
         message = f"TRUSTED_HOSTS must be a host or a list of them, got {value!r}."
         raise DispatchConfigError(message) from None
@@ -204,7 +208,6 @@ def trusted_hosts(value: object) -> tuple[str, ...] | None:
                 f"TRUSTED_HOSTS has {entry!r}, which is not a host name ({e}): every"
                 " request checked against it would fail."
             ) from None
-    return t.cast("tuple[str, ...]", entries)
 
 
 def _domains(value: object, server_name: object) -> tuple[str, ...]:

@@ -25,7 +25,6 @@ from contextvars import ContextVar
 from flask import Flask, current_app, has_app_context, has_request_context, request, request_started
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
-from werkzeug.sansio.utils import host_is_trusted
 
 from . import config, links
 from .cli import dispatch_cli
@@ -208,7 +207,7 @@ class DispatchState:
             *self.settings.domains,
             *(pattern.lstrip(".") for pattern in trusted or ()),
         ):
-            if host and (trusted is None or host_is_trusted(host, trusted)):
+            if host and host_problem(host, trusted) is None:
                 return t.cast(str, host)
         return "localhost"
 

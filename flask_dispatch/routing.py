@@ -130,7 +130,7 @@ def host_problem(raw_host: str, trusted_hosts: tuple[str, ...] | None) -> str | 
         if trusted_hosts is not None and not host_is_trusted(raw_host, trusted_hosts):
             return UNTRUSTED_HOST
     except UnicodeError:  # Werkzeug 3.0 lets IDNA's out for a host such as "a..b.com"
-        return MALFORMED_HOST
+        return UNTRUSTED_HOST  # as Werkzeug 3.1 says
     if canonical_host(raw_host) is None:
         return MALFORMED_HOST
     return None
