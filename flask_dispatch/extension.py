@@ -58,6 +58,12 @@ _log = logging.getLogger("flask_dispatch")
 receiver_failures: ContextVar[list[BaseException] | None] = ContextVar(
     "receiver_failures", default=None
 )
+#: Called with ``(host_app, name)`` once ``tenant_created`` was sent for a
+#: new tenant (by a request or a command), in this process: the pytest
+#: plugin learns which tenants a fixture's teardown built without a
+#: receiver of its own, which would change the order blinker calls the
+#: others in.
+created_watchers: list[t.Callable[[Flask, str], None]] = []
 
 #: How long the first request of a forked child that holds tenants from
 #: before the fork waits for the evictions published since the app was made
@@ -794,6 +800,8 @@ def _send_created(app: Flask, name: str, tenant: WSGIApplication) -> None:
         except Exception as e:
             e.add_note(f"{CREATED_RECEIVER_NOTE} {name!r}")
             raise
+    for watch in created_watchers:
+        watch(app, name)
 
 
 def _send_evicted(app: Flask, name: str, tenant: WSGIApplication, reason: EvictReason) -> None:

@@ -34,8 +34,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from . import DispatchConfigError, DispatchState, tenant_created
-from .extension import receiver_failures
+from . import DispatchConfigError, DispatchState
+from .extension import created_watchers, receiver_failures
 from .links import By, default_by
 
 if t.TYPE_CHECKING:
@@ -218,12 +218,12 @@ def tenant_client(app: Flask) -> TenantClientFactory:
 _REQUEST = pytest.StashKey[pytest.FixtureRequest]()
 #: In the config's stash (fixtures of any scope are torn down, so not in a
 #: fixture's own node): the apps tests have used; the tenants built since a
-#: fixture was last set up or torn down, with their host app; the receiver
-#: of ``tenant_created`` that records them; and the first failure to drop
-#: the tenants a fixture's teardown built.
+#: fixture was last set up or torn down, with their host app; the function
+#: that records them; and the first failure to drop the tenants a fixture's
+#: teardown built.
 _USED = pytest.StashKey["weakref.WeakSet[Flask]"]()
 _BUILT = pytest.StashKey["list[tuple[weakref.ref[Flask], str]]"]()
-_RECORD = pytest.StashKey["t.Callable[..., None]"]()
+_RECORD = pytest.StashKey["t.Callable[[Flask, str], None]"]()
 _FAILED = pytest.StashKey[Exception]()
 
 
@@ -232,17 +232,17 @@ def pytest_configure(config: pytest.Config) -> None:
     built: list[tuple[weakref.ref[Flask], str]] = []
     config.stash[_BUILT], config.stash[_USED] = built, weakref.WeakSet()
 
-    def record(sender: Flask, name: str, **extra: t.Any) -> None:
-        built.append((weakref.ref(sender), name))  # on a creation thread: atomic
+    def record(app: Flask, name: str) -> None:
+        built.append((weakref.ref(app), name))  # on a creation thread: atomic
 
     config.stash[_RECORD] = record
-    tenant_created.connect(record, weak=False)
+    created_watchers.append(record)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     record = config.stash.get(_RECORD, None)
-    if record is not None:
-        tenant_created.disconnect(record)
+    if record in created_watchers:
+        created_watchers.remove(record)
 
 
 @pytest.fixture(autouse=True)

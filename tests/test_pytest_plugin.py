@@ -549,6 +549,19 @@ def test_a_tenant_built_by_a_fixtures_teardown_is_dropped_whatever_app_the_test_
     result.assert_outcomes(passed=2)
 
 
+def test_the_plugin_connects_no_receiver(pytester: Pytester) -> None:
+    # One more receiver would change the order blinker calls a suite's own in.
+    tests = """
+        from flask_dispatch import tenant_created, tenant_evicted
+
+        def test_signals(app):
+            assert not tenant_created.receivers
+            assert list(tenant_evicted.receivers) == [id(record_eviction)]
+        """
+    result = run(pytester, "from conftest import record_eviction\n" + textwrap.dedent(tests))
+    result.assert_outcomes(passed=1)
+
+
 def test_tenants_built_by_a_parametrized_fixtures_teardown_are_dropped(
     pytester: Pytester,
 ) -> None:

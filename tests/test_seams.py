@@ -381,9 +381,10 @@ def test_a_tenant_created_receiver_that_raises_fails_the_creation_and_says_so() 
 def test_a_tenant_created_receiver_that_raises_is_followed_by_tenant_evicted(
     through: str,
 ) -> None:
-    # A receiver opened something for the app before it raised (or another
-    # did, before it: blinker calls them in no set order): it must hear that
-    # the app is let go, or the app's resources leak.
+    # A receiver opened something for the app, then raised: it must hear
+    # that the app is let go, or the app's resources leak. (Not two
+    # receivers, one that opens and one that raises: blinker calls them in
+    # no set order.)
     app = make_host_app(TESTING=True)
     dispatch = Dispatch(app)
     dispatch.subdomain(RecordingFactory())
