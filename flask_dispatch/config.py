@@ -242,8 +242,13 @@ def _domains(value: object, server_name: object) -> tuple[str, ...]:
             raise DispatchConfigError(f"{DOMAIN} has an invalid domain name {item!r}.")
         domains.append(host)
     if isinstance(raw, (set, frozenset)):
-        domains.sort(key=lambda domain: (len(domain), domain))
+        domains.sort(key=_shortest_first)
     return tuple(domains)
+
+
+def _shortest_first(domain: str) -> tuple[int, str]:
+    """Sorts domains shortest first, then alphabetically."""
+    return len(domain), domain
 
 
 def _reserved(value: object) -> frozenset[str]:
@@ -334,7 +339,7 @@ def _redis_prefix(config: t.Mapping[str, t.Any], domains: tuple[str, ...]) -> st
         return prefix
     if not domains:
         return "flask_dispatch"
-    return f"flask_dispatch:{min(domains, key=lambda domain: (len(domain), domain))}"
+    return f"flask_dispatch:{min(domains, key=_shortest_first)}"
 
 
 def _flag(config: t.Mapping[str, t.Any], key: str) -> bool:

@@ -36,7 +36,7 @@ from .logs import name_tenant_in_logs
 from .middleware import ERROR_KEY, STATE_KEY, DispatchMiddleware
 from .paths import normalize_mount_prefix, rule_first_segments
 from .registry import Answer, EvictReason, Factory, TenantRegistry
-from .routing import Router, Rules, host_problem
+from .routing import Router, Rules, read_host
 from .sessions import scope_session
 from .signals import tenant_created, tenant_evicted
 from .tenant_apps import flask_app_in, middleware_layers
@@ -206,22 +206,24 @@ class DispatchState:
         else a host of ``TRUSTED_HOSTS``, the first that ``TRUSTED_HOSTS``
         accepts (or the host app could build no URL on its error page), else
         ``"localhost"``."""
-        trusted = config.trusted_hosts(self.config.get("TRUSTED_HOSTS"))
+        trusted = self._trusted_hosts()
         for host in (
             self.config.get("SERVER_NAME"),
             self.settings.main_domain,
             *self.settings.domains,
             *(pattern.lstrip(".") for pattern in trusted or ()),
         ):
-            if host and host_problem(host, trusted) is None:
+            if host and read_host(host, trusted)[0] is not None:
                 return t.cast(str, host)
         return "localhost"
 
     def rejects_host(self, raw_host: str) -> bool:
         """Whether the router answers ``raw_host`` with a 400: malformed, or
         not in ``TRUSTED_HOSTS``."""
-        trusted = config.trusted_hosts(self.config.get("TRUSTED_HOSTS"))
-        return host_problem(raw_host, trusted) is not None
+        return read_host(raw_host, self._trusted_hosts())[0] is None
+
+    def _trusted_hosts(self) -> tuple[str, ...] | None:
+        return config.trusted_hosts(self.config.get("TRUSTED_HOSTS"))
 
     def build_router(self) -> Router:
         """Build the router from what is registered and from the host app's
@@ -295,7 +297,7 @@ class DispatchState:
                 subdomain_factory=extension.subdomain_factory,
                 path_factory=extension.path_factory,
                 custom_domains=extension.domain_resolver is not None,
-                trusted_hosts=config.trusted_hosts(self.config.get("TRUSTED_HOSTS")),
+                trusted_hosts=self._trusted_hosts(),
             ),
             # Room for every held tenant under two spellings of its host.
             memo_size=max(1024, 2 * settings.max_instances),

@@ -119,21 +119,21 @@ MALFORMED_HOST = "Malformed Host header."
 _HOST_APP = Kind.HOST_APP  # a plain name, as in the middleware
 
 
-def host_problem(raw_host: str, trusted_hosts: tuple[str, ...] | None) -> str | None:
-    """Why a :attr:`Kind.BAD_HOST` is bad (:data:`UNTRUSTED_HOST` or
-    :data:`MALFORMED_HOST`), or ``None`` for a host the router takes.
+def read_host(raw_host: str, trusted_hosts: tuple[str, ...] | None) -> tuple[str | None, str]:
+    """The canonical spelling of a host the router takes, and ``""``; or
+    ``None``, and why it is a :attr:`Kind.BAD_HOST` (:data:`UNTRUSTED_HOST`
+    or :data:`MALFORMED_HOST`).
 
     :param raw_host: the ``Host`` header as the server passed it.
     :param trusted_hosts: the host app's ``TRUSTED_HOSTS``.
     """
     try:
         if trusted_hosts is not None and not host_is_trusted(raw_host, trusted_hosts):
-            return UNTRUSTED_HOST
+            return None, UNTRUSTED_HOST
     except UnicodeError:  # Werkzeug 3.0 lets IDNA's out for a host such as "a..b.com"
-        return UNTRUSTED_HOST  # as Werkzeug 3.1 says
-    if canonical_host(raw_host) is None:
-        return MALFORMED_HOST
-    return None
+        return None, UNTRUSTED_HOST  # as Werkzeug 3.1 says
+    host = canonical_host(raw_host)
+    return (host, "") if host is not None else (None, MALFORMED_HOST)
 
 
 #: A first path segment under which mounts must be searched by the whole path.
@@ -347,10 +347,9 @@ class Router:
 
     def _decide_host(self, raw_host: str) -> Target:
         rules = self.rules
-        problem = host_problem(raw_host, rules.trusted_hosts)
-        if problem is not None:
+        host, problem = read_host(raw_host, rules.trusted_hosts)
+        if host is None:
             raise _NotRemembered(Target(Kind.BAD_HOST, reason=problem))
-        host = t.cast(str, canonical_host(raw_host))
         under = self._subdomain_of(host)
         if under is not None:
             return self._decide_subdomain(under[0])
